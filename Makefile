@@ -13,7 +13,7 @@ install: $(BIN)/python
 
 demo: $(BIN)/python
 	$(BIN)/python -m pip install --quiet .
-	$(BIN)/convtrain train configs/digits.yaml --out runs/digits-demo --overwrite
+	$(BIN)/convtrain train configs/digits.yaml
 
 test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'

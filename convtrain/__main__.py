@@ -1,0 +1,3 @@
+from convtrain.cli import main
+
+main()

@@ -1,0 +1,293 @@
+"""YAML network spec -> validated, frozen `Config`. The one config boundary.
+
+Everything after `load_config` trusts what it gets: shapes fit, numbers are in
+range, files are named. Errors are `ConfigError`s naming file, key path and line.
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from convtrain.fields import Section
+from convtrain.layer_specs import LAYER_SPECS, as_array
+from convtrain.yamlsource import apply_override, did_you_mean, load_yaml
+
+LOSSES = ("softmax_cross_entropy", "mse", "hinge")
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("none", "step", "cosine")
+FORMATS = ("idx", "npz", "csv", "builtin")
+BUILTINS = ("digits",)
+TOP_KEYS = ("name", "seed", "dtype", "input", "layers", "loss", "optimizer", "schedule",
+            "train", "data", "log", "checkpoint", "trace")
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    type: str
+    lr: float
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    type: str = "none"
+    every: int = 1
+    gamma: float = 0.1
+    min_lr: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    epochs: int = 1
+    batch_size: int = 32
+    shuffle: bool = True
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where samples come from. `path`s are relative to the working directory."""
+    format: str
+    key_path: str
+    images: str = None
+    labels: str = None
+    path: str = None
+    x_key: str = "x"
+    y_key: str = "y"
+    header: bool = False
+    name: str = None
+    scale: float = 1.0
+    limit: int = None
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    train: SourceSpec = None
+    val: SourceSpec = None
+    val_split: float = 0.0
+
+
+@dataclass(frozen=True)
+class LogSpec:
+    every: int = 50
+    timing: bool = False
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    input: np.ndarray = field(default=None, compare=False)
+    delta: np.ndarray = field(default=None, compare=False)
+    target: int = None
+    published: dict = field(default_factory=dict, compare=False)
+    published_decimals: int = 2
+
+
+@dataclass(frozen=True)
+class Config:
+    file: str
+    name: str
+    seed: int
+    dtype: str
+    input: tuple
+    layers: tuple
+    loss: str
+    optimizer: OptimizerSpec
+    schedule: ScheduleSpec
+    train: TrainSpec
+    data: DataSpec
+    log: LogSpec
+    checkpoint_every: int
+    trace: TraceSpec
+    resolved: dict = field(compare=False, repr=False)
+
+    @property
+    def output_shape(self):
+        return self.layers[-1].out_shape if self.layers else self.input
+
+    @property
+    def num_outputs(self):
+        return int(np.prod(self.output_shape))
+
+    def architecture_fingerprint(self):
+        """Hash of everything that fixes parameter shapes: a checkpoint must match it."""
+        arch = {"input": list(self.input), "dtype": self.dtype,
+                "layers": [[s.type, s.name, list(s.out_shape),
+                            {k: list(v) for k, v in s.param_shapes().items()}]
+                           for s in self.layers]}
+        return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_config(path, overrides=(), text=None):
+    """Read, override (`--set`), validate. Raises ConfigError on anything wrong."""
+    source = load_yaml(path, text)
+    if not isinstance(source.tree, dict):
+        raise source.error((), "the top level must be a mapping (name:, input:, layers:, ...)")
+    for assignment in overrides:
+        apply_override(source, assignment)
+    top = Section(source, (), source.tree, "the top level")
+    default_name = os.path.splitext(os.path.basename(str(path)))[0] if path else "net"
+    name = top.get_str("name", default_name)
+    seed = top.get_int("seed", 0, minimum=0)
+    dtype = top.get_choice("dtype", ("float32", "float64"), "float32")
+    input_shape = _input_shape(top)
+    layers = _layers(top, input_shape)
+    loss = top.get_choice("loss", LOSSES, "softmax_cross_entropy")
+    optimizer = _optimizer(top.section("optimizer", {"type": "sgd", "lr": 0.01}))
+    schedule = _schedule(top.section("schedule", {"type": "none"}))
+    train_section = top.section("train", {})
+    train = TrainSpec(train_section.get_int("epochs", 1, minimum=1),
+                      train_section.get_int("batch_size", 32, minimum=1),
+                      train_section.get_bool("shuffle", True))
+    train_section.finish()
+    data = _data(top.section("data", {}))
+    log_section = top.section("log", {})
+    log = LogSpec(log_section.get_int("every", 50, minimum=1),
+                  log_section.get_bool("timing", False))
+    log_section.finish()
+    checkpoint_section = top.section("checkpoint", {})
+    checkpoint_every = checkpoint_section.get_int("every", 0, minimum=0)
+    checkpoint_section.finish()
+    last_shape = layers[-1].out_shape
+    trace = _trace(top.section("trace", {}), input_shape, last_shape, layers)
+    top.finish()
+    return Config(str(path), name, seed, dtype, input_shape, layers, loss, optimizer, schedule,
+                  train, data, log, checkpoint_every, trace, top.resolved)
+
+
+def _input_shape(top):
+    value = top.get_raw("input")
+    if (not isinstance(value, list) or len(value) != 3
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
+        raise top.error("input", f"must be [C, H, W], three positive integers, got {value!r}")
+    return tuple(value)
+
+
+def _layers(top, input_shape):
+    items = top.get_raw("layers")
+    if not isinstance(items, list) or not items:
+        raise top.error("layers", "must be a non-empty list of layers, each a mapping with `type`")
+    specs, resolved, names, shape = [], [], set(), input_shape
+    for index, item in enumerate(items):
+        section = Section(top.source, ("layers", index), item, f"layer {index}")
+        kind = section.get_str("type")
+        if kind not in LAYER_SPECS:
+            raise section.error("type", f"unknown layer type '{kind}'"
+                                        f"{did_you_mean(kind, LAYER_SPECS)}; known types: "
+                                        f"{', '.join(LAYER_SPECS)}")
+        name = section.get_str("name", f"{_short(kind)}{index + 1}")
+        if name in names:
+            raise section.error("name", f"layer name '{name}' is used twice")
+        names.add(name)
+        spec = LAYER_SPECS[kind].parse(section, index, name, shape)
+        section.finish()
+        specs.append(spec)
+        resolved.append(section.resolved)
+        shape = spec.out_shape
+    top.resolved["layers"] = resolved
+    return tuple(specs)
+
+
+def _short(kind):
+    return {"conv2d": "conv", "leaky_relu": "lrelu"}.get(kind, kind)
+
+
+def _optimizer(section):
+    kind = section.get_choice("type", OPTIMIZERS, "sgd")
+    lr = section.get_float("lr", 0.01 if kind == "sgd" else 0.001, positive=True)
+    weight_decay = section.get_float("weight_decay", 0.0, minimum=0.0)
+    if kind == "sgd":
+        momentum = section.get_float("momentum", 0.0, minimum=0.0, below=1.0)
+        section.finish()
+        return OptimizerSpec(kind, lr, momentum=momentum, weight_decay=weight_decay)
+    beta1 = section.get_float("beta1", 0.9, minimum=0.0, below=1.0)
+    beta2 = section.get_float("beta2", 0.999, minimum=0.0, below=1.0)
+    eps = section.get_float("eps", 1e-8, positive=True)
+    section.finish()
+    return OptimizerSpec(kind, lr, weight_decay=weight_decay, beta1=beta1, beta2=beta2, eps=eps)
+
+
+def _schedule(section):
+    kind = section.get_choice("type", SCHEDULES, "none")
+    if kind == "step":
+        spec = ScheduleSpec(kind, every=section.get_int("every", 1, minimum=1),
+                            gamma=section.get_float("gamma", 0.1, positive=True, maximum=1.0))
+    elif kind == "cosine":
+        spec = ScheduleSpec(kind, min_lr=section.get_float("min_lr", 0.0, minimum=0.0))
+    else:
+        spec = ScheduleSpec(kind)
+    section.finish()
+    return spec
+
+
+def _data(section):
+    train = _source(section.section("train"), "data.train") if section.has("train") else None
+    section.seen.add("train")
+    val, split = None, 0.0
+    if section.has("val"):
+        val_section = section.section("val")
+        if "split" in val_section.raw:
+            split = val_section.get_float("split", positive=True, below=1.0)
+            val_section.finish()
+        else:
+            val = _source(val_section, "data.val")
+    section.seen.add("val")
+    section.finish()
+    return DataSpec(train, val, split)
+
+
+def _source(section, key_path):
+    fmt = section.get_choice("format", FORMATS)
+    scale = section.get_float("scale", 1.0, positive=True)
+    limit = section.get_int("limit", None, minimum=1) if section.has("limit") else None
+    section.seen.add("limit")
+    fields = {}
+    if fmt == "idx":
+        fields = {"images": section.get_str("images"), "labels": section.get_str("labels")}
+    elif fmt == "npz":
+        fields = {"path": section.get_str("path"), "x_key": section.get_str("x", "x"),
+                  "y_key": section.get_str("y", "y")}
+    elif fmt == "csv":
+        fields = {"path": section.get_str("path"), "header": section.get_bool("header", False)}
+    else:
+        fields = {"name": section.get_choice("name", BUILTINS)}
+    section.finish()
+    return SourceSpec(fmt, key_path, scale=scale, limit=limit, **fields)
+
+
+def _trace(section, input_shape, last_shape, layers):
+    sample = as_array(section, "input", input_shape)
+    delta = as_array(section, "delta", last_shape)
+    target = None
+    if section.has("target"):
+        if delta is not None:
+            raise section.error("target", "give either `delta` or `target`, not both")
+        target = section.get_int("target", minimum=0)
+        if target >= int(np.prod(last_shape)):
+            raise section.error("target", f"class {target} does not exist: the last layer "
+                                          f"gives {int(np.prod(last_shape))} outputs")
+    section.seen.add("target")
+    published, decimals = {}, 2
+    if section.has("published"):
+        pub = section.section("published")
+        decimals = pub.get_int("decimals", 2, minimum=0)
+        names = {s.name for s in layers}
+        for key in pub.raw:
+            if key == "decimals":
+                continue
+            layer, _, what = str(key).partition(".")
+            if layer not in names:
+                raise pub.error(key, f"no layer named '{layer}'{did_you_mean(layer, names)}")
+            value = pub.get_raw(key)
+            try:
+                published[(layer, what)] = np.asarray(value, dtype=np.float64)
+            except (ValueError, TypeError):
+                raise pub.error(key, "must be a nested list of numbers") from None
+    section.seen.add("published")
+    section.finish()
+    return TraceSpec(sample, delta, target, published, decimals)

@@ -1,0 +1,42 @@
+"""The errors convtrain reports to a user as one line, and their exit codes."""
+
+
+class UserError(Exception):
+    """Bad input from the user: a config, a data file, a checkpoint, a flag.
+
+    Rendered as one line, ``FILE:LINE: KEY.PATH: message``, with exit code 2.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message, file=None, path=None, line=None):
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.path = path
+        self.line = line
+
+    def one_line(self):
+        where = ""
+        if self.file:
+            where = str(self.file)
+            if self.line:
+                where += f":{self.line}"
+            where += ": "
+        if self.path:
+            where += f"{self.path}: "
+        return f"error: {where}{self.message}"
+
+
+class ConfigError(UserError):
+    """The YAML spec is invalid."""
+
+
+class DataError(UserError):
+    """A data file is missing, unreadable or does not fit the spec."""
+
+
+class RunFailed(Exception):
+    """A run that started and failed (a non-finite loss, say): exit code 1."""
+
+    exit_code = 1

@@ -1,0 +1,1 @@
+"""Numba kernels. These modules import only numpy and numba; nothing here imports convtrain."""

@@ -1,0 +1,84 @@
+"""Element-wise kernels: activations and optimizer updates.
+
+Every array here is 1-D and C-contiguous (callers pass `a.reshape(-1)` views),
+x (M,), out (M,), dout (M,), dx (M,). Each `prange` iteration owns element i.
+"""
+
+import math
+
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def leaky_relu_forward(x, slope, out):
+    """out = x if x > 0 else slope * x (slope 0 is ReLU). x, out (M,)."""
+    for i in prange(x.shape[0]):
+        out[i] = x[i] if x[i] > 0 else slope * x[i]
+
+
+@njit(parallel=True, cache=True)
+def leaky_relu_backward(x, dout, slope, dx):
+    """dx = dout * (1 if x > 0 else slope). The derivative at exactly 0 is taken as `slope`."""
+    for i in prange(x.shape[0]):
+        dx[i] = dout[i] if x[i] > 0 else slope * dout[i]
+
+
+@njit(parallel=True, cache=True)
+def sigmoid_forward(x, out):
+    """out = 1 / (1 + exp(-x)), written so that exp never overflows. x, out (M,)."""
+    for i in prange(x.shape[0]):
+        if x[i] >= 0:
+            out[i] = 1.0 / (1.0 + math.exp(-x[i]))
+        else:
+            e = math.exp(x[i])
+            out[i] = e / (1.0 + e)
+
+
+@njit(parallel=True, cache=True)
+def sigmoid_backward(out, dout, dx):
+    """dx = dout * s * (1 - s), with s the forward output. out, dout, dx (M,)."""
+    for i in prange(out.shape[0]):
+        dx[i] = dout[i] * out[i] * (1.0 - out[i])
+
+
+@njit(parallel=True, cache=True)
+def tanh_forward(x, out):
+    """out = tanh(x). x, out (M,)."""
+    for i in prange(x.shape[0]):
+        out[i] = math.tanh(x[i])
+
+
+@njit(parallel=True, cache=True)
+def tanh_backward(out, dout, dx):
+    """dx = dout * (1 - t^2), with t the forward output. out, dout, dx (M,)."""
+    for i in prange(out.shape[0]):
+        dx[i] = dout[i] * (1.0 - out[i] * out[i])
+
+
+@njit(parallel=True, cache=True)
+def sgd_update(w, g, velocity, lr, momentum, weight_decay, update):
+    """One SGD step in place, as PyTorch's SGD: v = momentum*v + (g + wd*w); w -= lr*v.
+
+    w, g, velocity, update (M,); `update` receives the change applied to w.
+    """
+    for i in prange(w.shape[0]):
+        grad = g[i] + weight_decay * w[i]
+        velocity[i] = momentum * velocity[i] + grad
+        update[i] = -lr * velocity[i]
+        w[i] += update[i]
+
+
+@njit(parallel=True, cache=True)
+def adam_update(w, g, m, v, lr, beta1, beta2, eps, weight_decay, step, update):
+    """One Adam step in place (Kingma & Ba, bias-corrected; L2 weight decay added to g).
+
+    w, g, m, v, update (M,); `step` counts from 1.
+    """
+    correction1 = 1.0 - beta1 ** step
+    correction2 = 1.0 - beta2 ** step
+    for i in prange(w.shape[0]):
+        grad = g[i] + weight_decay * w[i]
+        m[i] = beta1 * m[i] + (1.0 - beta1) * grad
+        v[i] = beta2 * v[i] + (1.0 - beta2) * grad * grad
+        update[i] = -lr * (m[i] / correction1) / (math.sqrt(v[i] / correction2) + eps)
+        w[i] += update[i]

@@ -1,0 +1,89 @@
+"""Pooling kernels. Shapes as in `convtrain.kernels.conv`:
+    x (N, C, H, W), out (N, C, OH, OW) with OH = (H - PH) // SH + 1 (no padding),
+    argmax (N, C, OH, OW) int64: flat index h*W + w of each window's maximum in x[n, c].
+
+Windows may overlap (stride < size); the backward kernels add every window's
+share into dx inside one iteration that owns dx[n, c], so overlaps never race.
+Rows or columns left over when the window does not fit get zero gradient.
+"""
+
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def maxpool_forward(x, pool_h, pool_w, stride_h, stride_w, out, argmax):
+    """Writes out (N, C, OH, OW) = window maxima of x (N, C, H, W) and their argmax.
+
+    Ties go to the first maximum in row-major order within the window.
+    """
+    n_samples, channels, _, width = x.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    # Parallel over (sample, channel): iteration nc owns out[n, c] and argmax[n, c].
+    for nc in prange(n_samples * channels):
+        n = nc // channels
+        c = nc - n * channels
+        for oh in range(out_h):
+            for ow in range(out_w):
+                top, left = oh * stride_h, ow * stride_w
+                best = x[n, c, top, left]
+                best_index = top * width + left
+                for ph in range(pool_h):
+                    for pw in range(pool_w):
+                        value = x[n, c, top + ph, left + pw]
+                        if value > best:
+                            best = value
+                            best_index = (top + ph) * width + left + pw
+                out[n, c, oh, ow] = best
+                argmax[n, c, oh, ow] = best_index
+
+
+@njit(parallel=True, cache=True)
+def maxpool_backward(dout, argmax, dx):
+    """Routes dout (N, C, OH, OW) to each window's argmax; writes dx (N, C, H, W)."""
+    n_samples, channels, out_h, out_w = dout.shape
+    width = dx.shape[3]
+    for nc in prange(n_samples * channels):
+        n = nc // channels
+        c = nc - n * channels
+        dx[n, c, :, :] = 0.0
+        for oh in range(out_h):
+            for ow in range(out_w):
+                index = argmax[n, c, oh, ow]
+                dx[n, c, index // width, index % width] += dout[n, c, oh, ow]
+
+
+@njit(parallel=True, cache=True)
+def avgpool_forward(x, pool_h, pool_w, stride_h, stride_w, out):
+    """Writes out (N, C, OH, OW) = window means of x (N, C, H, W)."""
+    n_samples, channels = x.shape[0], x.shape[1]
+    out_h, out_w = out.shape[2], out.shape[3]
+    scale = 1.0 / (pool_h * pool_w)
+    for nc in prange(n_samples * channels):
+        n = nc // channels
+        c = nc - n * channels
+        for oh in range(out_h):
+            for ow in range(out_w):
+                top, left = oh * stride_h, ow * stride_w
+                acc = 0.0
+                for ph in range(pool_h):
+                    for pw in range(pool_w):
+                        acc += x[n, c, top + ph, left + pw]
+                out[n, c, oh, ow] = acc * scale
+
+
+@njit(parallel=True, cache=True)
+def avgpool_backward(dout, pool_h, pool_w, stride_h, stride_w, dx):
+    """Spreads dout (N, C, OH, OW) evenly over each window; writes dx (N, C, H, W)."""
+    n_samples, channels, out_h, out_w = dout.shape
+    scale = 1.0 / (pool_h * pool_w)
+    for nc in prange(n_samples * channels):
+        n = nc // channels
+        c = nc - n * channels
+        dx[n, c, :, :] = 0.0
+        for oh in range(out_h):
+            for ow in range(out_w):
+                share = dout[n, c, oh, ow] * scale
+                top, left = oh * stride_h, ow * stride_w
+                for ph in range(pool_h):
+                    for pw in range(pool_w):
+                        dx[n, c, top + ph, left + pw] += share

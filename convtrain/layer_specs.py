@@ -1,0 +1,235 @@
+"""Validated, frozen layer specs: one class per YAML `type`, with shape inference.
+
+This module is the config boundary for layers. It knows every layer's keys,
+defaults, output shape, parameter shapes and forward FLOPs, and it imports
+neither numba nor the kernels, so validation and `convtrain summary` are fast.
+The compute side lives in `convtrain.layers`, keyed by the same `type`.
+
+Shapes: an image is (C, H, W); after `flatten` or `dense` a sample is (D,).
+Output size of a window op: OH = (H + pad_top + pad_bottom - KH) // SH + 1.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+INITS = ("he_uniform", "he_normal", "glorot_uniform", "zeros")
+
+
+def as_array(section, key, shape):
+    """Read a nested list of numbers of exactly `shape` (float64), or None."""
+    if not section.has(key):
+        section.get_raw(key, None)
+        return None
+    value = section.get_raw(key)
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise section.error(key, "must be a nested list of numbers with the same length "
+                                 "at each level") from None
+    if array.shape != tuple(shape):
+        raise section.error(key, f"has shape {list(array.shape)}, expected {list(shape)}")
+    if not np.all(np.isfinite(array)):
+        raise section.error(key, "contains a value that is not finite")
+    return array
+
+
+def _window(section, in_shape, kernel, stride, padding, what):
+    """Resolve padding (int, pair, 'same', 'valid') and the output size of a window."""
+    _, height, width = in_shape
+    if padding == "same":
+        pads = []
+        for size, k, s in ((height, kernel[0], stride[0]), (width, kernel[1], stride[1])):
+            out = -(-size // s)
+            total = max((out - 1) * s + k - size, 0)
+            pads.append((total // 2, total - total // 2))
+        (top, bottom), (left, right) = pads
+    elif padding == "valid":
+        top = bottom = left = right = 0
+    else:
+        top = bottom = padding[0]
+        left = right = padding[1]
+    padded_h, padded_w = height + top + bottom, width + left + right
+    if kernel[0] > padded_h or kernel[1] > padded_w:
+        raise section.error("kernel" if "kernel" in section.raw else "size",
+                            f"{what} {kernel[0]}x{kernel[1]} is larger than its input "
+                            f"{padded_h}x{padded_w} (input {height}x{width} plus padding)")
+    out_h = (padded_h - kernel[0]) // stride[0] + 1
+    out_w = (padded_w - kernel[1]) // stride[1] + 1
+    return (top, bottom, left, right), (out_h, out_w)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    index: int
+    name: str
+    in_shape: tuple
+    out_shape: tuple
+
+    has_params = False
+
+    def param_shapes(self):
+        return {}
+
+    def flops(self):
+        """Forward floating-point operations per sample (a multiply-add is 2)."""
+        return 0
+
+    @property
+    def param_count(self):
+        return int(sum(np.prod(s) for s in self.param_shapes().values()))
+
+
+@dataclass(frozen=True)
+class Conv2dSpec(LayerSpec):
+    filters: int = 1
+    kernel: tuple = (1, 1)
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0, 0, 0)
+    op: str = "correlation"
+    bias: bool = True
+    init: str = "he_uniform"
+    weights: np.ndarray = field(default=None, compare=False, repr=False)
+    biases: np.ndarray = field(default=None, compare=False, repr=False)
+
+    type = "conv2d"
+    has_params = True
+
+    @classmethod
+    def parse(cls, section, index, name, in_shape):
+        if len(in_shape) != 3:
+            raise section.error(None, f"conv2d needs an image input (C, H, W), but the layer "
+                                      f"below gives a vector of {in_shape[0]}; "
+                                      f"put conv layers before flatten/dense")
+        filters = section.get_int("filters", minimum=1)
+        kernel = section.get_pair("kernel")
+        stride = section.get_pair("stride", 1)
+        padding = section.get_pair("padding", 0, minimum=0, allow=("same", "valid"))
+        op = section.get_choice("op", ("correlation", "convolution"), "correlation")
+        bias = section.get_bool("bias", True)
+        init = section.get_choice("init", INITS, "he_uniform")
+        padding, (out_h, out_w) = _window(section, in_shape, kernel, stride, padding, "kernel")
+        weights = as_array(section, "weights", (filters, in_shape[0], kernel[0], kernel[1]))
+        biases = as_array(section, "biases", (filters,))
+        if biases is not None and not bias:
+            raise section.error("biases", "given, but the layer has `bias: false`")
+        return cls(index, name, tuple(in_shape), (filters, out_h, out_w), filters, kernel,
+                   stride, padding, op, bias, init, weights, biases)
+
+    def param_shapes(self):
+        shapes = {"weight": (self.filters, self.in_shape[0]) + tuple(self.kernel)}
+        if self.bias:
+            shapes["bias"] = (self.filters,)
+        return shapes
+
+    def flops(self):
+        f, oh, ow = self.out_shape
+        return 2 * f * oh * ow * self.in_shape[0] * self.kernel[0] * self.kernel[1]
+
+
+@dataclass(frozen=True)
+class DenseSpec(LayerSpec):
+    units: int = 1
+    bias: bool = True
+    init: str = "he_uniform"
+    weights: np.ndarray = field(default=None, compare=False, repr=False)
+    biases: np.ndarray = field(default=None, compare=False, repr=False)
+
+    type = "dense"
+    has_params = True
+
+    @classmethod
+    def parse(cls, section, index, name, in_shape):
+        units = section.get_int("units", minimum=1)
+        bias = section.get_bool("bias", True)
+        init = section.get_choice("init", INITS, "he_uniform")
+        fan_in = int(np.prod(in_shape))
+        weights = as_array(section, "weights", (units, fan_in))
+        biases = as_array(section, "biases", (units,))
+        if biases is not None and not bias:
+            raise section.error("biases", "given, but the layer has `bias: false`")
+        return cls(index, name, tuple(in_shape), (units,), units, bias, init, weights, biases)
+
+    def param_shapes(self):
+        shapes = {"weight": (self.units, int(np.prod(self.in_shape)))}
+        if self.bias:
+            shapes["bias"] = (self.units,)
+        return shapes
+
+    def flops(self):
+        return 2 * self.units * int(np.prod(self.in_shape))
+
+
+@dataclass(frozen=True)
+class ActivationSpec(LayerSpec):
+    slope: float = 0.0
+
+    @classmethod
+    def parse(cls, section, index, name, in_shape):
+        return cls(index, name, tuple(in_shape), tuple(in_shape))
+
+    def flops(self):
+        return int(np.prod(self.in_shape))
+
+
+class ReluSpec(ActivationSpec):
+    type = "relu"
+
+
+class SigmoidSpec(ActivationSpec):
+    type = "sigmoid"
+
+
+class TanhSpec(ActivationSpec):
+    type = "tanh"
+
+
+@dataclass(frozen=True)
+class LeakyReluSpec(ActivationSpec):
+    type = "leaky_relu"
+
+    @classmethod
+    def parse(cls, section, index, name, in_shape):
+        slope = section.get_float("slope", 0.01, minimum=0.0, below=1.0)
+        return cls(index, name, tuple(in_shape), tuple(in_shape), slope)
+
+
+@dataclass(frozen=True)
+class PoolSpec(LayerSpec):
+    size: tuple = (2, 2)
+    stride: tuple = (2, 2)
+
+    @classmethod
+    def parse(cls, section, index, name, in_shape):
+        if len(in_shape) != 3:
+            raise section.error(None, f"{cls.type} needs an image input (C, H, W), but the "
+                                      f"layer below gives a vector of {in_shape[0]}")
+        size = section.get_pair("size", (2, 2))
+        stride = section.get_pair("stride", size)
+        _, (out_h, out_w) = _window(section, in_shape, size, stride, (0, 0), "window")
+        return cls(index, name, tuple(in_shape), (in_shape[0], out_h, out_w), size, stride)
+
+    def flops(self):
+        return int(np.prod(self.out_shape)) * self.size[0] * self.size[1]
+
+
+class MaxPoolSpec(PoolSpec):
+    type = "maxpool"
+
+
+class AvgPoolSpec(PoolSpec):
+    type = "avgpool"
+
+
+@dataclass(frozen=True)
+class FlattenSpec(LayerSpec):
+    type = "flatten"
+
+    @classmethod
+    def parse(cls, section, index, name, in_shape):
+        return cls(index, name, tuple(in_shape), (int(np.prod(in_shape)),))
+
+
+LAYER_SPECS = {spec.type: spec for spec in (
+    Conv2dSpec, DenseSpec, ReluSpec, LeakyReluSpec, SigmoidSpec, TanhSpec,
+    MaxPoolSpec, AvgPoolSpec, FlattenSpec)}

@@ -1,0 +1,27 @@
+"""Compute layers, keyed by the YAML `type` (the specs live in convtrain.layer_specs)."""
+
+from convtrain.layers.activation import LeakyRelu, Sigmoid, Tanh
+from convtrain.layers.base import Layer
+from convtrain.layers.conv import Conv2d
+from convtrain.layers.dense import Dense
+from convtrain.layers.flatten import Flatten
+from convtrain.layers.pool import AvgPool, MaxPool
+
+LAYERS = {
+    "conv2d": Conv2d,
+    "dense": Dense,
+    "relu": LeakyRelu,
+    "leaky_relu": LeakyRelu,
+    "sigmoid": Sigmoid,
+    "tanh": Tanh,
+    "maxpool": MaxPool,
+    "avgpool": AvgPool,
+    "flatten": Flatten,
+}
+
+
+def build_layer(spec, dtype, rng):
+    return LAYERS[spec.type](spec, dtype, rng)
+
+
+__all__ = ["LAYERS", "Layer", "build_layer"]

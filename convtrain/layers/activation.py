@@ -1,0 +1,69 @@
+"""Element-wise activations: relu, leaky_relu, sigmoid, tanh. Any shape in, same shape out."""
+
+import numpy as np
+
+from convtrain.kernels.elementwise import (leaky_relu_backward, leaky_relu_forward,
+                                           sigmoid_backward, sigmoid_forward, tanh_backward,
+                                           tanh_forward)
+from convtrain.layers.base import Layer
+
+
+class LeakyRelu(Layer):
+    """relu is leaky_relu with slope 0."""
+
+    def __init__(self, spec, dtype, rng=None):
+        super().__init__(spec, dtype)
+        self.slope = spec.slope
+
+    def forward(self, x):
+        x = np.ascontiguousarray(x)
+        out = np.empty_like(x)
+        leaky_relu_forward(x.reshape(-1), self.slope, out.reshape(-1))
+        self.cache = x
+        return out
+
+    def backward(self, dout):
+        x = self.cache
+        dout = np.ascontiguousarray(dout)
+        dx = np.empty_like(x)
+        leaky_relu_backward(x.reshape(-1), dout.reshape(-1), self.slope, dx.reshape(-1))
+        return dx
+
+    def kink_state(self):
+        return self.cache > 0
+
+
+class Sigmoid(Layer):
+    def __init__(self, spec, dtype, rng=None):
+        super().__init__(spec, dtype)
+
+    def forward(self, x):
+        x = np.ascontiguousarray(x)
+        out = np.empty_like(x)
+        sigmoid_forward(x.reshape(-1), out.reshape(-1))
+        self.cache = out
+        return out
+
+    def backward(self, dout):
+        out = self.cache
+        dx = np.empty_like(out)
+        sigmoid_backward(out.reshape(-1), np.ascontiguousarray(dout).reshape(-1), dx.reshape(-1))
+        return dx
+
+
+class Tanh(Layer):
+    def __init__(self, spec, dtype, rng=None):
+        super().__init__(spec, dtype)
+
+    def forward(self, x):
+        x = np.ascontiguousarray(x)
+        out = np.empty_like(x)
+        tanh_forward(x.reshape(-1), out.reshape(-1))
+        self.cache = out
+        return out
+
+    def backward(self, dout):
+        out = self.cache
+        dx = np.empty_like(out)
+        tanh_backward(out.reshape(-1), np.ascontiguousarray(dout).reshape(-1), dx.reshape(-1))
+        return dx

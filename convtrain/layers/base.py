@@ -1,0 +1,48 @@
+"""What every layer offers the network. Batches carry a leading N axis.
+
+    forward(x)      x (N, *in_shape) -> out (N, *out_shape); keeps what backward needs
+    backward(dout)  dout (N, *out_shape) -> dx (N, *in_shape); fills self.grads
+    params / grads  dicts with the same keys ("weight", "bias"), arrays of the same shapes
+    kink_state()    the discrete choices the last forward made (ReLU signs, max-pool
+                    winners) or None: a gradient check reports a finite difference whose
+                    perturbation changed them as a kink, not as a wrong gradient
+"""
+
+import numpy as np
+
+
+class Layer:
+    def __init__(self, spec, dtype):
+        self.spec = spec
+        self.name = spec.name
+        self.dtype = np.dtype(dtype)
+        self.params = {}
+        self.grads = {}
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+    def kink_state(self):
+        return None
+
+
+def initial_weights(spec, shape, fan_in, fan_out, rng):
+    """Draw weights by `spec.init`, or take the explicit `weights:` of the spec."""
+    if spec.weights is not None:
+        return spec.weights.copy()
+    if spec.init == "zeros":
+        return np.zeros(shape)
+    if spec.init == "he_normal":
+        return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
+    if spec.init == "glorot_uniform":
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+    else:
+        limit = np.sqrt(6.0 / fan_in)
+    return rng.uniform(-limit, limit, size=shape)
+
+
+def initial_biases(spec, units):
+    return spec.biases.copy() if spec.biases is not None else np.zeros(units)

@@ -1,0 +1,68 @@
+"""conv2d: correlation or true convolution, stride, padding (incl. 'same'), bias.
+
+A true convolution (`op: convolution`, the worked example's forward) is a
+cross-correlation with the kernel rotated by 180°. The layer stores the kernel as
+the user wrote it, hands the kernels the rotated copy, and rotates the kernel
+gradient back: dL/dK = rot180(dL/dK_rot). That keeps one set of kernels exact
+for both conventions.
+"""
+
+import numpy as np
+
+from convtrain.kernels.conv import (conv2d_backward_bias, conv2d_backward_input,
+                                    conv2d_backward_weight, conv2d_forward)
+from convtrain.layers.base import Layer, initial_biases, initial_weights
+
+
+class Conv2d(Layer):
+    def __init__(self, spec, dtype, rng):
+        super().__init__(spec, dtype)
+        shape = spec.param_shapes()["weight"]
+        fan_in = shape[1] * shape[2] * shape[3]
+        fan_out = shape[0] * shape[2] * shape[3]
+        self.params["weight"] = initial_weights(spec, shape, fan_in, fan_out, rng).astype(dtype)
+        if spec.bias:
+            self.params["bias"] = initial_biases(spec, spec.filters).astype(dtype)
+        self._zero_bias = np.zeros(spec.filters, dtype=dtype)
+
+    def correlation_kernel(self):
+        """w (F, C, KH, KW) as the correlation kernels expect it (rotated for op=convolution)."""
+        w = self.params["weight"]
+        if self.spec.op == "convolution":
+            w = w[:, :, ::-1, ::-1]
+        return np.ascontiguousarray(w)
+
+    def pad(self, x):
+        top, bottom, left, right = self.spec.padding
+        if top == bottom == left == right == 0:
+            return np.ascontiguousarray(x)
+        return np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+
+    def forward(self, x):
+        """x (N, C, H, W) -> out (N, F, OH, OW)."""
+        xp = self.pad(x)
+        w = self.correlation_kernel()
+        stride_h, stride_w = self.spec.stride
+        out = np.empty((x.shape[0],) + self.spec.out_shape, dtype=self.dtype)
+        conv2d_forward(xp, w, self.params.get("bias", self._zero_bias), stride_h, stride_w, out)
+        self.cache = (xp, w)
+        return out
+
+    def backward(self, dout):
+        """dout (N, F, OH, OW) -> dx (N, C, H, W); fills grads weight (F, C, KH, KW), bias (F,)."""
+        xp, w = self.cache
+        dout = np.ascontiguousarray(dout)
+        stride_h, stride_w = self.spec.stride
+        dw = np.empty_like(w)
+        conv2d_backward_weight(xp, dout, stride_h, stride_w, dw)
+        if self.spec.op == "convolution":
+            dw = np.ascontiguousarray(dw[:, :, ::-1, ::-1])
+        self.grads["weight"] = dw
+        if self.spec.bias:
+            db = np.empty(self.spec.filters, dtype=self.dtype)
+            conv2d_backward_bias(dout, db)
+            self.grads["bias"] = db
+        dxp = np.empty_like(xp)
+        conv2d_backward_input(dout, w, stride_h, stride_w, dxp)
+        top, bottom, left, right = self.spec.padding
+        return dxp[:, :, top:dxp.shape[2] - bottom, left:dxp.shape[3] - right]

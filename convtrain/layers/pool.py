@@ -1,0 +1,49 @@
+"""maxpool and avgpool over (size, stride) windows, no padding; windows may overlap."""
+
+import numpy as np
+
+from convtrain.kernels.pool import (avgpool_backward, avgpool_forward, maxpool_backward,
+                                    maxpool_forward)
+from convtrain.layers.base import Layer
+
+
+class MaxPool(Layer):
+    def __init__(self, spec, dtype, rng=None):
+        super().__init__(spec, dtype)
+
+    def forward(self, x):
+        """x (N, C, H, W) -> out (N, C, OH, OW); remembers each window's argmax."""
+        x = np.ascontiguousarray(x)
+        shape = (x.shape[0],) + self.spec.out_shape
+        out = np.empty(shape, dtype=self.dtype)
+        argmax = np.empty(shape, dtype=np.int64)
+        maxpool_forward(x, *self.spec.size, *self.spec.stride, out, argmax)
+        self.cache = (x.shape, argmax)
+        return out
+
+    def backward(self, dout):
+        in_shape, argmax = self.cache
+        dx = np.empty(in_shape, dtype=self.dtype)
+        maxpool_backward(np.ascontiguousarray(dout), argmax, dx)
+        return dx
+
+    def kink_state(self):
+        return self.cache[1]
+
+
+class AvgPool(Layer):
+    def __init__(self, spec, dtype, rng=None):
+        super().__init__(spec, dtype)
+
+    def forward(self, x):
+        """x (N, C, H, W) -> out (N, C, OH, OW)."""
+        x = np.ascontiguousarray(x)
+        out = np.empty((x.shape[0],) + self.spec.out_shape, dtype=self.dtype)
+        avgpool_forward(x, *self.spec.size, *self.spec.stride, out)
+        self.cache = x.shape
+        return out
+
+    def backward(self, dout):
+        dx = np.empty(self.cache, dtype=self.dtype)
+        avgpool_backward(np.ascontiguousarray(dout), *self.spec.size, *self.spec.stride, dx)
+        return dx

@@ -1,0 +1,61 @@
+"""A stack of layers built from a validated Config: forward, backward, parameters.
+
+Batches are (N, *input). The last layer's output, flattened to (N, K), is the
+score matrix the loss reads. After `backward`, `deltas[name]` is the error at
+each layer's output (dL/d out) — what convtrain logs and traces.
+"""
+
+import numpy as np
+
+from convtrain.layers import build_layer
+from convtrain.losses import LOSSES
+
+
+class Network:
+    def __init__(self, config, dtype=None, seed=None):
+        self.config = config
+        self.dtype = np.dtype(dtype or config.dtype)
+        rng = np.random.default_rng(config.seed if seed is None else seed)
+        self.layers = [build_layer(spec, self.dtype, rng) for spec in config.layers]
+        self.loss_fn = LOSSES[config.loss]
+        self.deltas = {}
+
+    def forward(self, x):
+        """x (N, *input) -> scores (N, K)."""
+        out = x.astype(self.dtype, copy=False)
+        for layer in self.layers:
+            out = layer.forward(out)
+        return out.reshape(out.shape[0], -1)
+
+    def backward(self, dscores):
+        """dscores (N, K) -> dx (N, *input); fills each layer's grads and self.deltas."""
+        delta = dscores.astype(self.dtype, copy=False)
+        for layer in reversed(self.layers):
+            delta = delta.reshape((delta.shape[0],) + layer.spec.out_shape)
+            self.deltas[layer.name] = delta
+            delta = layer.backward(delta)
+        return delta
+
+    def loss_and_gradients(self, x, labels):
+        """Forward, loss, backward: the one path training and gradient checks share.
+
+        Returns (loss, scores, dx).
+        """
+        scores = self.forward(x)
+        loss, dscores, _ = self.loss_fn(scores, labels)
+        dx = self.backward(dscores)
+        return loss, scores, dx
+
+    def parameters(self):
+        """[(layer, key)] for every parameter array, in layer order."""
+        return [(layer, key) for layer in self.layers for key in layer.params]
+
+    def state(self):
+        return {f"{layer.name}.{key}": layer.params[key] for layer, key in self.parameters()}
+
+    def load_state(self, arrays):
+        for layer, key in self.parameters():
+            layer.params[key][...] = arrays[f"{layer.name}.{key}"]
+
+    def layer(self, name):
+        return next(layer for layer in self.layers if layer.name == name)

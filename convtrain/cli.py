@@ -1,0 +1,269 @@
+"""The `convtrain` command: train, trace, eval, gradcheck, summary, time.
+
+Heavy modules (numba, the kernels) are imported inside the commands, after the
+config is validated, so `--help` and config errors are fast. User errors become
+one line on stderr and exit code 2; a failed run exits 1.
+"""
+
+import functools
+import json
+import os
+import sys
+import time
+
+import click
+
+from convtrain import __version__
+from convtrain.errors import RunFailed, UserError
+
+
+def reports_errors(command):
+    """Turn UserError into one line + exit 2 and RunFailed into one line + exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as exc:
+            click.echo(exc.one_line(), err=True)
+            sys.exit(exc.exit_code)
+        except RunFailed as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(RunFailed.exit_code)
+
+    return wrapper
+
+
+def _config(path, overrides=(), epochs=None):
+    from convtrain.config import load_config
+
+    overrides = list(overrides)
+    if epochs is not None:
+        overrides.append(f"train.epochs={epochs}")
+    return load_config(path, overrides)
+
+
+def _numba(threads=None):
+    from convtrain.runtime import prepare_numba
+
+    prepare_numba(threads)
+
+
+def _emit(fmt, payload, text):
+    click.echo(json.dumps(payload, indent=1) if fmt == "json" else text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="convtrain")
+def main():
+    """Train convolutional networks written as YAML, with every backprop number in view."""
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key, e.g. optimizer.lr=0.01 or layers.0.filters=8.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override train.epochs.")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps in all.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/NAME-TIME).")
+@click.option("--resume", type=click.Path(dir_okay=False), help="Continue from a checkpoint.")
+@click.option("--smoke", is_flag=True, help="CI check: a few steps on a small slice; exit 0 only "
+                                            "if every loss is finite and the loss fell.")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads for the kernels.")
+@click.option("--quiet", is_flag=True, help="Print only epoch lines.")
+@reports_errors
+def train(config, overrides, epochs, max_steps, out, resume, smoke, threads, quiet):
+    """Train the network in CONFIG."""
+    spec = _config(config, overrides, epochs)
+    if smoke:
+        _numba(threads)
+        from convtrain.train import smoke as run_smoke
+
+        ok, line = run_smoke(spec, steps=max_steps or 20)
+        click.echo(line)
+        sys.exit(0 if ok else 1)
+    out = _run_folder(spec, out, resume)
+    _numba(threads)
+    from convtrain.train import Trainer
+
+    trainer = Trainer(spec, out, quiet=quiet, max_steps=max_steps)
+    if resume:
+        trainer.resume_from(resume)
+    _write_resolved(spec, out)
+    click.echo(f"run folder: {out}", err=True)
+    trainer.run()
+
+
+def _run_folder(spec, out, resume):
+    if out is None:
+        if resume:
+            out = os.path.dirname(os.path.abspath(resume))
+        else:
+            out = os.path.join("runs", f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError("exists and is not a folder", file=out, path="--out")
+    if not resume and os.path.isdir(out) and os.listdir(out):
+        raise UserError("run folder exists and is not empty; pass --resume "
+                        "CHECKPOINT to continue it, or another --out", file=out, path="--out")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the run folder: {exc.strerror}", file=out,
+                        path="--out") from None
+    if not os.access(out, os.W_OK):
+        raise UserError("run folder is not writable", file=out, path="--out")
+    return out
+
+
+def _write_resolved(spec, out):
+    import yaml
+
+    path = os.path.join(out, "config.yaml")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(spec.resolved, handle, sort_keys=False, default_flow_style=None)
+    os.replace(tmp, path)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--recipe", type=click.Choice(["exact", "textbook"]), default="exact",
+              show_default=True, help="exact gradients, or the worked example's rules.")
+@click.option("--decimals", type=click.IntRange(min=0, max=12), default=4, show_default=True,
+              help="Rounding of the text view (JSON is never rounded).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--full", is_flag=True, help="Print big arrays in full instead of summaries.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@reports_errors
+def trace(config, recipe, decimals, fmt, full, overrides):
+    """Print backpropagation step by step for one sample of CONFIG."""
+    spec = _config(config, overrides)
+    _numba()
+    from convtrain.trace import format_text, run_trace
+
+    result = run_trace(spec, recipe)
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=1))
+    else:
+        click.echo(format_text(result, decimals, full))
+
+
+@main.command(name="eval")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@reports_errors
+def evaluate(config, checkpoint, fmt, overrides):
+    """Loss and accuracy of a checkpoint on the validation data (train data if none)."""
+    spec = _config(config, overrides)
+    from convtrain.checkpoint import read_checkpoint
+
+    read_checkpoint(checkpoint)
+    _numba()
+    from convtrain.checkpoint import load_into
+    from convtrain.data import load_datasets
+    from convtrain.network import Network
+    from convtrain.train import evaluate as run_eval
+
+    x, y, val_x, val_y = load_datasets(spec)
+    network = Network(spec)
+    meta = load_into(checkpoint, spec, network)
+    which = "val" if val_x is not None else "train"
+    if val_x is not None:
+        x, y = val_x, val_y
+    loss, acc = run_eval(network, x, y)
+    payload = {"checkpoint": checkpoint, "data": which, "samples": int(len(y)), "loss": loss,
+               "accuracy": acc, "epochs_done": meta.get("epochs_done")}
+    _emit(fmt, payload, f"{which}: {len(y)} samples  loss {loss:.4f}  accuracy {acc:.4f}  "
+                        f"(checkpoint after {meta.get('epochs_done')} epochs)")
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--max-entries", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Tensors larger than this are sampled (seeded), smaller ones checked whole.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@reports_errors
+def gradcheck(config, batch, fmt, max_entries, overrides):
+    """Check every analytic gradient against central finite differences (float64)."""
+    spec = _config(config, overrides)
+    _numba()
+    from convtrain.gradcheck import TOLERANCE, check_gradients
+    from convtrain.network import Network
+    from convtrain.trace import sample_batch
+
+    x, labels, origin = sample_batch(spec, batch)
+    rows = check_gradients(Network(spec, dtype="float64"), x, labels, max_entries=max_entries)
+    failed = [r for r in rows if not r.passed]
+    payload = {"tolerance": TOLERANCE, "inputs": origin, "passed": not failed,
+               "rows": [{"layer": r.layer, "argument": r.argument, "shape": list(r.shape),
+                         "checked": r.checked, "total": r.total, "kinks": r.kinks,
+                         "max_rel_err": r.max_rel_err, "passed": r.passed} for r in rows]}
+    lines = [f"gradcheck: {origin}, float64, five-point central differences, "
+             f"tolerance {TOLERANCE:g}",
+             f"{'layer':<12}{'argument':<9}{'checked':>12}{'kinks':>7}{'max rel err':>13}  result"]
+    for r in rows:
+        checked = f"{r.checked}/{r.total}"
+        lines.append(f"{r.layer:<12}{r.argument:<9}{checked:>12}{r.kinks:>7}"
+                     f"{r.max_rel_err:>13.2e}  {'ok' if r.passed else 'FAIL'}")
+    lines += [f"FAIL {r.describe()}" for r in failed]
+    lines.append("all gradients match" if not failed else f"{len(failed)} tensors exceed "
+                                                           f"{TOLERANCE:g}")
+    _emit(fmt, payload, "\n".join(lines))
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@reports_errors
+def summary(config, overrides):
+    """One row per layer: output shape, parameters, forward FLOPs per sample."""
+    from convtrain.report import human
+
+    spec = _config(config, overrides)
+    lines = [f"{spec.name}: {spec.dtype}, input {tuple(spec.input)}, loss {spec.loss}",
+             f"{'layer':<12}{'type':<12}{'output (C,H,W)':<18}{'params':>10}{'FLOPs/sample':>15}"]
+    for layer in spec.layers:
+        lines.append(f"{layer.name:<12}{layer.type:<12}{str(tuple(layer.out_shape)):<18}"
+                     f"{layer.param_count:>10,}{human(layer.flops()):>15}")
+    params = sum(layer.param_count for layer in spec.layers)
+    flops = sum(layer.flops() for layer in spec.layers)
+    lines.append(f"{'total':<42}{params:>10,}{human(flops):>15}")
+    lines.append(f"parameters: {params:,} ({human(params * (4 if spec.dtype == 'float32' else 8))}B)"
+                 f"; forward FLOPs per sample: {human(flops)} (a multiply-add counts 2)")
+    click.echo("\n".join(lines))
+
+
+@main.command(name="time")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--batch", type=click.IntRange(min=1), help="Batch size (default train.batch_size).")
+@click.option("--iters", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="Threads for the kernels.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@reports_errors
+def time_command(config, batch, iters, threads, fmt, overrides):
+    """Per-layer forward/backward ms per batch (median of --iters) and images/s, like caffe time."""
+    spec = _config(config, overrides)
+    _numba(threads)
+    from convtrain.timing import time_network
+
+    result = time_network(spec, batch or spec.train.batch_size, iters)
+    lines = [f"{spec.name}: batch {result['batch']}, {spec.dtype}, median of {iters} iterations "
+             f"(kernels ready in {result['compile_s']:.1f} s, not counted)",
+             f"{'layer':<12}{'type':<12}{'forward ms':>12}{'backward ms':>13}"]
+    for row in result["layers"]:
+        lines.append(f"{row['name']:<12}{row['type']:<12}{row['forward_ms']:>12.3f}"
+                     f"{row['backward_ms']:>13.3f}")
+    lines.append(f"{'total':<24}{result['forward_ms']:>12.3f}{result['backward_ms']:>13.3f}")
+    lines.append(f"training step (forward, loss, backward, update): {result['step_ms']:.3f} ms "
+                 f"= {result['images_per_s']:.0f} images/s")
+    _emit(fmt, result, "\n".join(lines))

@@ -1,0 +1,210 @@
+"""Data sources -> (images (N, C, H, W) float, labels (N,) int64), checked against the spec.
+
+Formats: MNIST's IDX (plain or gzip), NPZ, CSV (label first, then pixels) and
+the builtin digits. Every problem is a DataError naming the file and the config
+key (`data.train`), never a NumPy traceback.
+"""
+
+import gzip
+import io
+import os
+import zipfile
+from importlib import resources
+
+import numpy as np
+
+from convtrain.errors import DataError
+
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _read_bytes(path, key_path):
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise DataError(f"file not found (relative paths start at {os.getcwd()})",
+                        file=path, path=key_path) from None
+    except IsADirectoryError:
+        raise DataError("is a directory, not a data file", file=path, path=key_path) from None
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror}", file=path, path=key_path) from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"broken gzip file ({exc})", file=path, path=key_path) from None
+    return raw
+
+
+def read_idx(path, key_path):
+    """An IDX file (http://yann.lecun.com/exdb/mnist/ format) as a NumPy array."""
+    raw = _read_bytes(path, key_path)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES or raw[3] == 0:
+        raise DataError("not an IDX file (bad magic number; expected 00 00 <type> <ndim>)",
+                        file=path, path=key_path)
+    dtype, ndim = np.dtype(IDX_TYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError("IDX file truncated inside its header", file=path, path=key_path)
+    dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(dims)) * dtype.itemsize
+    if len(raw) != expected:
+        state = "truncated" if len(raw) < expected else "longer than its header says"
+        raise DataError(f"IDX file {state}: header says {list(dims)} ({expected} bytes), "
+                        f"file has {len(raw)} bytes", file=path, path=key_path)
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def read_npz(path, x_key, y_key, key_path):
+    raw = _read_bytes(path, key_path)
+    try:
+        archive = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"not a readable .npz file ({exc})", file=path, path=key_path) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError("is a .npy array, not an .npz archive with x and y", file=path,
+                        path=key_path)
+    with archive:
+        arrays = []
+        for key in (x_key, y_key):
+            if key not in archive.files:
+                raise DataError(f"has no array '{key}' (it has: {', '.join(archive.files)})",
+                                file=path, path=key_path)
+            try:
+                arrays.append(archive[key])
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+                raise DataError(f"array '{key}' is unreadable ({exc})", file=path,
+                                path=key_path) from None
+    return arrays
+
+
+def read_csv(path, header, key_path):
+    raw = _read_bytes(path, key_path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError("not a UTF-8 text file", file=path, path=key_path) from None
+    lines = text.splitlines()[1 if header else 0:]
+    rows = []
+    width = None
+    for number, line in enumerate(lines, start=2 if header else 1):
+        if not line.strip():
+            continue
+        fields = line.split(",")
+        if width is None:
+            width = len(fields)
+        if len(fields) != width:
+            raise DataError(f"line {number} has {len(fields)} values, line 1 of the data has "
+                            f"{width}", file=path, path=key_path)
+        try:
+            rows.append([float(field) for field in fields])
+        except ValueError:
+            bad = next(f for f in fields if not _is_number(f))
+            raise DataError(f"line {number}: {bad.strip()!r} is not a number"
+                            + (" (is there a header line? set header: true)" if number == 1 else ""),
+                            file=path, path=key_path) from None
+    if not rows:
+        raise DataError("has no data rows", file=path, path=key_path)
+    if width < 2:
+        raise DataError("needs a label column and at least one pixel column", file=path,
+                        path=key_path)
+    table = np.asarray(rows)
+    return table[:, 1:], table[:, 0]
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def read_builtin(name):
+    with resources.files("convtrain.datasets").joinpath(f"{name}.npz").open("rb") as handle:
+        with np.load(handle, allow_pickle=False) as archive:
+            return archive["x"], archive["y"]
+
+
+def load_source(source, input_shape, num_classes, dtype):
+    """Read one SourceSpec and check it against the network's input and output."""
+    key_path = source.key_path
+    if source.format == "idx":
+        images = read_idx(source.images, key_path + ".images")
+        labels = read_idx(source.labels, key_path + ".labels")
+        names = (source.images, source.labels)
+    elif source.format == "npz":
+        images, labels = read_npz(source.path, source.x_key, source.y_key, key_path)
+        names = (source.path, source.path)
+    elif source.format == "csv":
+        images, labels = read_csv(source.path, source.header, key_path)
+        names = (source.path, source.path)
+    else:
+        images, labels = read_builtin(source.name)
+        names = (f"builtin:{source.name}", f"builtin:{source.name}")
+    return _check(images, labels, names, source, input_shape, num_classes, dtype)
+
+
+def _check(images, labels, names, source, input_shape, num_classes, dtype):
+    key_path = source.key_path
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        labels = labels.reshape(-1) if labels.size == len(labels) else labels
+    if labels.ndim != 1:
+        raise DataError(f"labels must be one number per sample, got shape {list(labels.shape)}",
+                        file=names[1], path=key_path)
+    if images.ndim == 0 or len(images) != len(labels):
+        raise DataError(f"{len(images) if images.ndim else 0} images but {len(labels)} labels",
+                        file=names[0], path=key_path)
+    if len(labels) == 0:
+        raise DataError("holds no samples", file=names[0], path=key_path)
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise DataError("labels must be whole numbers (class indices)", file=names[1],
+                            path=key_path)
+    labels = labels.astype(np.int64)
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise DataError(f"labels run from {labels.min()} to {labels.max()}, but the network "
+                        f"has {num_classes} outputs (classes 0..{num_classes - 1})",
+                        file=names[1], path=key_path)
+    per_sample = int(np.prod(images.shape[1:]))
+    wanted = int(np.prod(input_shape))
+    if per_sample != wanted:
+        raise DataError(f"each image has {per_sample} values (shape {list(images.shape[1:])}), "
+                        f"but input is {list(input_shape)} ({wanted} values)",
+                        file=names[0], path=key_path)
+    if source.limit is not None:
+        images, labels = images[:source.limit], labels[:source.limit]
+    x = images.reshape((len(images),) + tuple(input_shape)).astype(dtype) / dtype.type(source.scale)
+    if not np.all(np.isfinite(x)):
+        raise DataError("contains values that are not finite (NaN or Inf)", file=names[0],
+                        path=key_path)
+    return np.ascontiguousarray(x), labels
+
+
+def load_datasets(config, need_val=True):
+    """(train_x, train_y, val_x, val_y) per the spec; val is None without validation data.
+
+    A `val: {split: f}` takes a seeded random fraction of the train source, so
+    `train` and `eval` see the same validation samples.
+    """
+    if config.data.train is None:
+        raise DataError("the config has no data.train source; this command needs data",
+                        file=config.file, path="data.train")
+    dtype = np.dtype(config.dtype)
+    x, y = load_source(config.data.train, config.input, config.num_outputs, dtype)
+    val_x = val_y = None
+    if config.data.val_split:
+        order = np.random.default_rng([config.seed, 1]).permutation(len(y))
+        n_val = int(round(len(y) * config.data.val_split))
+        if n_val == 0 or n_val == len(y):
+            raise DataError(f"a split of {config.data.val_split} leaves "
+                            f"{'no' if n_val == 0 else 'all'} samples for validation "
+                            f"out of {len(y)}", file=config.file, path="data.val.split")
+        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+        val_x, val_y = x[val_idx], y[val_idx]
+        x, y = x[train_idx], y[train_idx]
+    elif config.data.val is not None and need_val:
+        val_x, val_y = load_source(config.data.val, config.input, config.num_outputs, dtype)
+    return x, y, val_x, val_y

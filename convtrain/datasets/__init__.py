@@ -1,0 +1,1 @@
+"""Small data sets shipped inside the package (see DIGITS-ATTRIBUTION.txt)."""

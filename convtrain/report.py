@@ -1,0 +1,62 @@
+"""Console text: per-layer tables, epoch lines, metrics records, human-readable numbers."""
+
+import json
+import math
+
+import numpy as np
+
+
+def norm(array):
+    return float(np.sqrt(np.sum(np.square(array, dtype=np.float64))))
+
+
+def layer_record(network, updates):
+    """Per-layer norms after a step: δ (error at the layer's output) for every layer,
+    and for layers with a weight: ∇W, ΔW (the applied update) and W."""
+    record = {}
+    for layer in network.layers:
+        entry = {"delta_norm": norm(network.deltas[layer.name])}
+        if "weight" in layer.params:
+            entry["grad_norm"] = norm(layer.grads["weight"])
+            entry["update_norm"] = norm(updates[f"{layer.name}.weight"])
+            entry["weight_norm"] = norm(layer.params["weight"])
+        record[layer.name] = entry
+    return record
+
+
+def layer_table(step, epoch, loss, lr, record):
+    lines = [f"step {step}  epoch {epoch}  loss {loss:.4f}  lr {lr:.4g}",
+             f"  {'layer':<12}{'δ norm':>11}{'∇W norm':>11}{'ΔW norm':>11}{'‖ΔW‖/‖W‖':>11}"]
+    for name, entry in record.items():
+        cells = [_sci(entry["delta_norm"])]
+        if "grad_norm" in entry:
+            ratio = entry["update_norm"] / entry["weight_norm"] if entry["weight_norm"] else math.inf
+            cells += [_sci(entry["grad_norm"]), _sci(entry["update_norm"]), _sci(ratio)]
+        else:
+            cells += ["", "", ""]
+        lines.append(f"  {name:<12}" + "".join(f"{c:>11}" for c in cells))
+    return "\n".join(lines)
+
+
+def epoch_line(record, epochs):
+    val = ""
+    if record["val_loss"] is not None:
+        val = f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_acc']:.4f}"
+    return (f"epoch {record['epoch']}/{epochs}  train_loss {record['train_loss']:.4f}  "
+            f"train_acc {record['train_acc']:.4f}{val}  {record['seconds']:.1f}s  "
+            f"{record['images_per_s']:.0f} img/s")
+
+
+def _sci(value):
+    return f"{value:.3e}"
+
+
+def dumps(record):
+    return json.dumps(record, allow_nan=True)
+
+
+def human(count):
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if count >= size:
+            return f"{count / size:.2f}{unit}"
+    return str(int(count))

@@ -1,0 +1,457 @@
+"""`convtrain trace`: backpropagation for one sample, step by step, in float64.
+
+Symbols: x is the sample; A_i the output of layer i (1-based position), K_i/W_i
+and b_i its kernel and bias, δ_i = ∂L/∂A_i the error at its output. ⋆ is
+cross-correlation, ∗ true convolution, full(·) zero-pads by kernel−1 per side.
+
+Two recipes:
+  exact     the gradient of the forward pass, from the same layers training runs,
+            and one step of the configured optimizer for `kernel_new`;
+  textbook  the worked example's rules (../shared/seed-example.md) for conv
+            layers with stride 1: dK = A_in ∗ δ (valid), K ← K − lr·rot180(dK),
+            δ_in = full(δ ∗ K). Other layers pass its (possibly wrong) δ down
+            with their exact rules. Every step shows the exact value beside it
+            and is marked where the two differ.
+A config may list the numbers a published text printed (`trace.published`);
+the textbook trace compares them at the printed precision and flags slips.
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from convtrain.data import load_datasets
+from convtrain.errors import ConfigError
+from convtrain.network import Network
+from convtrain.optim import Optimizer, learning_rate
+
+SUMMARY_LIMIT = 144  # arrays with more entries per 2-D slice are summarised in text
+SLIP, CARRIED = 1, 2
+MARKS = {0: " ", SLIP: "!", CARRIED: "^"}
+
+
+def sample_batch(config, batch):
+    """(x (N, *input) float64, labels, description): trace.input, else data, else random."""
+    if config.trace.input is not None and batch == 1:
+        target = config.trace.target if config.trace.target is not None else 0
+        return config.trace.input[None], np.array([target]), "trace.input"
+    if config.data.train is not None:
+        x, y, _, _ = load_datasets(config, need_val=False)
+        return x[:batch].astype(np.float64), y[:batch], f"first {min(batch, len(y))} training samples"
+    rng = np.random.default_rng(config.seed)
+    x = rng.standard_normal((batch,) + tuple(config.input))
+    return x, rng.integers(0, config.num_outputs, size=batch), f"{batch} random samples (seeded)"
+
+
+def _correlate_valid(a, k):
+    """a (H, W) ⋆ k (KH, KW), valid, stride 1 -> (H-KH+1, W-KW+1)."""
+    return np.einsum("ijkl,kl->ij", sliding_window_view(a, k.shape), k)
+
+
+def _convolve_valid(a, k):
+    """a (H, W) ∗ k (KH, KW): true convolution, valid, stride 1."""
+    return _correlate_valid(a, k[::-1, ::-1])
+
+
+def _full(a, kh, kw):
+    return np.pad(a, ((kh - 1, kh - 1), (kw - 1, kw - 1)))
+
+
+def textbook_kernel_delta(xp, delta):
+    """The example's kernel delta dK[f, c] = xp[c] ∗ δ[f]. xp (C, HP, WP), δ (F, OH, OW)."""
+    return np.array([[_convolve_valid(xp[c], delta[f]) for c in range(xp.shape[0])]
+                     for f in range(delta.shape[0])])
+
+
+def textbook_input_delta(delta, kernel):
+    """The example's δ_in[c] = Σ_f full(δ[f] ∗ K[f, c]). δ (F, OH, OW), K (F, C, KH, KW)."""
+    filters, channels, kh, kw = kernel.shape
+    return np.array([sum(_convolve_valid(_full(delta[f], kh, kw), kernel[f, c])
+                         for f in range(filters)) for c in range(channels)])
+
+
+class _Symbols:
+    def __init__(self, config):
+        self.index = {spec.name: i + 1 for i, spec in enumerate(config.layers)}
+
+    def out(self, spec):
+        return f"A{self.index[spec.name]}"
+
+    def inp(self, spec):
+        return "x" if spec.index == 0 else f"A{spec.index}"
+
+    def delta(self, spec):
+        return f"δ{self.index[spec.name]}"
+
+    def delta_in(self, spec):
+        return "δx" if spec.index == 0 else f"δ{spec.index}"
+
+    def kernel(self, spec):
+        return ("K" if spec.type == "conv2d" else "W") + str(self.index[spec.name])
+
+    def bias(self, spec):
+        return f"b{self.index[spec.name]}"
+
+
+def _window_note(spec):
+    notes = []
+    if tuple(spec.stride) != (1, 1):
+        notes.append(f"stride {tuple(spec.stride)}")
+    if any(spec.padding):
+        notes.append(f"padding {spec.padding}")
+    return f" ({', '.join(notes)})" if notes else ""
+
+
+def _forward_formula(spec, s):
+    a, i = s.out(spec), s.inp(spec)
+    if spec.type == "conv2d":
+        op = "∗" if spec.op == "convolution" else "⋆"
+        bias = f" + {s.bias(spec)}" if spec.bias else ""
+        return f"{a} = {i} {op} {s.kernel(spec)}{bias}{_window_note(spec)}"
+    if spec.type == "dense":
+        bias = f" + {s.bias(spec)}" if spec.bias else ""
+        return f"{a} = {s.kernel(spec)} · {i}{bias}"
+    if spec.type in ("maxpool", "avgpool"):
+        return f"{a} = {spec.type}{spec.size[0]}x{spec.size[1]}/{spec.stride[0]}({i})"
+    return {"relu": f"{a} = max({i}, 0)", "leaky_relu": f"{a} = max({i}, {spec.slope:g}·{i})",
+            "sigmoid": f"{a} = σ({i})", "tanh": f"{a} = tanh({i})",
+            "flatten": f"{a} = flatten({i})"}[spec.type]
+
+
+def _backward_formulas(spec, s, textbook):
+    """Formulas of (kernel_grad, input_delta) for this layer and recipe."""
+    d, i, k = s.delta(spec), s.inp(spec), s.kernel(spec)
+    di = s.delta_in(spec)
+    if spec.type == "conv2d":
+        if textbook:
+            return f"d{k} = {i} ∗ {d} (valid convolution)", f"{di} = full({d} ∗ {k})"
+        if spec.op == "convolution":
+            return f"∂L/∂{k} = rot180({i} ⋆ {d})", f"{di} = full({d} ⋆ {k})"
+        return f"∂L/∂{k} = {i} ⋆ {d}", f"{di} = full({d} ∗ {k})"
+    if spec.type == "dense":
+        return f"∂L/∂{k} = {d} ⊗ {i}", f"{di} = {k}ᵀ · {d}"
+    rules = {"relu": f"{di} = {d} ⊙ 1[{i} > 0]",
+             "leaky_relu": f"{di} = {d} ⊙ ({i} > 0 ? 1 : {spec.slope:g})",
+             "sigmoid": f"{di} = {d} ⊙ A(1 − A), A = {s.out(spec)}",
+             "tanh": f"{di} = {d} ⊙ (1 − A²), A = {s.out(spec)}",
+             "maxpool": f"{di} = {d} routed to each window's maximum",
+             "avgpool": f"{di} = {d} spread evenly over each window",
+             "flatten": f"{di} = reshape({d})"}
+    return None, rules[spec.type]
+
+
+def _trace_inputs(config):
+    trace = config.trace
+    if trace.input is not None:
+        x, label, origin = trace.input, trace.target, "trace.input"
+    else:
+        if config.data.train is None:
+            raise ConfigError("nothing to trace: give `trace.input` (one sample) or a "
+                              "data.train source", file=config.file, path="trace")
+        xs, ys, _, _ = load_datasets(config, need_val=False)
+        x, label, origin = xs[0].astype(np.float64), int(ys[0]), "the first training sample"
+        if trace.target is not None:
+            label = trace.target
+    return x, label, origin
+
+
+def run_trace(config, recipe="exact"):
+    """Returns the trace as a JSON-ready dict (see CONTRACT.md, `trace --format json`)."""
+    textbook = recipe == "textbook"
+    x, label, origin = _trace_inputs(config)
+    network = Network(config, dtype="float64")
+    specs = config.layers
+    s = _Symbols(config)
+    lr = learning_rate(config.optimizer, config.schedule, 1, config.train.epochs)
+    steps = []
+
+    def add(spec_name, what, formula, value, exact=None, note=None):
+        step = {"step": len(steps), "layer": spec_name, "what": what, "formula": formula,
+                "value": np.asarray(value, dtype=np.float64)}
+        if textbook:
+            step["exact"] = np.asarray(exact if exact is not None else value, dtype=np.float64)
+            step["differs"] = not np.allclose(step["value"], step["exact"], rtol=1e-9, atol=1e-12)
+        if note:
+            step["note"] = note
+        steps.append(step)
+
+    add(specs[0].name, "input", f"x ({origin})", x)
+    activations = [x[None]]
+    for layer in network.layers:
+        activations.append(layer.forward(activations[-1]))
+        add(layer.name, "output", _forward_formula(layer.spec, s), activations[-1][0])
+
+    top = specs[-1]
+    if config.trace.delta is not None:
+        delta = config.trace.delta[None]
+        delta_formula = f"{s.delta(top)} given (trace.delta); L = Σ {s.delta(top)} ⊙ {s.out(top)}"
+    else:
+        target = 0 if label is None else label
+        _, dscores, _ = network.loss_fn(activations[-1].reshape(1, -1), np.array([target]))
+        delta = dscores.reshape(activations[-1].shape)
+        delta_formula = f"{s.delta(top)} = ∂L/∂{s.out(top)}, L = {config.loss}(target {target})"
+    add(top.name, "delta", delta_formula, delta[0])
+
+    # The exact chain first: grads and deltas from the layers' own backward.
+    exact_grads, exact_in = {}, {}
+    d = delta
+    for layer in reversed(network.layers):
+        d = layer.backward(d)
+        exact_in[layer.name] = d
+        exact_grads[layer.name] = {k: v.copy() for k, v in layer.grads.items()}
+    exact_new = _optimizer_step(config, network, exact_grads, lr)
+
+    d, above, replays = delta, None, {}
+    for layer in reversed(network.layers):
+        spec = layer.spec
+        grad_formula, in_formula = _backward_formulas(spec, s, textbook)
+        uses_textbook = textbook and spec.type == "conv2d" and tuple(spec.stride) == (1, 1)
+        note = None
+        if textbook and spec.type == "conv2d" and not uses_textbook:
+            note = "the textbook recipe has no rule for stride > 1; exact rules used here"
+            grad_formula, in_formula = _backward_formulas(spec, s, False)
+        if uses_textbook:
+            xp = layer.pad(activations[spec.index])[0]
+            kernel = layer.params["weight"]
+            kernel_delta = textbook_kernel_delta(xp, d[0])
+            add(layer.name, "kernel_grad", grad_formula, kernel_delta,
+                exact_grads[layer.name]["weight"],
+                note="the example's kernel delta, before rot180")
+            bias_grad = d[0].sum(axis=(1, 2)) if spec.bias else None
+            new_kernel = kernel - lr * kernel_delta[:, :, ::-1, ::-1]
+            new_bias = layer.params["bias"] - lr * bias_grad if spec.bias else None
+            dxp = textbook_input_delta(d[0], kernel)
+            d_in = _crop(dxp, spec.padding)[None]
+            new_formula = f"{s.kernel(spec)} ← {s.kernel(spec)} − lr·rot180(d{s.kernel(spec)}), lr {lr:g}"
+            replays.update(_replay_from_published(config, layer, above, d[0],
+                                                  activations[spec.index][0], lr))
+        else:
+            d_in = layer.backward(d)
+            grads = layer.grads
+            if grad_formula:
+                add(layer.name, "kernel_grad", grad_formula, grads["weight"],
+                    exact_grads[layer.name]["weight"], note=note)
+            bias_grad = grads.get("bias") if grad_formula else None
+            new_kernel = new_bias = None
+            if grad_formula:
+                new = _optimizer_step(config, network, {layer.name: grads}, lr, only=layer.name)
+                new_kernel, new_bias = new[layer.name]["weight"], new[layer.name].get("bias")
+            new_formula = (f"{s.kernel(spec)} ← {s.kernel(spec)} − lr·∂L/∂{s.kernel(spec)}, "
+                           f"{_optimizer_words(config, lr)}")
+        if grad_formula and bias_grad is not None:
+            add(layer.name, "bias_grad", f"∂L/∂{s.bias(spec)} = Σ {s.delta(spec)}", bias_grad,
+                exact_grads[layer.name]["bias"])
+        if grad_formula:
+            add(layer.name, "kernel_new", new_formula, new_kernel, exact_new[layer.name]["weight"])
+            if new_bias is not None:
+                add(layer.name, "bias_new", f"{s.bias(spec)} ← {s.bias(spec)} − lr·∂L/∂{s.bias(spec)}",
+                    new_bias, exact_new[layer.name]["bias"])
+        add(layer.name, "input_delta", in_formula, d_in[0], exact_in[layer.name][0])
+        d, above = d_in, layer.name
+
+    _compare_published(config, steps, textbook, replays)
+    return {"recipe": recipe, "dtype": "float64", "lr": lr, "op_note": _op_note(config, textbook),
+            "steps": [_jsonable(step) for step in steps]}
+
+
+def _optimizer_words(config, lr):
+    opt = config.optimizer
+    words = f"{opt.type}, first step, lr {lr:g}"
+    if opt.weight_decay:
+        words += f", weight decay {opt.weight_decay:g}"
+    return words
+
+
+def _optimizer_step(config, network, grads, lr, only=None):
+    """New parameters after one optimizer step from fresh state, leaving network unchanged."""
+    saved = {k: v.copy() for k, v in network.state().items()}
+    saved_grads = {layer.name: dict(layer.grads) for layer in network.layers}
+    for layer in network.layers:
+        if layer.name in grads:
+            layer.grads = {k: v.copy() for k, v in grads[layer.name].items()}
+        else:
+            layer.grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
+    Optimizer(config.optimizer, network).step(lr)
+    new = {layer.name: {k: v.copy() for k, v in layer.params.items()} for layer in network.layers
+           if only is None or layer.name == only}
+    network.load_state(saved)
+    for layer in network.layers:
+        layer.grads = saved_grads[layer.name]
+    return new
+
+
+def _crop(padded, padding):
+    """padded (C, HP, WP) -> (C, H, W), removing (top, bottom, left, right) padding."""
+    top, bottom, left, right = padding
+    return padded[:, top:padded.shape[1] - bottom, left:padded.shape[2] - right]
+
+
+def _replay_from_published(config, layer, above, delta, layer_input, lr):
+    """Recompute this conv layer's textbook steps from the numbers the text itself printed
+    for their inputs (its δ from above, its input, its kernel delta). A printed value that
+    differs from our recomputation but matches this replay is an earlier slip carried
+    forward, not a new one. Returns {(layer, what): replayed value}."""
+    published = config.trace.published
+    spec = layer.spec
+    printed_delta = published.get((above, "input_delta")) if above else None
+    delta = printed_delta.reshape(delta.shape) if printed_delta is not None else delta
+    below = config.layers[spec.index - 1].name if spec.index else None
+    printed_input = published.get((below, "output")) if below else None
+    if printed_input is not None:
+        layer_input = printed_input.reshape(layer_input.shape)
+    kernel = layer.params["weight"]
+    kernel_delta = textbook_kernel_delta(layer.pad(layer_input[None])[0], delta)
+    printed_kernel_delta = published.get((layer.name, "kernel_grad"))
+    if printed_kernel_delta is not None:
+        kernel_delta = printed_kernel_delta.reshape(kernel.shape)
+    return {(layer.name, "kernel_grad"): textbook_kernel_delta(layer.pad(layer_input[None])[0],
+                                                                 delta),
+            (layer.name, "kernel_new"): kernel - lr * kernel_delta[:, :, ::-1, ::-1],
+            (layer.name, "input_delta"): _crop(textbook_input_delta(delta, kernel), spec.padding)}
+
+
+def _compare_published(config, steps, textbook, replays):
+    """Mark where the numbers a text printed differ from what its own recipe gives:
+    `published_slips` are new errors, `published_carried` follow from earlier printed ones."""
+    published = config.trace.published
+    if not published or not textbook:
+        return
+    decimals = config.trace.published_decimals
+    half_unit = 0.5 * 10.0 ** -decimals + 1e-9
+    for step in steps:
+        printed = published.get((step["layer"], step["what"]))
+        if printed is None:
+            continue
+        value = step["value"]
+        if printed.size != value.size:
+            raise ConfigError(f"has {printed.size} numbers but the trace step has {value.size}",
+                              file=config.file, path=f"trace.published.{step['layer']}.{step['what']}")
+        printed = printed.reshape(value.shape)
+        differs = np.abs(printed - value) > half_unit
+        replay = replays.get((step["layer"], step["what"]))
+        carried = np.zeros_like(differs)
+        if replay is not None:
+            carried = differs & (np.abs(printed - replay.reshape(value.shape)) <= half_unit)
+        step["published"] = printed
+        step["published_slips"] = [[int(i) for i in index] for index in np.argwhere(differs & ~carried)]
+        step["published_carried"] = [[int(i) for i in index] for index in np.argwhere(carried)]
+
+
+def _op_note(config, textbook):
+    convs = [s for s in config.layers if s.type == "conv2d"]
+    if not convs:
+        return "no conv2d layers: both recipes are the exact gradient"
+    ops = sorted({s.op for s in convs})
+    rules = {"correlation": "y = x ⋆ K (what frameworks call conv): δx = full(δy ∗ K), "
+                            "∂L/∂K = x ⋆ δy",
+             "convolution": "y = x ∗ K (true convolution, the worked example's forward): "
+                            "δx = full(δy ⋆ K), ∂L/∂K = rot180(x ⋆ δy)"}
+    note = "exact rules: " + "; ".join(rules[op] for op in ops) + "."
+    if textbook:
+        note += (" The textbook recipe uses dK = x ∗ δ, K ← K − lr·rot180(dK) and δx = full(δ ∗ K)"
+                 " for every conv layer. Its δ rule is right for ⋆ and wrong for ∗; its kernel"
+                 " rule is the gradient of neither, so steps marked 'differs' are not the"
+                 " gradient of this forward pass.")
+    return note
+
+
+def _jsonable(step):
+    out = {}
+    for key, value in step.items():
+        out[key] = value.tolist() if isinstance(value, np.ndarray) else value
+    return out
+
+
+def _slices(array):
+    """Yield (label, 2-D array) views of an array for printing."""
+    if array.ndim <= 1:
+        yield "", array.reshape(1, -1)
+    elif array.ndim == 2:
+        yield "", array
+    elif array.ndim == 3:
+        for c in range(array.shape[0]):
+            yield (f"[channel {c}]" if array.shape[0] > 1 else ""), array[c]
+    else:
+        for f in range(array.shape[0]):
+            for c in range(array.shape[1]):
+                yield (f"[filter {f}, channel {c}]" if array.shape[:2] != (1, 1) else ""), array[f, c]
+
+
+def _grid(array, decimals, marks=None):
+    rows = [[f"{v:.{decimals}f}" for v in row] for row in array]
+    width = max(len(c) for row in rows for c in row)
+    lines = []
+    for r, row in enumerate(rows):
+        cells = []
+        for c, cell in enumerate(row):
+            flag = MARKS[marks[r, c]] if marks is not None else " "
+            cells.append(cell.rjust(width) + flag)
+        lines.append(" ".join(cells))
+    return lines
+
+
+def _summary(array):
+    return (f"shape {list(array.shape)}: min {array.min():.4g}  max {array.max():.4g}  "
+            f"mean {array.mean():.4g}  ‖·‖ {np.linalg.norm(array):.4g}  (--full prints it)")
+
+
+def _published_verdict(step, size):
+    slips, carried = len(step["published_slips"]), len(step["published_carried"])
+    if not slips and not carried:
+        return "printed values: all match this recipe"
+    parts = []
+    if slips:
+        parts.append(f"{slips} of {size} entries (!) are slips in the example's arithmetic")
+    if carried:
+        parts.append(f"{carried} of {size} entries (^) follow from the example's own earlier "
+                     f"printed numbers: a slip carried forward")
+    return "printed values: " + "; ".join(parts)
+
+
+def format_text(result, decimals=4, full=False):
+    lines = [f"recipe: {result['recipe']}   (float64; lr {result['lr']:g})",
+             f"note: {result['op_note']}", ""]
+    textbook = result["recipe"] == "textbook"
+    for step in result["steps"]:
+        value = np.asarray(step["value"])
+        head = f"step {step['step']:>2}  {step['layer']:<10} {step['what']:<12} {step['formula']}"
+        if textbook and step.get("differs"):
+            head += "   ✗ differs from the exact gradient"
+        lines.append(head)
+        if step.get("note"):
+            lines.append(f"    ({step['note']})")
+        exact = np.asarray(step["exact"]) if textbook and step.get("differs") else None
+        printed = np.asarray(step["published"]) if "published" in step else None
+        big = max(s.size for _, s in _slices(value)) > SUMMARY_LIMIT or value.size > 4 * SUMMARY_LIMIT
+        if big and not full:
+            lines.append("    " + _summary(value))
+            if exact is not None:
+                lines.append("    exact: " + _summary(exact))
+            lines.append("")
+            continue
+        slip_mask = None
+        if printed is not None:
+            slip_mask = np.zeros(value.shape, dtype=np.int8)
+            for index in step["published_slips"]:
+                slip_mask[tuple(index)] = SLIP
+            for index in step["published_carried"]:
+                slip_mask[tuple(index)] = CARRIED
+        columns = [("textbook" if textbook else "", value, slip_mask)]
+        if exact is not None:
+            columns.append(("exact", exact, None))
+        if printed is not None:
+            columns.append(("printed in the example", printed, slip_mask))
+        views = [list(_slices(v)) for _, v, _ in columns]
+        mask_views = [list(_slices(m)) if m is not None else None for _, _, m in columns]
+        if len(columns) > 1:
+            lines.append("    " + "".join(f"{title:<28}" for title, _, _ in columns).rstrip())
+        for k, (label, _) in enumerate(views[0]):
+            if label:
+                lines.append(f"    {label}")
+            blocks = [_grid(view[k][1], decimals, mask_views[j][k][1] if mask_views[j] else None)
+                      for j, view in enumerate(views)]
+            for r in range(len(blocks[0])):
+                lines.append("    " + "".join(f"{b[r]:<28}" for b in blocks).rstrip())
+        if printed is not None:
+            lines.append("    " + _published_verdict(step, value.size))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

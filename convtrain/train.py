@@ -1,0 +1,268 @@
+"""The training loop: epochs of shuffled batches, logging, validation, checkpoints.
+
+Shuffling is a pure function of (seed, epoch), and a checkpoint records how
+many batches of the current epoch are done, so `--resume` replays nothing and
+skips nothing: it continues with the very next batch.
+"""
+
+import os
+import signal
+import sys
+import time
+
+import click
+import numpy as np
+
+from convtrain import report
+from convtrain.checkpoint import describe_architecture, load_into, save_checkpoint
+from convtrain.data import load_datasets
+from convtrain.errors import RunFailed, UserError
+from convtrain.network import Network
+from convtrain.optim import Optimizer, learning_rate
+
+EVAL_BATCH = 256
+
+
+def epoch_order(seed, epoch, count, shuffle):
+    if not shuffle:
+        return np.arange(count)
+    return np.random.default_rng([seed, 2, epoch]).permutation(count)
+
+
+def evaluate(network, x, y, batch_size=EVAL_BATCH):
+    """(mean loss, accuracy) over (x, y), forward only."""
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(y), batch_size):
+        scores = network.forward(x[start:start + batch_size])
+        labels = y[start:start + batch_size]
+        loss, _, _ = network.loss_fn(scores, labels)
+        total_loss += loss * len(labels)
+        correct += int(np.sum(np.argmax(scores, axis=1) == labels))
+    return total_loss / len(y), correct / len(y)
+
+
+def warm_up(network, optimizer, x, y):
+    """Run every kernel this network uses once, so JIT compilation (or loading the
+    cache) happens here and never inside a timed epoch. Weights are left unchanged."""
+    started = time.perf_counter()
+    saved = {k: v.copy() for k, v in network.state().items()}
+    saved_opt = {k: v.copy() for k, v in optimizer.state.items()}
+    steps = optimizer.steps
+    network.loss_and_gradients(x[:2], y[:2])
+    optimizer.step(0.0)
+    network.load_state(saved)
+    optimizer.load_state(saved_opt, steps)
+    return time.perf_counter() - started
+
+
+class _StopFlag:
+    """SIGINT sets it; the loop finishes the current step, checkpoints, and exits 130."""
+
+    def __init__(self):
+        self.raised = False
+
+    def __call__(self, signum, frame):
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+
+
+class Trainer:
+    def __init__(self, config, out_dir, quiet=False, max_steps=None):
+        self.config = config
+        self.out_dir = out_dir
+        self.quiet = quiet
+        self.max_steps = max_steps
+        self.network = Network(config)
+        self.optimizer = Optimizer(config.optimizer, self.network)
+        self.epochs_done = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.best = None
+        self.partial = {"loss": 0.0, "correct": 0, "count": 0}
+        self.metrics = None
+
+    def say(self, text, always=False):
+        if always or not self.quiet:
+            click.echo(text, err=True)
+
+    def meta(self):
+        return {"epochs_done": self.epochs_done, "step_in_epoch": self.step_in_epoch,
+                "global_step": self.global_step, "optimizer_steps": self.optimizer.steps,
+                "best": self.best, "partial": self.partial, "seed": self.config.seed,
+                "shuffle_rng": {"kind": "numpy default_rng", "key": [self.config.seed, 2]},
+                "optimizer": self.config.optimizer.type, "name": self.config.name,
+                "fingerprint": self.config.architecture_fingerprint(),
+                "architecture": describe_architecture(self.config)}
+
+    def resume_from(self, path):
+        meta = load_into(path, self.config, self.network, self.optimizer)
+        self.epochs_done = meta["epochs_done"]
+        self.step_in_epoch = meta["step_in_epoch"]
+        self.global_step = meta["global_step"]
+        self.best = meta["best"]
+        self.partial = meta["partial"]
+        if self.epochs_done >= self.config.train.epochs:
+            raise UserError(f"checkpoint has finished {self.epochs_done} epochs, and the config "
+                            f"asks for {self.config.train.epochs}: nothing to do (raise "
+                            f"--epochs to train further)", file=path)
+        self.say(f"resuming from {path}: epoch {self.epochs_done + 1}, "
+                 f"step {self.step_in_epoch} of the epoch, global step {self.global_step}")
+
+    def checkpoint(self, name):
+        save_checkpoint(os.path.join(self.out_dir, name), self.network, self.optimizer, self.meta())
+
+    def log(self, record):
+        self.metrics.write(report.dumps(record) + "\n")
+        self.metrics.flush()
+
+    def run(self):
+        config = self.config
+        x, y, val_x, val_y = load_datasets(config)
+        compile_s = warm_up(self.network, self.optimizer, x, y)
+        self.say(f"kernels ready in {compile_s:.1f} s (JIT compiled, or loaded from the cache); "
+                 f"not counted in epoch times")
+        stop = _StopFlag()
+        previous = signal.signal(signal.SIGINT, stop)
+        try:
+            with open(os.path.join(self.out_dir, "metrics.jsonl"), "a", encoding="utf-8") as out:
+                self.metrics = out
+                self.log({"event": "compile", "seconds": compile_s})
+                return self._epochs(x, y, val_x, val_y, stop)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _epochs(self, x, y, val_x, val_y, stop):
+        config = self.config
+        batch = config.train.batch_size
+        batches = -(-len(y) // batch)
+        for epoch in range(self.epochs_done + 1, config.train.epochs + 1):
+            lr = learning_rate(config.optimizer, config.schedule, epoch, config.train.epochs)
+            order = epoch_order(config.seed, epoch, len(y), config.train.shuffle)
+            started = time.perf_counter()
+            trained = 0
+            bar = None if self.quiet else click.progressbar(
+                length=batches, label=f"epoch {epoch}/{config.train.epochs}", file=sys.stderr,
+                show_pos=True, show_eta=True)
+            if bar is not None:
+                bar.__enter__()
+                bar.update(self.step_in_epoch)
+            try:
+                while self.step_in_epoch < batches:
+                    index = order[self.step_in_epoch * batch:(self.step_in_epoch + 1) * batch]
+                    self._step(x[index], y[index], lr, epoch)
+                    trained += len(index)
+                    if bar is not None:
+                        bar.update(1)
+                    if config.checkpoint_every and self.global_step % config.checkpoint_every == 0:
+                        self.checkpoint("checkpoint-last.npz")
+                    if stop.raised or self.max_steps and self.global_step >= self.max_steps:
+                        break
+            finally:
+                if bar is not None:
+                    bar.__exit__(None, None, None)
+            seconds = time.perf_counter() - started
+            if self.step_in_epoch < batches:
+                self.checkpoint("checkpoint-last.npz")
+                if stop.raised:
+                    path = os.path.join(self.out_dir, "checkpoint-last.npz")
+                    self.say(f"interrupted at step {self.global_step}; checkpoint written. "
+                             f"Resume with: convtrain train {config.file} --resume {path}",
+                             always=True)
+                    raise SystemExit(130)
+                self.say(f"stopped after --max-steps {self.max_steps} (global step "
+                         f"{self.global_step}); checkpoint-last.npz holds the state")
+                return self.best
+            self._end_epoch(epoch, seconds, trained, val_x, val_y)
+            if self.max_steps and self.global_step >= self.max_steps:
+                self.say(f"stopped after --max-steps {self.max_steps}")
+                break
+        return self.best
+
+    def _step(self, xb, yb, lr, epoch):
+        network = self.network
+        loss, scores, _ = network.loss_and_gradients(xb, yb)
+        self.global_step += 1
+        if not np.isfinite(loss):
+            self._diverged("loss", loss)
+        updates = self.optimizer.step(lr)
+        for name, update in updates.items():
+            if not np.all(np.isfinite(update)):
+                self._diverged(f"update of {name}", None)
+        self.step_in_epoch += 1
+        self.partial["loss"] += loss * len(yb)
+        self.partial["correct"] += int(np.sum(np.argmax(scores, axis=1) == yb))
+        self.partial["count"] += len(yb)
+        if self.global_step % self.config.log.every == 0:
+            layers = report.layer_record(network, updates)
+            record = {"event": "step", "epoch": epoch, "step": self.global_step, "loss": loss,
+                      "lr": lr, "layers": layers}
+            self.log(record)
+            self.say(report.layer_table(self.global_step, epoch, loss, lr, layers))
+
+    def _diverged(self, what, value):
+        culprit = what
+        # Backward runs top to bottom: the first non-finite delta on that path is where it began.
+        for layer in reversed(self.network.layers):
+            delta = self.network.deltas.get(layer.name)
+            if delta is not None and not np.all(np.isfinite(delta)):
+                culprit += f"; first non-finite delta at layer {layer.name}"
+                break
+        raise RunFailed(f"training diverged at step {self.global_step}: {culprit}"
+                        + (f" = {value}" if value is not None else "")
+                        + f". The last good checkpoint in {self.out_dir} is left as it was; "
+                          f"lower optimizer.lr and try again")
+
+    def _end_epoch(self, epoch, seconds, trained, val_x, val_y):
+        partial = self.partial
+        val_loss = val_acc = None
+        if val_x is not None:
+            val_loss, val_acc = evaluate(self.network, val_x, val_y)
+        record = {"event": "epoch", "epoch": epoch,
+                  "train_loss": partial["loss"] / partial["count"],
+                  "train_acc": partial["correct"] / partial["count"],
+                  "val_loss": val_loss, "val_acc": val_acc, "seconds": seconds,
+                  "images_per_s": trained / seconds if seconds > 0 else None}
+        self.epochs_done = epoch
+        self.step_in_epoch = 0
+        self.partial = {"loss": 0.0, "correct": 0, "count": 0}
+        score = val_acc if val_acc is not None else -record["train_loss"]
+        improved = self.best is None or score > self.best["score"]
+        if improved:
+            self.best = {"score": score, "epoch": epoch, "val_acc": val_acc,
+                         "train_loss": record["train_loss"]}
+        self.log(record)
+        self.checkpoint("checkpoint-last.npz")
+        if improved:
+            self.checkpoint("checkpoint-best.npz")
+        self.say(report.epoch_line(record, self.config.train.epochs), always=True)
+
+
+def smoke(config, steps, samples=256):
+    """A few steps on a small slice: ok only if every loss is finite and the slice's loss fell.
+
+    Returns (ok, line)."""
+    x, y, _, _ = load_datasets(config, need_val=False)
+    x, y = x[:samples], y[:samples]
+    network = Network(config)
+    optimizer = Optimizer(config.optimizer, network)
+    warm_up(network, optimizer, x, y)
+    started = time.perf_counter()
+    before, _ = evaluate(network, x, y)
+    batch = min(config.train.batch_size, len(y))
+    for step in range(steps):
+        start = (step * batch) % len(y)
+        index = np.arange(start, start + batch) % len(y)
+        loss, _, _ = network.loss_and_gradients(x[index], y[index])
+        if not np.isfinite(loss):
+            return False, f"smoke: FAILED — loss became {loss} at step {step + 1}"
+        optimizer.step(config.optimizer.lr)
+    after, _ = evaluate(network, x, y)
+    seconds = time.perf_counter() - started
+    if not np.isfinite(after):
+        return False, f"smoke: FAILED — loss on the slice became {after} after {steps} steps"
+    if not after < before:
+        return False, (f"smoke: FAILED — loss did not go down in {steps} steps on {len(y)} "
+                       f"samples: {before:.4f} -> {after:.4f}")
+    return True, (f"smoke: ok — {steps} steps on {len(y)} samples, loss {before:.4f} -> "
+                  f"{after:.4f}, all finite ({seconds:.1f} s)")

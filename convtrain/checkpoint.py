@@ -29,6 +29,10 @@ def save_checkpoint(path, network, optimizer, meta):
             np.savez(out, **arrays)
             out.flush()
             os.fsync(out.fileno())
+        # mkstemp creates the file 0600; give it the mode any new file would get.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -51,12 +51,13 @@ class Optimizer:
 
 
 def learning_rate(optimizer_spec, schedule, epoch, epochs):
-    """lr for 1-based `epoch`: step decays by gamma every `every` epochs; cosine anneals
-    from lr (epoch 1) to min_lr (last epoch)."""
+    """lr for 1-based `epoch`: step decays by gamma every `every` epochs; cosine follows
+    half a cosine from lr (epoch 1) towards min_lr, which it would reach one epoch after
+    the last (as PyTorch's CosineAnnealingLR with T_max = epochs), so no epoch runs at min_lr."""
     base = optimizer_spec.lr
     if schedule.type == "step":
         return base * schedule.gamma ** ((epoch - 1) // schedule.every)
     if schedule.type == "cosine":
-        progress = (epoch - 1) / max(epochs - 1, 1)
+        progress = (epoch - 1) / epochs
         return schedule.min_lr + (base - schedule.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
     return base

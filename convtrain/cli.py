@@ -82,11 +82,18 @@ def train(config, overrides, epochs, max_steps, out, resume, smoke, threads, qui
         ok, line = run_smoke(spec, steps=max_steps or 20)
         click.echo(line)
         sys.exit(0 if ok else 1)
+    from convtrain.checkpoint import read_checkpoint
+    from convtrain.data import load_datasets
+
+    # Everything that can be wrong with the input is checked before a folder is made.
+    datasets = load_datasets(spec)
+    if resume:
+        read_checkpoint(resume)
     out = _run_folder(spec, out, resume)
     _numba(threads)
     from convtrain.train import Trainer
 
-    trainer = Trainer(spec, out, quiet=quiet, max_steps=max_steps)
+    trainer = Trainer(spec, out, datasets, quiet=quiet, max_steps=max_steps)
     if resume:
         trainer.resume_from(resume)
     _write_resolved(spec, out)

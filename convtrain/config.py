@@ -131,6 +131,7 @@ def load_config(path, overrides=(), text=None):
     for assignment in overrides:
         apply_override(source, assignment)
     top = Section(source, (), source.tree, "the top level")
+    top.reject_unknown(TOP_KEYS)
     default_name = os.path.splitext(os.path.basename(str(path)))[0] if path else "net"
     name = top.get_str("name", default_name)
     seed = top.get_int("seed", 0, minimum=0)

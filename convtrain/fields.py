@@ -156,6 +156,14 @@ class Section:
         self.resolved[key] = sub.resolved
         return sub
 
+    def reject_unknown(self, known):
+        """Check keys against a fixed list up front, so a misspelt required key is
+        reported as the misspelling rather than as missing."""
+        for key in self.raw:
+            if key not in known:
+                raise self.error(key, f"unknown key '{key}'{did_you_mean(key, known)}; "
+                                      f"known keys here: {', '.join(known)}")
+
     def finish(self, extra_known=()):
         known = list(self.seen) + list(extra_known)
         for key in self.raw:

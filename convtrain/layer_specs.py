@@ -51,9 +51,12 @@ def _window(section, in_shape, kernel, stride, padding, what):
         left = right = padding[1]
     padded_h, padded_w = height + top + bottom, width + left + right
     if kernel[0] > padded_h or kernel[1] > padded_w:
+        padded = ("" if (padded_h, padded_w) == (height, width)
+                  else f" padded to {padded_h}x{padded_w}")
         raise section.error("kernel" if "kernel" in section.raw else "size",
                             f"{what} {kernel[0]}x{kernel[1]} is larger than its input "
-                            f"{padded_h}x{padded_w} (input {height}x{width} plus padding)")
+                            f"{height}x{width}{padded} (layer {section.path[-1]}, "
+                            f"{section.raw.get('type')})")
     out_h = (padded_h - kernel[0]) // stride[0] + 1
     out_w = (padded_w - kernel[1]) // stride[1] + 1
     return (top, bottom, left, right), (out_h, out_w)

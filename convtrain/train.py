@@ -68,8 +68,10 @@ class _StopFlag:
 
 
 class Trainer:
-    def __init__(self, config, out_dir, quiet=False, max_steps=None):
+    def __init__(self, config, out_dir, datasets, quiet=False, max_steps=None):
+        """datasets: (x, y, val_x, val_y) from `load_datasets`."""
         self.config = config
+        self.datasets = datasets
         self.out_dir = out_dir
         self.quiet = quiet
         self.max_steps = max_steps
@@ -117,8 +119,7 @@ class Trainer:
         self.metrics.flush()
 
     def run(self):
-        config = self.config
-        x, y, val_x, val_y = load_datasets(config)
+        x, y, val_x, val_y = self.datasets
         compile_s = warm_up(self.network, self.optimizer, x, y)
         self.say(f"kernels ready in {compile_s:.1f} s (JIT compiled, or loaded from the cache); "
                  f"not counted in epoch times")

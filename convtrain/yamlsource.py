@@ -88,8 +88,15 @@ def load_yaml(file, text=None):
     return Source(tree, file, lines)
 
 
+STANDARD_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 def _build(node, path, lines, file):
     lines.setdefault(path, node.start_mark.line + 1)
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in STANDARD_TAGS:
+        raise ConfigError(f"tag {node.tag} is not allowed: a config holds only plain "
+                          f"mappings, lists and values", file=file,
+                          path=format_path(path) or None, line=node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:

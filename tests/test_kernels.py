@@ -1,0 +1,91 @@
+"""Every fast kernel against its naive twin, stride > 1 and padding included."""
+
+import numpy as np
+import pytest
+from naive import convolve2d_full, convolve2d_valid, correlate, pool
+
+from convtrain.config import load_config
+from convtrain.network import Network
+from convtrain.trace import textbook_input_delta, textbook_kernel_delta
+
+CASES = [
+    # C, H, W, F, kernel, stride, padding
+    (1, 5, 5, 2, (3, 3), (1, 1), 0),
+    (3, 7, 6, 4, (3, 2), (2, 1), 1),
+    (2, 8, 8, 3, (2, 3), (2, 2), "same"),
+    (2, 6, 9, 2, (1, 4), (1, 3), [2, 0]),
+    (4, 5, 5, 1, (5, 5), (1, 1), 0),
+]
+
+
+def _net(c, h, w, layers, dtype):
+    text = f"input: [{c}, {h}, {w}]\ndtype: {dtype}\nlayers:\n" + "".join(
+        f"  - {layer}\n" for layer in layers)
+    return Network(load_config("test.yaml", text=text))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op", ["correlation", "convolution"])
+@pytest.mark.parametrize("case", CASES)
+def test_conv_forward_matches_naive(case, op, dtype):
+    c, h, w, f, kernel, stride, padding = case
+    net = _net(c, h, w, [f"{{type: conv2d, filters: {f}, kernel: {list(kernel)}, stride: "
+                         f"{list(stride)}, padding: {padding if isinstance(padding, (int, list)) else padding}, op: {op}, init: he_normal}}"],
+               dtype)
+    layer = net.layers[0]
+    layer.params["bias"][...] = np.arange(f)
+    x = np.random.default_rng(0).standard_normal((3, c, h, w)).astype(dtype)
+    weight = layer.params["weight"].astype(np.float64)
+    if op == "convolution":
+        weight = weight[:, :, ::-1, ::-1]
+    expected = correlate(x.astype(np.float64), weight, layer.params["bias"].astype(np.float64),
+                         stride, layer.spec.padding)
+    got = net.forward(x).reshape(expected.shape)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("size,stride", [((2, 2), (2, 2)), ((3, 3), (1, 1)), ((3, 2), (2, 1)),
+                                         ((2, 2), (3, 3))])
+def test_pool_forward_matches_naive(kind, size, stride):
+    net = _net(2, 7, 8, [f"{{type: {kind}pool, size: {list(size)}, stride: {list(stride)}}}"],
+               "float64")
+    x = np.random.default_rng(1).standard_normal((2, 2, 7, 8))
+    expected = pool(x, size, stride, kind)
+    np.testing.assert_allclose(net.forward(x).reshape(expected.shape), expected, rtol=1e-12)
+
+
+def test_maxpool_backward_routes_to_first_max_on_ties():
+    net = _net(1, 2, 2, ["{type: maxpool, size: 2}"], "float64")
+    x = np.ones((1, 1, 2, 2))
+    net.forward(x)
+    dx = net.backward(np.array([[5.0]]))
+    np.testing.assert_array_equal(dx[0, 0], [[5.0, 0.0], [0.0, 0.0]])
+
+
+def test_textbook_helpers_match_definition_of_convolution():
+    rng = np.random.default_rng(2)
+    a, delta = rng.standard_normal((5, 4)), rng.standard_normal((3, 2))
+    kernel = rng.standard_normal((2, 3))
+    np.testing.assert_allclose(textbook_kernel_delta(a[None], delta[None])[0, 0],
+                               convolve2d_valid(a, delta), rtol=1e-12)
+    np.testing.assert_allclose(textbook_input_delta(delta[None], kernel[None, None])[0],
+                               convolve2d_full(delta, kernel), rtol=1e-12)
+
+
+@pytest.mark.parametrize("threads_first", [1, 2])
+def test_kernels_deterministic_across_repeats(threads_first):
+    import numba
+
+    net = _net(3, 9, 9, ["{type: conv2d, filters: 4, kernel: 3, stride: 2, padding: 1}"],
+               "float32")
+    x = np.random.default_rng(3).standard_normal((8, 3, 9, 9)).astype(np.float32)
+    grads = []
+    for threads in (threads_first, 3 - threads_first):
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        out = net.forward(x)
+        net.backward(np.ones_like(out))
+        grads.append(net.layers[0].grads["weight"].copy())
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert np.array_equal(grads[0], grads[1])

@@ -112,7 +112,8 @@ def _forward_formula(spec, s):
         return f"{a} = {s.kernel(spec)} · {i}{bias}"
     if spec.type in ("maxpool", "avgpool"):
         return f"{a} = {spec.type}{spec.size[0]}x{spec.size[1]}/{spec.stride[0]}({i})"
-    return {"relu": f"{a} = max({i}, 0)", "leaky_relu": f"{a} = max({i}, {spec.slope:g}·{i})",
+    slope = getattr(spec, "slope", 0.0)
+    return {"relu": f"{a} = max({i}, 0)", "leaky_relu": f"{a} = max({i}, {slope:g}·{i})",
             "sigmoid": f"{a} = σ({i})", "tanh": f"{a} = tanh({i})",
             "flatten": f"{a} = flatten({i})"}[spec.type]
 
@@ -129,8 +130,9 @@ def _backward_formulas(spec, s, textbook):
         return f"∂L/∂{k} = {i} ⋆ {d}", f"{di} = full({d} ∗ {k})"
     if spec.type == "dense":
         return f"∂L/∂{k} = {d} ⊗ {i}", f"{di} = {k}ᵀ · {d}"
+    slope = getattr(spec, "slope", 0.0)
     rules = {"relu": f"{di} = {d} ⊙ 1[{i} > 0]",
-             "leaky_relu": f"{di} = {d} ⊙ ({i} > 0 ? 1 : {spec.slope:g})",
+             "leaky_relu": f"{di} = {d} ⊙ ({i} > 0 ? 1 : {slope:g})",
              "sigmoid": f"{di} = {d} ⊙ A(1 − A), A = {s.out(spec)}",
              "tanh": f"{di} = {d} ⊙ (1 − A²), A = {s.out(spec)}",
              "maxpool": f"{di} = {d} routed to each window's maximum",

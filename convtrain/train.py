@@ -182,7 +182,10 @@ class Trainer:
 
     def _step(self, xb, yb, lr, epoch):
         network = self.network
-        loss, scores, _ = network.loss_and_gradients(xb, yb)
+        # Overflow is caught below as a non-finite loss or update; NumPy's warnings would
+        # only interleave with the progress bar.
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, scores, _ = network.loss_and_gradients(xb, yb)
         self.global_step += 1
         if not np.isfinite(loss):
             self._diverged("loss", loss)
@@ -218,7 +221,12 @@ class Trainer:
         partial = self.partial
         val_loss = val_acc = None
         if val_x is not None:
-            val_loss, val_acc = evaluate(self.network, val_x, val_y)
+            with np.errstate(over="ignore", invalid="ignore"):
+                val_loss, val_acc = evaluate(self.network, val_x, val_y)
+            if not np.isfinite(val_loss):
+                raise RunFailed(f"training diverged in epoch {epoch}: the validation loss is "
+                                f"{val_loss}. The last good checkpoint in {self.out_dir} is left "
+                                f"as it was; lower optimizer.lr and try again")
         record = {"event": "epoch", "epoch": epoch,
                   "train_loss": partial["loss"] / partial["count"],
                   "train_acc": partial["correct"] / partial["count"],

@@ -83,9 +83,12 @@ class Trainer:
         self.best = None
         self.partial = {"loss": 0.0, "correct": 0, "count": 0}
         self.metrics = None
+        self.bar_active = False
 
     def say(self, text, always=False):
         if always or not self.quiet:
+            if self.bar_active and sys.stderr.isatty():
+                text = "\r\x1b[K" + text  # start on a clean line, not after the bar
             click.echo(text, err=True)
 
     def meta(self):
@@ -144,17 +147,19 @@ class Trainer:
             trained = 0
             bar = None if self.quiet else click.progressbar(
                 length=batches, label=f"epoch {epoch}/{config.train.epochs}", file=sys.stderr,
-                show_pos=True, show_eta=True)
+                show_pos=True, show_eta=True,
+                item_show_func=lambda loss: None if loss is None else f"loss {loss:.4f}")
             if bar is not None:
                 bar.__enter__()
                 bar.update(self.step_in_epoch)
+                self.bar_active = True
             try:
                 while self.step_in_epoch < batches:
                     index = order[self.step_in_epoch * batch:(self.step_in_epoch + 1) * batch]
-                    self._step(x[index], y[index], lr, epoch)
+                    loss = self._step(x[index], y[index], lr, epoch)
                     trained += len(index)
                     if bar is not None:
-                        bar.update(1)
+                        bar.update(1, loss)
                     if config.checkpoint_every and self.global_step % config.checkpoint_every == 0:
                         self.checkpoint("checkpoint-last.npz")
                     if stop.raised or self.max_steps and self.global_step >= self.max_steps:
@@ -162,6 +167,7 @@ class Trainer:
             finally:
                 if bar is not None:
                     bar.__exit__(None, None, None)
+                    self.bar_active = False
             seconds = time.perf_counter() - started
             if self.step_in_epoch < batches:
                 self.checkpoint("checkpoint-last.npz")
@@ -203,6 +209,7 @@ class Trainer:
                       "lr": lr, "layers": layers}
             self.log(record)
             self.say(report.layer_table(self.global_step, epoch, loss, lr, layers))
+        return loss
 
     def _diverged(self, what, value):
         culprit = what

@@ -5,6 +5,8 @@ score matrix the loss reads. After `backward`, `deltas[name]` is the error at
 each layer's output (dL/d out) — what convtrain logs and traces.
 """
 
+import time
+
 import numpy as np
 
 from convtrain.layers import build_layer
@@ -19,13 +21,21 @@ class Network:
         self.layers = [build_layer(spec, self.dtype, rng) for spec in config.layers]
         self.loss_fn = LOSSES[config.loss]
         self.deltas = {}
+        # Set to {} to have forward/backward record per-layer milliseconds of their last call.
+        self.timings = None
 
     def forward(self, x):
         """x (N, *input) -> scores (N, K)."""
         out = x.astype(self.dtype, copy=False)
         for layer in self.layers:
+            started = time.perf_counter()
             out = layer.forward(out)
+            self._time(layer, "forward_ms", started)
         return out.reshape(out.shape[0], -1)
+
+    def _time(self, layer, key, started):
+        if self.timings is not None:
+            self.timings.setdefault(layer.name, {})[key] = 1e3 * (time.perf_counter() - started)
 
     def backward(self, dscores):
         """dscores (N, K) -> dx (N, *input); fills each layer's grads and self.deltas."""
@@ -33,7 +43,9 @@ class Network:
         for layer in reversed(self.layers):
             delta = delta.reshape((delta.shape[0],) + layer.spec.out_shape)
             self.deltas[layer.name] = delta
+            started = time.perf_counter()
             delta = layer.backward(delta)
+            self._time(layer, "backward_ms", started)
         return delta
 
     def loss_and_gradients(self, x, labels):

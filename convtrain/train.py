@@ -76,6 +76,8 @@ class Trainer:
         self.quiet = quiet
         self.max_steps = max_steps
         self.network = Network(config)
+        if config.log.timing:
+            self.network.timings = {}
         self.optimizer = Optimizer(config.optimizer, self.network)
         self.epochs_done = 0
         self.step_in_epoch = 0
@@ -205,6 +207,9 @@ class Trainer:
         self.partial["count"] += len(yb)
         if self.global_step % self.config.log.every == 0:
             layers = report.layer_record(network, updates)
+            if network.timings is not None:
+                for name, times in network.timings.items():
+                    layers[name].update(times)
             record = {"event": "step", "epoch": epoch, "step": self.global_step, "loss": loss,
                       "lr": lr, "layers": layers}
             self.log(record)

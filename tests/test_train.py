@@ -71,6 +71,18 @@ def test_train_writes_metrics_with_per_layer_norms(small, tmp_path):
     assert "batch_size: 32" in resolved and "momentum: 0.9" in resolved
 
 
+def test_log_timing_adds_per_layer_milliseconds(small, tmp_path):
+    out = tmp_path / "run"
+    result = _run(["train", small, "--out", str(out), "--epochs", "1", "--quiet",
+                   "--set", "log.timing=true"])
+    assert result.exit_code == 0
+    step = next(r for r in _records(out) if r["event"] == "step")
+    for name in ("conv1", "relu2", "maxpool3", "flatten4", "dense5"):
+        assert step["layers"][name]["forward_ms"] >= 0
+        assert step["layers"][name]["backward_ms"] >= 0
+    assert "forward_ms" not in next(r for r in _records(tmp_path / "run") if r["event"] == "epoch")
+
+
 def test_resume_continues_bit_identically_and_eval_reproduces_best(small, tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert _run(["train", small, "--out", str(full), "--quiet"]).exit_code == 0

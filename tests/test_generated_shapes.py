@@ -1,0 +1,66 @@
+"""Hypothesis-generated conv and pool layers: fast kernels against the naive twins, and the
+float64 gradient check, on shapes nobody chose by hand."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from naive import correlate
+
+from convtrain.config import load_config
+from convtrain.gradcheck import check_gradients
+from convtrain.network import Network
+
+
+@st.composite
+def conv_layers(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    padding = draw(st.one_of(st.just("same"), st.lists(st.integers(0, 2), min_size=2,
+                                                        max_size=2)))
+    pads = [0, 0] if padding == "same" else padding
+    h = draw(st.integers(max(1, kh - 2 * pads[0]), 9))
+    w = draw(st.integers(max(1, kw - 2 * pads[1]), 9))
+    c, f = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    op = draw(st.sampled_from(["correlation", "convolution"]))
+    layer = (f"{{type: conv2d, filters: {f}, kernel: [{kh}, {kw}], stride: [{sh}, {sw}], "
+             f"padding: {padding if padding == 'same' else list(padding)}, op: {op}}}")
+    return (c, h, w), layer
+
+
+def _network(shape, layers, dtype="float64"):
+    text = (f"input: {list(shape)}\ndtype: {dtype}\nlayers:\n"
+            + "".join(f"  - {layer}\n" for layer in layers))
+    return Network(load_config("generated.yaml", text=text))
+
+
+@settings(max_examples=40, deadline=None)
+@given(conv_layers(), st.integers(1, 3))
+def test_generated_conv_forward_matches_naive(case, batch):
+    shape, layer = case
+    network = _network(shape, [layer])
+    conv = network.layers[0]
+    x = np.random.default_rng(batch).standard_normal((batch,) + shape)
+    weight = conv.params["weight"]
+    if conv.spec.op == "convolution":
+        weight = weight[:, :, ::-1, ::-1]
+    expected = correlate(x, weight, conv.params["bias"], conv.spec.stride, conv.spec.padding)
+    np.testing.assert_allclose(network.forward(x).reshape(expected.shape), expected,
+                               rtol=1e-11, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(conv_layers(), st.sampled_from(["maxpool", "avgpool", None]))
+def test_generated_stacks_pass_the_gradient_check(case, pool):
+    shape, layer = case
+    layers = [layer, "{type: tanh}"]
+    network = _network(shape, layers)
+    out_shape = network.config.layers[-1].out_shape
+    if pool and out_shape[1] >= 2 and out_shape[2] >= 2:
+        layers.append(f"{{type: {pool}, size: 2, stride: 1}}")
+    layers += ["{type: flatten}", "{type: dense, units: 3}"]
+    network = _network(shape, layers)
+    rng = np.random.default_rng(0)
+    rows = check_gradients(network, rng.standard_normal((2,) + shape), np.array([0, 2]),
+                           max_entries=12)
+    for row in rows:
+        assert row.passed, row.describe()

@@ -97,6 +97,10 @@ def train(config, overrides, epochs, max_steps, out, resume, smoke, threads, qui
     if resume:
         trainer.resume_from(resume)
     _write_resolved(spec, out)
+    if not quiet:
+        from convtrain.report import summary_text
+
+        click.echo(summary_text(spec), err=True)
     click.echo(f"run folder: {out}", err=True)
     trainer.run()
 
@@ -258,20 +262,9 @@ def _nudge_zero_biases(network, seed):
 @reports_errors
 def summary(config, overrides):
     """One row per layer: output shape, parameters, forward FLOPs per sample."""
-    from convtrain.report import human
+    from convtrain.report import summary_text
 
-    spec = _config(config, overrides)
-    lines = [f"{spec.name}: {spec.dtype}, input {tuple(spec.input)}, loss {spec.loss}",
-             f"{'layer':<12}{'type':<12}{'output (C,H,W)':<18}{'params':>10}{'FLOPs/sample':>15}"]
-    for layer in spec.layers:
-        lines.append(f"{layer.name:<12}{layer.type:<12}{str(tuple(layer.out_shape)):<18}"
-                     f"{layer.param_count:>10,}{human(layer.flops()):>15}")
-    params = sum(layer.param_count for layer in spec.layers)
-    flops = sum(layer.flops() for layer in spec.layers)
-    lines.append(f"{'total':<42}{params:>10,}{human(flops):>15}")
-    lines.append(f"parameters: {params:,} ({human(params * (4 if spec.dtype == 'float32' else 8))}B)"
-                 f"; forward FLOPs per sample: {human(flops)} (a multiply-add counts 2)")
-    click.echo("\n".join(lines))
+    click.echo(summary_text(_config(config, overrides)))
 
 
 @main.command(name="time")

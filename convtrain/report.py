@@ -60,3 +60,19 @@ def human(count):
         if count >= size:
             return f"{count / size:.2f}{unit}"
     return str(int(count))
+
+
+def summary_text(config):
+    """The `convtrain summary` table: one row per layer, then totals."""
+    lines = [f"{config.name}: {config.dtype}, input {tuple(config.input)}, loss {config.loss}",
+             f"{'layer':<12}{'type':<12}{'output (C,H,W)':<18}{'params':>10}{'FLOPs/sample':>15}"]
+    for layer in config.layers:
+        lines.append(f"{layer.name:<12}{layer.type:<12}{str(tuple(layer.out_shape)):<18}"
+                     f"{layer.param_count:>10,}{human(layer.flops()):>15}")
+    params = sum(layer.param_count for layer in config.layers)
+    flops = sum(layer.flops() for layer in config.layers)
+    size = params * (4 if config.dtype == "float32" else 8)
+    lines.append(f"{'total':<42}{params:>10,}{human(flops):>15}")
+    lines.append(f"parameters: {params:,} ({human(size)}B); forward FLOPs per sample: "
+                 f"{human(flops)} (a multiply-add counts 2)")
+    return "\n".join(lines)

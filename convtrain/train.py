@@ -174,15 +174,13 @@ class Trainer:
             if self.step_in_epoch < batches:
                 self.checkpoint("checkpoint-last.npz")
                 if stop.raised:
-                    path = os.path.join(self.out_dir, "checkpoint-last.npz")
-                    self.say(f"interrupted at step {self.global_step}; checkpoint written. "
-                             f"Resume with: convtrain train {config.file} --resume {path}",
-                             always=True)
-                    raise SystemExit(130)
+                    self._interrupted()
                 self.say(f"stopped after --max-steps {self.max_steps} (global step "
                          f"{self.global_step}); checkpoint-last.npz holds the state")
                 return self.best
             self._end_epoch(epoch, seconds, trained, val_x, val_y)
+            if stop.raised:
+                self._interrupted()
             if self.max_steps and self.global_step >= self.max_steps:
                 self.say(f"stopped after --max-steps {self.max_steps}")
                 break
@@ -215,6 +213,13 @@ class Trainer:
             self.log(record)
             self.say(report.layer_table(self.global_step, epoch, loss, lr, layers))
         return loss
+
+    def _interrupted(self):
+        """Ctrl-C: the checkpoint is already written; say how to go on, exit 130."""
+        path = os.path.join(self.out_dir, "checkpoint-last.npz")
+        self.say(f"interrupted at step {self.global_step}; checkpoint written. "
+                 f"Resume with: convtrain train {self.config.file} --resume {path}", always=True)
+        raise SystemExit(130)
 
     def _diverged(self, what, value):
         culprit = what

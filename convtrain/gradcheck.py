@@ -60,17 +60,15 @@ def _same(states_a, states_b):
     return all(a is None or np.array_equal(a, b) for a, b in zip(states_a, states_b))
 
 
-def check_gradients(network, x, labels, loss_fn=None, max_entries=None, seed=0, step=STEP):
+def check_gradients(network, x, labels, max_entries=None, seed=0, step=STEP):
     """Compare analytic and numeric gradients. network must be float64. Returns [CheckRow]."""
     if network.dtype != np.float64:
         raise ValueError("gradient checks run in float64")
-    loss_fn = loss_fn or network.loss_fn
+    loss_fn = network.loss_fn
     x = np.array(x, dtype=np.float64)
     rng = np.random.default_rng(seed)
 
-    scores = network.forward(x)
-    _, dscores, _ = loss_fn(scores, labels)
-    dx = network.backward(dscores)
+    _, _, dx = network.loss_and_gradients(x, labels)
     analytic = {(layer.name, key): layer.grads[key].copy() for layer, key in network.parameters()}
     base_loss, base_states = _loss_and_kinks(network, x, labels, loss_fn)
     floor = FLOOR * max(1.0, abs(base_loss))

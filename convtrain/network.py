@@ -37,25 +37,29 @@ class Network:
         if self.timings is not None:
             self.timings.setdefault(layer.name, {})[key] = 1e3 * (time.perf_counter() - started)
 
-    def backward(self, dscores):
-        """dscores (N, K) -> dx (N, *input); fills each layer's grads and self.deltas."""
+    def backward(self, dscores, input_grad=True):
+        """dscores (N, K) -> dx (N, *input); fills each layer's grads and self.deltas.
+
+        input_grad=False lets the first layer skip dL/dx (returns None): training never
+        reads it, and for a first conv layer it is as costly as the kernel gradient."""
         delta = dscores.astype(self.dtype, copy=False)
         for layer in reversed(self.layers):
+            need_dx = input_grad or layer is not self.layers[0]
             delta = delta.reshape((delta.shape[0],) + layer.spec.out_shape)
             self.deltas[layer.name] = delta
             started = time.perf_counter()
-            delta = layer.backward(delta)
+            delta = layer.backward(delta, need_dx)
             self._time(layer, "backward_ms", started)
         return delta
 
-    def loss_and_gradients(self, x, labels):
+    def loss_and_gradients(self, x, labels, input_grad=True):
         """Forward, loss, backward: the one path training and gradient checks share.
 
-        Returns (loss, scores, dx).
+        Returns (loss, scores, dx); dx is None when input_grad is False.
         """
         scores = self.forward(x)
         loss, dscores, _ = self.loss_fn(scores, labels)
-        dx = self.backward(dscores)
+        dx = self.backward(dscores, input_grad)
         return loss, scores, dx
 
     def parameters(self):

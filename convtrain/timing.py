@@ -34,10 +34,10 @@ def time_network(config, batch, iters):
         for layer in reversed(network.layers):
             delta = delta.reshape((batch,) + layer.spec.out_shape)
             started = time.perf_counter()
-            delta = layer.backward(delta)
+            delta = layer.backward(delta, layer is not network.layers[0])
             backward[layer.name].append(time.perf_counter() - started)
         started = time.perf_counter()
-        network.loss_and_gradients(x, labels)
+        network.loss_and_gradients(x, labels, input_grad=False)
         optimizer.step(config.optimizer.lr)
         steps.append(time.perf_counter() - started)
     rows = [{"name": layer.name, "type": layer.spec.type,

@@ -191,7 +191,7 @@ class Trainer:
         # Overflow is caught below as a non-finite loss or update; NumPy's warnings would
         # only interleave with the progress bar.
         with np.errstate(over="ignore", invalid="ignore"):
-            loss, scores, _ = network.loss_and_gradients(xb, yb)
+            loss, scores, _ = network.loss_and_gradients(xb, yb, input_grad=False)
         self.global_step += 1
         if not np.isfinite(loss):
             self._diverged("loss", loss)
@@ -279,7 +279,7 @@ def smoke(config, steps, samples=256):
     for step in range(steps):
         start = (step * batch) % len(y)
         index = np.arange(start, start + batch) % len(y)
-        loss, _, _ = network.loss_and_gradients(x[index], y[index])
+        loss, _, _ = network.loss_and_gradients(x[index], y[index], input_grad=False)
         if not np.isfinite(loss):
             return False, f"smoke: FAILED — loss became {loss} at step {step + 1}"
         optimizer.step(config.optimizer.lr)

@@ -92,12 +92,24 @@ def test_deep_stack_every_layer_type():
     _assert_all_pass(_check(network))
 
 
+def test_training_path_skips_only_the_input_gradient():
+    network = _network([CONV_CASES["corr-s2-p1-rect"], "{type: relu}"])
+    x = np.random.default_rng(5).standard_normal((3,) + network.config.input)
+    labels = np.array([0, 1, 3])
+    _, _, dx = network.loss_and_gradients(x, labels)
+    full = {(l.name, k): l.grads[k].copy() for l, k in network.parameters()}
+    _, _, none = network.loss_and_gradients(x, labels, input_grad=False)
+    assert dx is not None and none is None
+    for layer, key in network.parameters():
+        assert np.array_equal(layer.grads[key], full[(layer.name, key)])
+
+
 def test_checker_catches_a_wrong_gradient(monkeypatch):
     """A backward that forgets a tiny part of the gradient must fail the check."""
     original = Conv2d.backward
 
-    def slightly_wrong(self, dout):
-        dx = original(self, dout)
+    def slightly_wrong(self, dout, need_dx=True):
+        dx = original(self, dout, need_dx)
         self.grads["weight"] = self.grads["weight"] * 1.0001
         return dx
 

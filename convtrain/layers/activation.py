@@ -22,7 +22,7 @@ class LeakyRelu(Layer):
         self.cache = x
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         x = self.cache
         dout = np.ascontiguousarray(dout)
         dx = np.empty_like(x)
@@ -44,7 +44,7 @@ class Sigmoid(Layer):
         self.cache = out
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         out = self.cache
         dx = np.empty_like(out)
         sigmoid_backward(out.reshape(-1), np.ascontiguousarray(dout).reshape(-1), dx.reshape(-1))
@@ -62,7 +62,7 @@ class Tanh(Layer):
         self.cache = out
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         out = self.cache
         dx = np.empty_like(out)
         tanh_backward(out.reshape(-1), np.ascontiguousarray(dout).reshape(-1), dx.reshape(-1))

@@ -1,7 +1,10 @@
 """What every layer offers the network. Batches carry a leading N axis.
 
     forward(x)      x (N, *in_shape) -> out (N, *out_shape); keeps what backward needs
-    backward(dout)  dout (N, *out_shape) -> dx (N, *in_shape); fills self.grads
+    backward(dout, need_dx=True)
+                    dout (N, *out_shape) -> dx (N, *in_shape); fills self.grads. With
+                    need_dx=False (the first layer, in training) a layer may skip dx and
+                    return None: nobody reads the gradient of the input images
     params / grads  dicts with the same keys ("weight", "bias"), arrays of the same shapes
     kink_state()    the discrete choices the last forward made (ReLU signs, max-pool
                     winners) or None: a gradient check reports a finite difference whose
@@ -22,7 +25,7 @@ class Layer:
     def forward(self, x):
         raise NotImplementedError
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         raise NotImplementedError
 
     def kink_state(self):

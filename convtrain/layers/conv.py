@@ -48,7 +48,7 @@ class Conv2d(Layer):
         self.cache = (xp, w)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         """dout (N, F, OH, OW) -> dx (N, C, H, W); fills grads weight (F, C, KH, KW), bias (F,)."""
         xp, w = self.cache
         dout = np.ascontiguousarray(dout)
@@ -62,6 +62,8 @@ class Conv2d(Layer):
             db = np.empty(self.spec.filters, dtype=self.dtype)
             conv2d_backward_bias(dout, db)
             self.grads["bias"] = db
+        if not need_dx:
+            return None
         dxp = np.empty_like(xp)
         conv2d_backward_input(dout, w, stride_h, stride_w, dxp)
         top, bottom, left, right = self.spec.padding

@@ -26,10 +26,12 @@ class Dense(Layer):
         self.cache = (flat, x.shape)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         """dout (N, U) -> dx (N, *in_shape); grads weight (U, D) = dout^T x, bias (U,)."""
         flat, in_shape = self.cache
         self.grads["weight"] = dout.T @ flat
         if self.spec.bias:
             self.grads["bias"] = dout.sum(axis=0)
+        if not need_dx:
+            return None
         return (dout @ self.params["weight"]).reshape(in_shape)

@@ -11,5 +11,5 @@ class Flatten(Layer):
         self.cache = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         return dout.reshape(self.cache)

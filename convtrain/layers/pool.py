@@ -21,7 +21,7 @@ class MaxPool(Layer):
         self.cache = (x.shape, argmax)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         in_shape, argmax = self.cache
         dx = np.empty(in_shape, dtype=self.dtype)
         maxpool_backward(np.ascontiguousarray(dout), argmax, dx)
@@ -43,7 +43,7 @@ class AvgPool(Layer):
         self.cache = x.shape
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         dx = np.empty(self.cache, dtype=self.dtype)
         avgpool_backward(np.ascontiguousarray(dout), *self.spec.size, *self.spec.stride, dx)
         return dx

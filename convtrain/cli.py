@@ -30,6 +30,10 @@ def reports_errors(command):
         except RunFailed as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(RunFailed.exit_code)
+        except MemoryError as exc:
+            click.echo(f"error: out of memory ({exc}); lower train.batch_size or the layer "
+                       f"sizes", err=True)
+            sys.exit(RunFailed.exit_code)
 
     return wrapper
 

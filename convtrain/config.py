@@ -20,6 +20,7 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("none", "step", "cosine")
 FORMATS = ("idx", "npz", "csv", "builtin")
 BUILTINS = ("digits",)
+MAX_ELEMENTS = 2 ** 28  # per layer: 1 GiB of float32; more is a typo, not a network
 TOP_KEYS = ("name", "seed", "dtype", "input", "layers", "loss", "optimizer", "schedule",
             "train", "data", "log", "checkpoint", "trace")
 
@@ -130,6 +131,10 @@ def load_config(path, overrides=(), text=None):
         raise source.error((), "the top level must be a mapping (name:, input:, layers:, ...)")
     for assignment in overrides:
         apply_override(source, assignment)
+    # Top-level keys starting with x- are free, a place to keep YAML anchors (`<<: *name`).
+    extensions = [k for k in source.tree if isinstance(k, str) and k.startswith("x-")]
+    for key in extensions:
+        del source.tree[key]
     top = Section(source, (), source.tree, "the top level")
     top.reject_unknown(TOP_KEYS)
     default_name = os.path.splitext(os.path.basename(str(path)))[0] if path else "net"
@@ -187,6 +192,11 @@ def _layers(top, input_shape):
         names.add(name)
         spec = LAYER_SPECS[kind].parse(section, index, name, shape)
         section.finish()
+        for what, count in (("parameters", spec.param_count),
+                            ("output values per sample", int(np.prod(spec.out_shape)))):
+            if count > MAX_ELEMENTS:
+                raise section.error(None, f"{kind} layer '{name}' would have {count:,} {what}; "
+                                          f"more than {MAX_ELEMENTS:,} is surely a typo")
         specs.append(spec)
         resolved.append(section.resolved)
         shape = spec.out_shape

@@ -148,7 +148,11 @@ def load_source(source, input_shape, num_classes, dtype):
 
 def _check(images, labels, names, source, input_shape, num_classes, dtype):
     key_path = source.key_path
-    labels = np.asarray(labels)
+    labels, images = np.asarray(labels), np.asarray(images)
+    for array, name, what in ((images, names[0], "images"), (labels, names[1], "labels")):
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+            raise DataError(f"{what} must be numbers, got an array of {array.dtype}", file=name,
+                            path=key_path)
     if labels.ndim != 1:
         labels = labels.reshape(-1) if labels.size == len(labels) else labels
     if labels.ndim != 1:

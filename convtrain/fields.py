@@ -82,6 +82,12 @@ class Section:
         value = self._take(key, default)
         if value is MISSING:
             return self._keep(key, default)
+        if isinstance(value, str):
+            # PyYAML reads 1e-3 (no dot) as a string; accept what is plainly a number.
+            try:
+                value = float(value)
+            except ValueError:
+                raise self.error(key, f"must be a number, got {_type_name(value)}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(key, f"must be a number, got {_type_name(value)}")
         value = float(value)

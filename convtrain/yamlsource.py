@@ -83,50 +83,85 @@ def load_yaml(file, text=None):
     if root is None:
         raise ConfigError("the file is empty; a network spec needs at least `input` and `layers`",
                           file=file)
-    lines = {}
-    tree = _build(root, (), lines, file)
-    return Source(tree, file, lines)
+    builder = _Builder(file)
+    try:
+        tree = builder.build(root, ())
+    finally:
+        builder.constructor.dispose()
+    return Source(tree, file, builder.lines)
 
 
 STANDARD_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+MERGE_TAG = "tag:yaml.org,2002:merge"
+MAX_VALUES = 1_000_000  # aliases can make a small file expand without bound ("billion laughs")
 
 
-def _build(node, path, lines, file):
-    lines.setdefault(path, node.start_mark.line + 1)
-    if not isinstance(node, yaml.ScalarNode) and node.tag not in STANDARD_TAGS:
-        raise ConfigError(f"tag {node.tag} is not allowed: a config holds only plain "
-                          f"mappings, lists and values", file=file,
-                          path=format_path(path) or None, line=node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out = {}
+class _Builder:
+    """Composed YAML nodes -> plain dicts, lists and scalars, recording key-path lines."""
+
+    def __init__(self, file):
+        self.file = file
+        self.lines = {}
+        self.values = 0
+        self.open_nodes = set()
+        self.constructor = yaml.SafeLoader("")
+
+    def error(self, path, node, message):
+        return ConfigError(message, file=self.file, path=format_path(path) or None,
+                           line=node.start_mark.line + 1)
+
+    def build(self, node, path):
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        self.values += 1
+        if id(node) in self.open_nodes:
+            raise self.error(path, node, "the YAML refers to itself through an alias")
+        if self.values > MAX_VALUES:
+            raise self.error(path, node, f"the YAML expands to more than {MAX_VALUES:,} "
+                                         f"values through aliases")
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, path)
+        if node.tag not in STANDARD_TAGS:
+            raise self.error(path, node, f"tag {node.tag} is not allowed: a config holds only "
+                                         f"plain mappings, lists and values")
+        self.open_nodes.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, path)
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        finally:
+            self.open_nodes.discard(id(node))
+
+    def mapping(self, node, path):
+        out, merged = {}, []
         for key_node, value_node in node.value:
-            key = _scalar(key_node, path, file)
+            if key_node.tag == MERGE_TAG:
+                # `<<: *base` (or a list of them): keys written here win over merged ones.
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) \
+                    else [value_node]
+                for source in sources:
+                    if not isinstance(source, yaml.MappingNode):
+                        raise self.error(path, source, "`<<` must merge a mapping")
+                    merged.append(self.build(source, path))
+                continue
+            key = self.scalar(key_node, path)
             if not isinstance(key, (str, int)) or isinstance(key, bool):
-                raise ConfigError(f"keys must be names, not {key!r}", file=file,
-                                  path=format_path(path) or None, line=key_node.start_mark.line + 1)
+                raise self.error(path, key_node, f"keys must be names, not {key!r}")
             if key in out:
-                raise ConfigError(f"duplicate key '{key}'", file=file,
-                                  path=format_path(path + (key,)), line=key_node.start_mark.line + 1)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            out[key] = _build(value_node, path + (key,), lines, file)
+                raise self.error(path + (key,), key_node, f"duplicate key '{key}'")
+            self.lines[path + (key,)] = key_node.start_mark.line + 1
+            out[key] = self.build(value_node, path + (key,))
+        for extra in merged:
+            for key, value in extra.items():
+                out.setdefault(key, value)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, path + (i,), lines, file) for i, item in enumerate(node.value)]
-    return _scalar(node, path, file)
 
-
-def _scalar(node, path, file):
-    if not isinstance(node, yaml.ScalarNode):
-        raise ConfigError("a mapping or list cannot be used as a key", file=file,
-                          path=format_path(path) or None, line=node.start_mark.line + 1)
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    except yaml.constructor.ConstructorError as exc:
-        raise ConfigError(f"cannot read value: {exc.problem}", file=file,
-                          path=format_path(path) or None, line=node.start_mark.line + 1) from None
-    finally:
-        loader.dispose()
+    def scalar(self, node, path):
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.error(path, node, "a mapping or list cannot be used as a key")
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            raise self.error(path, node, f"cannot read value: {exc.problem}") from None
 
 
 def apply_override(source, assignment):

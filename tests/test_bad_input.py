@@ -47,6 +47,8 @@ CONFIG_CASES = {
                             ["layers[1].kernel", "3x3 is larger than its input 2x2"], 4),
     "pool-too-big": ("input: [1, 3, 3]\nlayers:\n  - {type: maxpool, size: 4}\n",
                      ["layers[0].size", "larger than its input"], 3),
+    "filters-huge": ("input: [1, 8, 8]\nlayers:\n  - {type: conv2d, filters: 1000000000, "
+                     "kernel: 3}\n", ["layers[0]", "surely a typo"], 3),
     "stride-zero": ("input: [1, 8, 8]\nlayers:\n  - {type: conv2d, filters: 2, kernel: 3, "
                     "stride: 0}\n", ["layers[0].stride", "at least 1"], 3),
     "padding-negative": ("input: [1, 8, 8]\nlayers:\n  - {type: conv2d, filters: 2, kernel: 3, "
@@ -108,6 +110,20 @@ def test_bad_config_exits_2_with_one_line(case, write_config):
     assert message.startswith(f"error: {path}" + (f":{line}:" if line else ":"))
 
 
+def test_yaml_anchors_merge_and_alias_bombs(write_config):
+    good = write_config("x-conv: &conv {type: conv2d, filters: 2, kernel: 3}\ninput: [1, 8, 8]\n"
+                        "layers:\n  - {<<: *conv, filters: 4}\n  - *conv\n", "anchors.yaml")
+    result = CliRunner().invoke(main, ["summary", good])
+    assert result.exit_code == 0 and "(4, 6, 6)" in result.stdout and "(2, 4, 4)" in result.stdout
+    bomb = "a: &a [" + ",".join(["1"] * 10) + "]\n"
+    for prev, name in zip("abcdefg", "bcdefgh"):
+        bomb += f"{name}: &{name} [" + ",".join([f"*{prev}"] * 10) + "]\n"
+    result = CliRunner().invoke(main, ["summary", write_config(bomb, "bomb.yaml")])
+    _assert_one_clean_line(result, ["expands to more than"])
+    result = CliRunner().invoke(main, ["summary", write_config("x: &a [*a]\n", "loop.yaml")])
+    _assert_one_clean_line(result, ["refers to itself"])
+
+
 def test_missing_config_file():
     result = CliRunner().invoke(main, ["summary", "no-such-config.yaml"])
     _assert_one_clean_line(result, ["no-such-config.yaml", "no such file"])
@@ -160,6 +176,9 @@ DATA_CASES = {
     "npz-missing-key": (lambda p, i: np.savez(p / "d.npz", a=np.zeros((2, 16)), y=np.zeros(2))
                         or "{format: npz, path: " + str(p / "d.npz") + "}",
                         ["d.npz", "has no array 'x'"]),
+    "npz-strings": (lambda p, i: np.savez(p / "d.npz", x=np.array(["a"] * 32).reshape(2, 16),
+                                          y=np.zeros(2)) or
+                    "{format: npz, path: " + str(p / "d.npz") + "}", ["images must be numbers"]),
     "npz-garbage": (lambda p, i: _write(p / "d.npz", b"not a zip") or
                     "{format: npz, path: " + str(p / "d.npz") + "}", ["not a readable .npz"]),
     "csv-not-number": (lambda p, i: _write(p / "d.csv", b"1," + b"0," * 15 + b"0\n2,x" +

@@ -237,15 +237,15 @@ def run_trace(config, recipe="exact"):
             if grad_formula:
                 new = _optimizer_step(config, network, {layer.name: grads}, lr, only=layer.name)
                 new_kernel, new_bias = new[layer.name]["weight"], new[layer.name].get("bias")
-            new_formula = (f"{s.kernel(spec)} ← {s.kernel(spec)} − lr·∂L/∂{s.kernel(spec)}, "
-                           f"{_optimizer_words(config, lr)}")
+            new_formula = _update_formula(config, s.kernel(spec), lr)
         if grad_formula and bias_grad is not None:
             add(layer.name, "bias_grad", f"∂L/∂{s.bias(spec)} = Σ {s.delta(spec)}", bias_grad,
                 exact_grads[layer.name]["bias"])
         if grad_formula:
             add(layer.name, "kernel_new", new_formula, new_kernel, exact_new[layer.name]["weight"])
             if new_bias is not None:
-                add(layer.name, "bias_new", f"{s.bias(spec)} ← {s.bias(spec)} − lr·∂L/∂{s.bias(spec)}",
+                add(layer.name, "bias_new", _update_formula(config, s.bias(spec), lr,
+                                                            plain=uses_textbook),
                     new_bias, exact_new[layer.name]["bias"])
         add(layer.name, "input_delta", in_formula, d_in[0], exact_in[layer.name][0])
         d, above = d_in, layer.name
@@ -255,12 +255,16 @@ def run_trace(config, recipe="exact"):
             "steps": [_jsonable(step) for step in steps]}
 
 
-def _optimizer_words(config, lr):
+def _update_formula(config, name, lr, plain=False):
+    """The update as a formula: plain SGD reads K ← K − lr·∂L/∂K; anything else names
+    the optimizer's first step from fresh state."""
     opt = config.optimizer
-    words = f"{opt.type}, first step, lr {lr:g}"
-    if opt.weight_decay:
-        words += f", weight decay {opt.weight_decay:g}"
-    return words
+    if plain or (opt.type == "sgd" and not opt.weight_decay):
+        return f"{name} ← {name} − lr·∂L/∂{name}, lr {lr:g}"
+    if opt.type == "sgd":
+        return f"{name} ← {name} − lr·(∂L/∂{name} + {opt.weight_decay:g}·{name}), lr {lr:g}"
+    return (f"{name} ← {name} − lr·m̂/(√v̂ + ε), adam's first step from ∂L/∂{name}, "
+            f"lr {lr:g}")
 
 
 def _optimizer_step(config, network, grads, lr, only=None):

@@ -34,7 +34,7 @@ def layer_table(step, epoch, loss, lr, record):
             cells += [_sci(entry["grad_norm"]), _sci(entry["update_norm"]), _sci(ratio)]
         else:
             cells += ["", "", ""]
-        lines.append(f"  {name:<12}" + "".join(f"{c:>11}" for c in cells))
+        lines.append((f"  {name:<12}" + "".join(f"{c:>11}" for c in cells)).rstrip())
     return "\n".join(lines)
 
 

@@ -124,6 +124,18 @@ def test_yaml_anchors_merge_and_alias_bombs(write_config):
     _assert_one_clean_line(result, ["refers to itself"])
 
 
+def test_bad_flags_are_one_line_too(write_config):
+    path = write_config(GOOD_HEAD)
+    for args, text in ((["train", path, "--threads", "0"], "--threads"),
+                       (["trace", path, "--recipe", "textbok"], "--recipe"),
+                       (["summary", path, "--frobnicate"], "--frobnicate"),
+                       (["eval", path], "--checkpoint"),
+                       (["trian", path], "trian")):
+        result = CliRunner().invoke(main, args)
+        line = _assert_one_clean_line(result, [text])
+        assert line.endswith("--help)")
+
+
 def test_missing_config_file():
     result = CliRunner().invoke(main, ["summary", "no-such-config.yaml"])
     _assert_one_clean_line(result, ["no-such-config.yaml", "no such file"])

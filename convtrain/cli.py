@@ -30,6 +30,9 @@ def reports_errors(command):
         except RunFailed as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(RunFailed.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
         except MemoryError as exc:
             click.echo(f"error: out of memory ({exc}); lower train.batch_size or the layer "
                        f"sizes", err=True)

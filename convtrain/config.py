@@ -205,7 +205,7 @@ def _layers(top, input_shape):
 
 
 def _short(kind):
-    return {"conv2d": "conv", "leaky_relu": "lrelu"}.get(kind, kind)
+    return "conv" if kind == "conv2d" else kind
 
 
 def _optimizer(section):

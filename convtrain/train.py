@@ -5,6 +5,7 @@ many batches of the current epoch are done, so `--resume` replays nothing and
 skips nothing: it continues with the very next batch.
 """
 
+import contextlib
 import os
 import signal
 import sys
@@ -53,6 +54,11 @@ def warm_up(network, optimizer, x, y):
     network.load_state(saved)
     optimizer.load_state(saved_opt, steps)
     return time.perf_counter() - started
+
+
+class _SilentBar:
+    def update(self, steps, item=None):
+        pass
 
 
 class _StopFlag:
@@ -147,29 +153,16 @@ class Trainer:
             order = epoch_order(config.seed, epoch, len(y), config.train.shuffle)
             started = time.perf_counter()
             trained = 0
-            bar = None if self.quiet else click.progressbar(
-                length=batches, label=f"epoch {epoch}/{config.train.epochs}", file=sys.stderr,
-                show_pos=True, show_eta=True,
-                item_show_func=lambda loss: None if loss is None else f"loss {loss:.4f}")
-            if bar is not None:
-                bar.__enter__()
-                bar.update(self.step_in_epoch)
-                self.bar_active = True
-            try:
+            with self._progress_bar(epoch, batches) as bar:
                 while self.step_in_epoch < batches:
                     index = order[self.step_in_epoch * batch:(self.step_in_epoch + 1) * batch]
                     loss = self._step(x[index], y[index], lr, epoch)
                     trained += len(index)
-                    if bar is not None:
-                        bar.update(1, loss)
+                    bar.update(1, loss)
                     if config.checkpoint_every and self.global_step % config.checkpoint_every == 0:
                         self.checkpoint("checkpoint-last.npz")
                     if stop.raised or self.max_steps and self.global_step >= self.max_steps:
                         break
-            finally:
-                if bar is not None:
-                    bar.__exit__(None, None, None)
-                    self.bar_active = False
             seconds = time.perf_counter() - started
             if self.step_in_epoch < batches:
                 self.checkpoint("checkpoint-last.npz")
@@ -185,6 +178,23 @@ class Trainer:
                 self.say(f"stopped after --max-steps {self.max_steps}")
                 break
         return self.best
+
+    @contextlib.contextmanager
+    def _progress_bar(self, epoch, batches):
+        """click's progress bar (it draws only on a terminal), or a silent one for --quiet."""
+        if self.quiet:
+            yield _SilentBar()
+            return
+        with click.progressbar(length=batches, label=f"epoch {epoch}/{self.config.train.epochs}",
+                               file=sys.stderr, show_pos=True, show_eta=True,
+                               item_show_func=lambda loss: None if loss is None
+                               else f"loss {loss:.4f}") as bar:
+            bar.update(self.step_in_epoch)
+            self.bar_active = True
+            try:
+                yield bar
+            finally:
+                self.bar_active = False
 
     def _step(self, xb, yb, lr, epoch):
         network = self.network

@@ -17,6 +17,7 @@ the batch runs serially inside one iteration in a fixed order, so results are
 race-free and bit-identical for any number of threads.
 """
 
+import numpy as np
 from numba import njit, prange
 
 
@@ -39,8 +40,14 @@ def conv2d_forward(xp, w, b, stride_h, stride_w, out):
                     weight = w[f, c, kh, kw]
                     for oh in range(out_h):
                         ih = oh * stride_h + kh
-                        for ow in range(out_w):
-                            out[n, f, oh, ow] += weight * xp[n, c, ih, ow * stride_w + kw]
+                        # A unit-stride copy of the inner loop lets LLVM vectorise it
+                        # (3-4x here); the arithmetic and its order are the same.
+                        if stride_w == 1:
+                            for ow in range(out_w):
+                                out[n, f, oh, ow] += weight * xp[n, c, ih, ow + kw]
+                        else:
+                            for ow in range(out_w):
+                                out[n, f, oh, ow] += weight * xp[n, c, ih, ow * stride_w + kw]
 
 
 @njit(parallel=True, cache=True)
@@ -60,8 +67,12 @@ def conv2d_backward_input(dout, w, stride_h, stride_w, dxp):
                     weight = w[f, c, kh, kw]
                     for oh in range(out_h):
                         ih = oh * stride_h + kh
-                        for ow in range(out_w):
-                            dxp[n, c, ih, ow * stride_w + kw] += weight * dout[n, f, oh, ow]
+                        if stride_w == 1:  # unit stride vectorises, as in conv2d_forward
+                            for ow in range(out_w):
+                                dxp[n, c, ih, ow + kw] += weight * dout[n, f, oh, ow]
+                        else:
+                            for ow in range(out_w):
+                                dxp[n, c, ih, ow * stride_w + kw] += weight * dout[n, f, oh, ow]
 
 
 @njit(parallel=True, cache=True)
@@ -70,20 +81,32 @@ def conv2d_backward_weight(xp, dout, stride_h, stride_w, dw):
     n_samples, channels = xp.shape[0], xp.shape[1]
     filters, kernel_h, kernel_w = dw.shape[0], dw.shape[2], dw.shape[3]
     out_h, out_w = dout.shape[2], dout.shape[3]
-    # Parallel over (filter, channel): iteration fc owns dw[f, c]. The batch sum
-    # runs inside, n = 0..N-1 in order, in float64: no race, same bits on any thread count.
+    # Parallel over (filter, channel): iteration fc owns dw[f, c]. No race, and the
+    # summation order below is fixed, so every thread count gives the same bits.
     for fc in prange(filters * channels):
         f = fc // channels
         c = fc - f * channels
+        # One float64 partial sum per output column: the inner loop then updates
+        # independent elements and vectorises (a single scalar sum would not, without
+        # letting the compiler reorder it). Columns are added up last, in order.
+        column_sums = np.empty(out_w)
         for kh in range(kernel_h):
             for kw in range(kernel_w):
-                acc = 0.0
+                column_sums[:] = 0.0
                 for n in range(n_samples):
                     for oh in range(out_h):
                         ih = oh * stride_h + kh
-                        for ow in range(out_w):
-                            acc += dout[n, f, oh, ow] * xp[n, c, ih, ow * stride_w + kw]
-                dw[f, c, kh, kw] = acc
+                        if stride_w == 1:
+                            for ow in range(out_w):
+                                column_sums[ow] += dout[n, f, oh, ow] * xp[n, c, ih, ow + kw]
+                        else:
+                            for ow in range(out_w):
+                                column_sums[ow] += (dout[n, f, oh, ow]
+                                                    * xp[n, c, ih, ow * stride_w + kw])
+                total = 0.0
+                for ow in range(out_w):
+                    total += column_sums[ow]
+                dw[f, c, kh, kw] = total
 
 
 @njit(parallel=True, cache=True)

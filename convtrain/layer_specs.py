@@ -34,6 +34,13 @@ def as_array(section, key, shape):
     return array
 
 
+def _require_image(section, in_shape, kind):
+    if len(in_shape) != 3:
+        raise section.error(None, f"{kind} needs an image input (C, H, W), but the layer below "
+                                  f"gives a vector of {in_shape[0]}; put it before "
+                                  f"flatten/dense")
+
+
 def _window(section, in_shape, kernel, stride, padding, what):
     """Resolve padding (int, pair, 'same', 'valid') and the output size of a window."""
     _, height, width = in_shape
@@ -100,10 +107,7 @@ class Conv2dSpec(LayerSpec):
 
     @classmethod
     def parse(cls, section, index, name, in_shape):
-        if len(in_shape) != 3:
-            raise section.error(None, f"conv2d needs an image input (C, H, W), but the layer "
-                                      f"below gives a vector of {in_shape[0]}; "
-                                      f"put conv layers before flatten/dense")
+        _require_image(section, in_shape, cls.type)
         filters = section.get_int("filters", minimum=1)
         kernel = section.get_pair("kernel")
         stride = section.get_pair("stride", 1)
@@ -204,9 +208,7 @@ class PoolSpec(LayerSpec):
 
     @classmethod
     def parse(cls, section, index, name, in_shape):
-        if len(in_shape) != 3:
-            raise section.error(None, f"{cls.type} needs an image input (C, H, W), but the "
-                                      f"layer below gives a vector of {in_shape[0]}")
+        _require_image(section, in_shape, cls.type)
         size = section.get_pair("size", (2, 2))
         stride = section.get_pair("stride", size)
         _, (out_h, out_w) = _window(section, in_shape, size, stride, (0, 0), "window")

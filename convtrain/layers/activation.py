@@ -33,37 +33,39 @@ class LeakyRelu(Layer):
         return self.cache > 0
 
 
-class Sigmoid(Layer):
+class _OutputActivation(Layer):
+    """An activation whose derivative is a function of its own output: keeps only that."""
+
+    forward_kernel = None   # (x, out) -> None, 1-D arrays
+    backward_kernel = None  # (out, dout, dx) -> None, 1-D arrays
+
     def __init__(self, spec, dtype, rng=None):
         super().__init__(spec, dtype)
 
     def forward(self, x):
         x = np.ascontiguousarray(x)
         out = np.empty_like(x)
-        sigmoid_forward(x.reshape(-1), out.reshape(-1))
+        self.forward_kernel(x.reshape(-1), out.reshape(-1))
         self.cache = out
         return out
 
     def backward(self, dout, need_dx=True):
         out = self.cache
         dx = np.empty_like(out)
-        sigmoid_backward(out.reshape(-1), np.ascontiguousarray(dout).reshape(-1), dx.reshape(-1))
+        self.backward_kernel(out.reshape(-1), np.ascontiguousarray(dout).reshape(-1),
+                             dx.reshape(-1))
         return dx
 
 
-class Tanh(Layer):
-    def __init__(self, spec, dtype, rng=None):
-        super().__init__(spec, dtype)
+class Sigmoid(_OutputActivation):
+    """σ(x); dσ/dx = σ(1 − σ)."""
 
-    def forward(self, x):
-        x = np.ascontiguousarray(x)
-        out = np.empty_like(x)
-        tanh_forward(x.reshape(-1), out.reshape(-1))
-        self.cache = out
-        return out
+    forward_kernel = staticmethod(sigmoid_forward)
+    backward_kernel = staticmethod(sigmoid_backward)
 
-    def backward(self, dout, need_dx=True):
-        out = self.cache
-        dx = np.empty_like(out)
-        tanh_backward(out.reshape(-1), np.ascontiguousarray(dout).reshape(-1), dx.reshape(-1))
-        return dx
+
+class Tanh(_OutputActivation):
+    """tanh(x); d tanh/dx = 1 − tanh²."""
+
+    forward_kernel = staticmethod(tanh_forward)
+    backward_kernel = staticmethod(tanh_backward)

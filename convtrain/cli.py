@@ -116,24 +116,25 @@ def train(config, overrides, epochs, max_steps, out, resume, smoke, threads, qui
     from convtrain.checkpoint import read_checkpoint
     from convtrain.data import load_datasets
 
-    # Everything that can be wrong with the input is checked before a folder is made.
+    # Everything that can be wrong with the input (config, data, checkpoint) is found
+    # before a run folder is made or touched.
     datasets = load_datasets(spec)
     if resume:
         read_checkpoint(resume)
-    out = _run_folder(spec, out, resume)
     _numba(threads)
     from convtrain.train import Trainer
 
-    trainer = Trainer(spec, out, datasets, quiet=quiet, max_steps=max_steps)
+    trainer = Trainer(spec, datasets, quiet=quiet, max_steps=max_steps)
     if resume:
         trainer.resume_from(resume)
+    out = _run_folder(spec, out, resume)
     _write_resolved(spec, out)
     if not quiet:
         from convtrain.report import summary_text
 
         click.echo(summary_text(spec), err=True)
     click.echo(f"run folder: {out}", err=True)
-    trainer.run()
+    trainer.run(out)
 
 
 def _run_folder(spec, out, resume):

@@ -74,11 +74,11 @@ class _StopFlag:
 
 
 class Trainer:
-    def __init__(self, config, out_dir, datasets, quiet=False, max_steps=None):
+    def __init__(self, config, datasets, quiet=False, max_steps=None):
         """datasets: (x, y, val_x, val_y) from `load_datasets`."""
         self.config = config
         self.datasets = datasets
-        self.out_dir = out_dir
+        self.out_dir = None
         self.quiet = quiet
         self.max_steps = max_steps
         self.network = Network(config)
@@ -129,7 +129,9 @@ class Trainer:
         self.metrics.write(report.dumps(record) + "\n")
         self.metrics.flush()
 
-    def run(self):
+    def run(self, out_dir):
+        """Train into the run folder out_dir (metrics.jsonl, checkpoints)."""
+        self.out_dir = out_dir
         x, y, val_x, val_y = self.datasets
         compile_s = warm_up(self.network, self.optimizer, x, y)
         self.say(f"kernels ready in {compile_s:.1f} s (JIT compiled, or loaded from the cache); "

@@ -112,8 +112,10 @@ def test_resume_refuses_other_architecture_and_finished_runs(small, write_config
     out = tmp_path / "run"
     _run(["train", small, "--out", str(out), "--quiet", "--epochs", "1"])
     other = write_config(SMALL.replace("filters: 4", "filters: 5"), "other.yaml")
-    result = _run(["train", other, "--resume", str(out / "checkpoint-last.npz")])
+    result = _run(["train", other, "--resume", str(out / "checkpoint-last.npz"), "--out",
+                   str(tmp_path / "new")])
     assert result.exit_code == 2 and "another architecture" in result.stderr
+    assert not (tmp_path / "new").exists()
     result = _run(["train", small, "--epochs", "1", "--resume", str(out / "checkpoint-last.npz")])
     assert result.exit_code == 2 and "nothing to do" in result.stderr
 

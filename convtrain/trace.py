@@ -190,7 +190,9 @@ def run_trace(config, recipe="exact"):
         target = 0 if label is None else label
         _, dscores, _ = network.loss_fn(activations[-1].reshape(1, -1), np.array([target]))
         delta = dscores.reshape(activations[-1].shape)
-        delta_formula = f"{s.delta(top)} = ∂L/∂{s.out(top)}, L = {config.loss}(target {target})"
+        unset = " — trace.target not set" if label is None else ""
+        delta_formula = (f"{s.delta(top)} = ∂L/∂{s.out(top)}, L = {config.loss}"
+                         f"(target {target}{unset})")
     add(top.name, "delta", delta_formula, delta[0])
 
     # The exact chain first: grads and deltas from the layers' own backward.

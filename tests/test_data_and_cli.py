@@ -76,3 +76,31 @@ def test_sigint_checkpoints_and_exits_130(tmp_path, repo_root):
     result = CliRunner().invoke(main, ["eval", config, "--checkpoint",
                                        str(out / "checkpoint-last.npz")])
     assert result.exit_code == 0
+
+
+def test_lenet5_config_runs_on_mnist_format_files(tmp_path, repo_root, monkeypatch):
+    """The shipped LeNet-5 config, on gzip IDX files laid out as the README says."""
+    import gzip
+    import struct
+
+    def write_idx(path, array):
+        header = bytes([0, 0, 8, array.ndim]) + b"".join(struct.pack(">I", d)
+                                                         for d in array.shape)
+        with gzip.open(path, "wb") as handle:
+            handle.write(header + array.astype(np.uint8).tobytes())
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    for prefix, count in (("train", 192), ("t10k", 64)):
+        labels = rng.integers(0, 10, size=count)
+        images = rng.integers(0, 50, size=(count, 28, 28))
+        images[np.arange(count), 2 * labels + 3, 2 * labels + 3] = 255  # learnable signal
+        write_idx(tmp_path / "data" / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(tmp_path / "data" / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    monkeypatch.chdir(tmp_path)
+    config = os.path.join(repo_root, "configs", "lenet5-mnist.yaml")
+    result = CliRunner().invoke(main, ["train", config, "--out", "run", "--epochs", "1",
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "epoch 1/1" in result.stderr and "val_acc" in result.stderr
+    assert (tmp_path / "run" / "checkpoint-best.npz").exists()

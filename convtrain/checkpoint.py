@@ -62,9 +62,10 @@ def read_checkpoint(path):
     return params, opt, meta
 
 
-def load_into(path, config, network, optimizer=None):
-    """Load a checkpoint of this architecture into network (and optimizer). Returns meta."""
-    params, opt, meta = read_checkpoint(path)
+def load_into(checkpoint, path, config, network, optimizer=None):
+    """Load a checkpoint (read by `read_checkpoint` from path) of this architecture into
+    network (and optimizer). Returns its meta."""
+    params, opt, meta = checkpoint
     if meta.get("fingerprint") != config.architecture_fingerprint():
         theirs = meta.get("architecture", "unknown")
         raise UserError(f"checkpoint is of another architecture ({theirs}) than "

@@ -119,14 +119,13 @@ def train(config, overrides, epochs, max_steps, out, resume, smoke, threads, qui
     # Everything that can be wrong with the input (config, data, checkpoint) is found
     # before a run folder is made or touched.
     datasets = load_datasets(spec)
-    if resume:
-        read_checkpoint(resume)
+    checkpoint = read_checkpoint(resume) if resume else None
     _numba(threads)
     from convtrain.train import Trainer
 
     trainer = Trainer(spec, datasets, quiet=quiet, max_steps=max_steps)
     if resume:
-        trainer.resume_from(resume)
+        trainer.resume_from(checkpoint, resume)
     out = _run_folder(spec, out, resume)
     _write_resolved(spec, out)
     if not quiet:
@@ -204,7 +203,7 @@ def evaluate(config, checkpoint, fmt, overrides):
     spec = _config(config, overrides)
     from convtrain.checkpoint import read_checkpoint
 
-    read_checkpoint(checkpoint)
+    loaded = read_checkpoint(checkpoint)
     _numba()
     from convtrain.checkpoint import load_into
     from convtrain.data import load_datasets
@@ -213,7 +212,7 @@ def evaluate(config, checkpoint, fmt, overrides):
 
     x, y, val_x, val_y = load_datasets(spec)
     network = Network(spec)
-    meta = load_into(checkpoint, spec, network)
+    meta = load_into(loaded, checkpoint, spec, network)
     which = "val" if val_x is not None else "train"
     if val_x is not None:
         x, y = val_x, val_y

@@ -108,8 +108,9 @@ class Trainer:
                 "fingerprint": self.config.architecture_fingerprint(),
                 "architecture": describe_architecture(self.config)}
 
-    def resume_from(self, path):
-        meta = load_into(path, self.config, self.network, self.optimizer)
+    def resume_from(self, checkpoint, path):
+        """Continue from a checkpoint read by `read_checkpoint` from path."""
+        meta = load_into(checkpoint, path, self.config, self.network, self.optimizer)
         self.epochs_done = meta["epochs_done"]
         self.step_in_epoch = meta["step_in_epoch"]
         self.global_step = meta["global_step"]

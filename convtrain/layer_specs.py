@@ -76,8 +76,6 @@ class LayerSpec:
     in_shape: tuple
     out_shape: tuple
 
-    has_params = False
-
     def param_shapes(self):
         return {}
 
@@ -103,7 +101,6 @@ class Conv2dSpec(LayerSpec):
     biases: np.ndarray = field(default=None, compare=False, repr=False)
 
     type = "conv2d"
-    has_params = True
 
     @classmethod
     def parse(cls, section, index, name, in_shape):
@@ -143,7 +140,6 @@ class DenseSpec(LayerSpec):
     biases: np.ndarray = field(default=None, compare=False, repr=False)
 
     type = "dense"
-    has_params = True
 
     @classmethod
     def parse(cls, section, index, name, in_shape):

@@ -72,6 +72,3 @@ class Network:
     def load_state(self, arrays):
         for layer, key in self.parameters():
             layer.params[key][...] = arrays[f"{layer.name}.{key}"]
-
-    def layer(self, name):
-        return next(layer for layer in self.layers if layer.name == name)

@@ -229,15 +229,20 @@ def run_trace(config, recipe="exact"):
             replays.update(_replay_from_published(config, layer, above, d[0],
                                                   activations[spec.index][0], lr))
         else:
-            d_in = layer.backward(d)
-            grads = layer.grads
+            if textbook:
+                # The δ arriving here may be the textbook's, not the exact one: recompute.
+                d_in = layer.backward(d)
+                grads = layer.grads
+                new = (_optimizer_step(config, network, {layer.name: grads}, lr, only=layer.name)
+                       if grad_formula else {})
+            else:
+                d_in, grads, new = exact_in[layer.name], exact_grads[layer.name], exact_new
             if grad_formula:
                 add(layer.name, "kernel_grad", grad_formula, grads["weight"],
                     exact_grads[layer.name]["weight"], note=note)
             bias_grad = grads.get("bias") if grad_formula else None
             new_kernel = new_bias = None
             if grad_formula:
-                new = _optimizer_step(config, network, {layer.name: grads}, lr, only=layer.name)
                 new_kernel, new_bias = new[layer.name]["weight"], new[layer.name].get("bias")
             new_formula = _update_formula(config, s.kernel(spec), lr)
         if grad_formula and bias_grad is not None:

@@ -15,6 +15,9 @@ def prepare_numba(threads=None):
         # workqueue ships with numba itself; pinning it keeps an installed tbb or
         # OpenMP from silently changing how parallel loops are scheduled.
         os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+        # The conv kernels call BLAS from inside their parallel loops: one BLAS thread
+        # per Numba thread, not a second pool on top. (Read when BLAS loads.)
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         package_dir = os.path.dirname(importlib.util.find_spec("convtrain").origin)
         if "NUMBA_CACHE_DIR" not in os.environ and not os.access(package_dir, os.W_OK):
             cache_home = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))

@@ -16,7 +16,7 @@ class MaxPool(Layer):
         x = np.ascontiguousarray(x)
         shape = (x.shape[0],) + self.spec.out_shape
         out = np.empty(shape, dtype=self.dtype)
-        argmax = np.empty(shape, dtype=np.int64)
+        argmax = np.empty(shape, dtype=np.int32)
         maxpool_forward(x, *self.spec.size, *self.spec.stride, out, argmax)
         self.cache = (x.shape, argmax)
         return out

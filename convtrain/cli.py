@@ -88,6 +88,9 @@ class OneLineErrors(click.Group):
 @click.version_option(__version__, prog_name="convtrain")
 def main():
     """Train convolutional networks written as YAML, with every backprop number in view."""
+    from convtrain.runtime import prepare_environment
+
+    prepare_environment()
 
 
 @main.command()

@@ -91,7 +91,7 @@ def convtrain_worker(mode, batch, threads):
         result = time_network(config, batch, 20)
         return {"layers": [[r["name"], r["forward_ms"], r["backward_ms"]]
                            for r in result["layers"]],
-                "kernels": _convtrain_kernels(network, x), "ceiling": _matmul_ceiling()}
+                "kernels": _convtrain_kernels(network, x)}
     raise ValueError(mode)
 
 
@@ -122,12 +122,14 @@ def _convtrain_kernels(network, x):
     return rows
 
 
-def _matmul_ceiling(n=2048):
+def ceiling_worker(mode, batch, threads, n=2048):
+    """NumPy's float32 matmul at n=2048 with `threads` BLAS threads: the practical ceiling.
+    Its own process, because convtrain pins BLAS to one thread per Numba thread."""
     import numpy as np
 
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     ms = median_ms(lambda: a @ a, repeats=5)
-    return 2 * n ** 3 / (ms / 1e3) / 1e9
+    return {"gflops": 2 * n ** 3 / (ms / 1e3) / 1e9}
 
 
 # ---------------------------------------------------------------- PyTorch worker
@@ -214,10 +216,25 @@ def _torch_kernels(layers, x):
 
 # ---------------------------------------------------------------- orchestration
 
+def _median_tables(results):
+    """Cell-wise median of several workers' "layers" and "kernels" tables (rows of
+    [name, number, ...]); the names come from the first."""
+    merged = {}
+    for key in ("layers", "kernels"):
+        rows = zip(*(result[key] for result in results))
+        merged[key] = [[copies[0][0]] + [statistics.median(cells) for cells in
+                                        zip(*(row[1:] for row in copies))] for copies in rows]
+    return merged
+
+
+WORKERS = {"convtrain": convtrain_worker, "torch": torch_worker, "ceiling": ceiling_worker}
+
+
 def run_worker(kind, mode, batch, threads):
     command = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--mode", mode,
                "--batch", str(batch), "--threads", str(threads)]
-    proc = subprocess.run(command, capture_output=True, text=True)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads)) if kind == "ceiling" else None
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         sys.exit(f"{kind} worker failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -227,13 +244,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--worker", choices=["convtrain", "torch"])
+    parser.add_argument("--worker", choices=sorted(WORKERS))
     parser.add_argument("--mode", default="train")
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
     if args.worker:
-        worker = convtrain_worker if args.worker == "convtrain" else torch_worker
-        result = worker(args.mode, args.batch, args.threads)
+        result = WORKERS[args.worker](args.mode, args.batch, args.threads)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -254,15 +270,20 @@ def main():
         print(f"{batch:>6}{ours:>17,.0f}{theirs:>15,.0f}{ours / theirs:>8.2f}"
               f"{rss['convtrain']:>18.0f}{rss['torch']:>16.0f}")
 
-    ours = run_worker("convtrain", "layers", 64, args.threads)
-    theirs = run_worker("torch", "layers", 64, args.threads)
-    print("\nper layer, batch 64, ms (median)       convtrain            PyTorch")
+    tables = {"convtrain": [], "torch": []}
+    for _ in range(args.rounds):
+        for kind in tables:
+            tables[kind].append(run_worker(kind, "layers", 64, args.threads))
+    ours, theirs = _median_tables(tables["convtrain"]), _median_tables(tables["torch"])
+    ceiling = run_worker("ceiling", "", 0, args.threads)["gflops"]
+    print(f"\nper layer, batch 64, ms (median of {args.rounds} workers' medians)"
+          f"\n{'':<12}{'convtrain':>24}{'PyTorch':>24}")
     print(f"{'layer':<12}{'forward':>14}{'backward':>10}{'forward':>14}{'backward':>10}")
     for (name, f1, b1), (_, f2, b2) in zip(ours["layers"], theirs["layers"]):
         print(f"{name:<12}{f1:>14.3f}{b1:>10.3f}{f2:>14.3f}{b2:>10.3f}")
 
     print(f"\nconv kernels, batch 64: ms and GFLOP/s (float32 matmul ceiling here: "
-          f"{ours['ceiling']:.0f} GFLOP/s)")
+          f"{ceiling:.0f} GFLOP/s)")
     print(f"{'layer':<8}{'kernel':<16}{'convtrain ms':>13}{'GFLOP/s':>9}{'PyTorch ms':>12}"
           f"{'GFLOP/s':>9}{'ratio':>7}")
     for mine, rival in zip(ours["kernels"], theirs["kernels"]):

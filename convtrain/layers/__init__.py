@@ -1,4 +1,15 @@
-"""Compute layers, keyed by the YAML `type` (the specs live in convtrain.layer_specs)."""
+"""Compute layers, keyed by the YAML `type` (the specs live in convtrain.layer_specs).
+
+Importing the layers imports the kernels and so numba: the thread and cache defaults
+of `convtrain.runtime` are set first, whoever builds a network (the CLI, a test, a
+script). Values already in the environment win.
+"""
+
+from convtrain.runtime import prepare_environment
+
+prepare_environment()
+
+# isort: split
 
 from convtrain.layers.activation import LeakyRelu, Sigmoid, Tanh
 from convtrain.layers.base import Layer

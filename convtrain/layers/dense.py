@@ -1,10 +1,8 @@
-"""dense (fully connected): out = x W^T + b, x flattened to (N, D). W (U, D), b (U,).
-
-Matrix products go to NumPy's BLAS: the one place a convtrain loop is not ours.
-"""
+"""dense (fully connected): out = x W^T + b, x flattened to (N, D). W (U, D), b (U,)."""
 
 import numpy as np
 
+from convtrain.kernels.dense import dense_backward_input, dense_backward_params, dense_forward
 from convtrain.layers.base import Layer, initial_biases, initial_weights
 
 
@@ -16,22 +14,29 @@ class Dense(Layer):
                                                 rng).astype(dtype)
         if spec.bias:
             self.params["bias"] = initial_biases(spec, units).astype(dtype)
+        self._zero_bias = np.zeros(units, dtype=dtype)
 
     def forward(self, x):
         """x (N, *in_shape) -> out (N, U)."""
-        flat = x.reshape(x.shape[0], -1)
-        out = flat @ self.params["weight"].T
-        if self.spec.bias:
-            out += self.params["bias"]
+        flat = np.ascontiguousarray(x.reshape(x.shape[0], -1))
+        weight = self.params["weight"]
+        out = np.empty((flat.shape[0], weight.shape[0]), dtype=self.dtype)
+        dense_forward(flat, weight, self.params.get("bias", self._zero_bias), out)
         self.cache = (flat, x.shape)
         return out
 
     def backward(self, dout, need_dx=True):
         """dout (N, U) -> dx (N, *in_shape); grads weight (U, D) = dout^T x, bias (U,)."""
         flat, in_shape = self.cache
-        self.grads["weight"] = dout.T @ flat
+        dout = np.ascontiguousarray(dout)
+        weight = self.params["weight"]
+        dw, db = np.empty_like(weight), np.empty(weight.shape[0], dtype=self.dtype)
+        dense_backward_params(flat, dout, dw, db)
+        self.grads["weight"] = dw
         if self.spec.bias:
-            self.grads["bias"] = dout.sum(axis=0)
+            self.grads["bias"] = db
         if not need_dx:
             return None
-        return (dout @ self.params["weight"]).reshape(in_shape)
+        dx = np.empty_like(flat)
+        dense_backward_input(dout, weight, dx)
+        return dx.reshape(in_shape)

@@ -162,23 +162,26 @@ def conv2d_backward_weight(xp, dout, stride_h, stride_w, dw):
     channels, kernel_h, kernel_w = dw.shape[1], dw.shape[2], dw.shape[3]
     pitch = row_pitch(xp.shape[3], out_w, stride_h, stride_w)
     rows = channels * kernel_h * kernel_w
-    # Each sample's own gradient first (one iteration per sample, no shared output)...
-    per_sample = np.empty((n_samples, filters, rows), dtype=dw.dtype)
+    # Each sample's own gradient first (one iteration per sample, no shared output),
+    # transposed: BLAS runs cols (rows, L) times wide^T faster than wide (F, L) times
+    # cols^T (conv2: 12 against 22 us; the same for conv1)...
+    per_sample = np.empty((n_samples, rows, filters), dtype=dw.dtype)
     for n in prange(n_samples):
         cols = np.empty((rows, out_h * pitch), dtype=xp.dtype)
         wide = np.empty((filters, out_h * pitch), dtype=dout.dtype)
         im2col(xp[n], kernel_h, kernel_w, stride_h, stride_w, out_h, out_w, pitch, cols)
         widen(dout[n], pitch, wide)
-        np.dot(wide, cols.T, per_sample[n])
-    # ...then their sum over the batch in sample order, in float64, per filter.
-    dw_rows = dw.reshape((filters, rows))
-    for f in prange(filters):
-        total = np.zeros(rows)
+        np.dot(cols, wide.T, per_sample[n])
+    # ...then their sum over the batch in sample order, in float64; iteration r owns
+    # dw[:, r] and reads per_sample[:, r, :], F contiguous values per sample.
+    for r in prange(rows):
+        total = np.zeros(filters)
         for n in range(n_samples):
-            for r in range(rows):
-                total[r] += per_sample[n, f, r]
-        for r in range(rows):
-            dw_rows[f, r] = total[r]
+            for f in range(filters):
+                total[f] += per_sample[n, r, f]
+        c, k = r // (kernel_h * kernel_w), r % (kernel_h * kernel_w)
+        for f in range(filters):
+            dw[f, c, k // kernel_w, k % kernel_w] = total[f]
 
 
 @njit(parallel=True, cache=True)

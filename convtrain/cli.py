@@ -317,7 +317,8 @@ def time_command(config, batch, iters, threads, fmt, overrides):
     from convtrain.timing import time_network
 
     result = time_network(spec, batch or spec.train.batch_size, iters)
-    lines = [f"{spec.name}: batch {result['batch']}, {spec.dtype}, median of {iters} iterations "
+    lines = [f"{spec.name}: batch {result['batch']}, {spec.dtype}, {result['threads']} threads "
+             f"({result['threading_layer']}), median of {iters} iterations "
              f"(kernels ready in {result['compile_s']:.1f} s, not counted)",
              f"{'layer':<12}{'type':<12}{'forward ms':>12}{'backward ms':>13}"]
     for row in result["layers"]:

@@ -45,7 +45,11 @@ def time_network(config, batch, iters):
              "backward_ms": 1e3 * float(np.median(backward[layer.name]))}
             for layer in network.layers]
     step_ms = 1e3 * float(np.median(steps))
-    return {"batch": batch, "iters": iters, "compile_s": compile_s, "layers": rows,
+    import numba  # loaded by the kernels already; asked only after they have run
+
+    return {"batch": batch, "iters": iters, "compile_s": compile_s,
+            "threads": numba.get_num_threads(), "threading_layer": numba.threading_layer(),
+            "layers": rows,
             "forward_ms": sum(r["forward_ms"] for r in rows),
             "backward_ms": sum(r["backward_ms"] for r in rows),
             "step_ms": step_ms, "images_per_s": batch / (step_ms / 1e3)}

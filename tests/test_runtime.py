@@ -1,0 +1,84 @@
+"""Process settings (convtrain.runtime): thread defaults, the kernel cache on read-only
+installs, and results that do not depend on the threading layer."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from convtrain import runtime
+from convtrain.checkpoint import read_checkpoint
+
+SETTINGS = ("OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER_PRIORITY", "NUMBA_CACHE_DIR")
+
+
+@pytest.fixture(autouse=True)
+def restored_environment():
+    """prepare_environment writes os.environ directly; put it back after each test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def _clear(monkeypatch):
+    for name in SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_are_set_and_the_users_values_win(monkeypatch):
+    _clear(monkeypatch)
+    runtime.prepare_environment()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    assert os.environ["NUMBA_THREADING_LAYER_PRIORITY"].split()[0] == "omp"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    monkeypatch.setenv("NUMBA_THREADING_LAYER_PRIORITY", "workqueue omp tbb")
+    runtime.prepare_environment()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
+    assert os.environ["NUMBA_THREADING_LAYER_PRIORITY"] == "workqueue omp tbb"
+
+
+def test_read_only_install_caches_kernels_under_the_users_cache_home(monkeypatch, tmp_path):
+    """Tests run as root here, so a read-only folder is simulated at os.access."""
+    _clear(monkeypatch)
+    package_dir = os.path.dirname(runtime.__file__)
+    real_access = os.access
+    monkeypatch.setattr(runtime.os, "access", lambda path, mode: (
+        False if os.path.samefile(path, package_dir) and mode == os.W_OK
+        else real_access(path, mode)))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    runtime.prepare_environment()
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "convtrain" / "numba")
+
+
+def test_writable_install_keeps_numbas_own_cache(monkeypatch):
+    _clear(monkeypatch)
+    runtime.prepare_environment()
+    assert "NUMBA_CACHE_DIR" not in os.environ
+
+
+def test_weights_do_not_depend_on_the_threading_layer(repo_root, write_config, tmp_path):
+    """workqueue and OpenMP schedule loop iterations differently; every kernel's sums
+    run in a fixed order, so the weights must be bitwise equal. (Where no OpenMP runtime
+    is installed, numba falls back to workqueue and both runs use it.)"""
+    config = write_config(
+        "seed: 3\ninput: [1, 8, 8]\nlayers:\n"
+        "  - {type: conv2d, filters: 4, kernel: 3, padding: same}\n  - {type: relu}\n"
+        "  - {type: maxpool, size: 2}\n  - {type: conv2d, filters: 6, kernel: 2}\n"
+        "  - {type: flatten}\n  - {type: dense, units: 10}\n"
+        "optimizer: {type: sgd, lr: 0.1, momentum: 0.9}\ntrain: {epochs: 1, batch_size: 16}\n"
+        "data:\n  train: {format: builtin, name: digits, scale: 16, limit: 200}\n", "net.yaml")
+    weights = {}
+    for layer in ("workqueue", "omp"):
+        env = dict(os.environ, NUMBA_THREADING_LAYER_PRIORITY=f"{layer} " + " ".join(
+            sorted({"workqueue", "omp", "tbb"} - {layer})))
+        out = tmp_path / layer
+        proc = subprocess.run([sys.executable, "-m", "convtrain", "train", config, "--out",
+                               str(out), "--quiet", "--threads", "2"],
+                              capture_output=True, text=True, env=env, cwd=repo_root)
+        assert proc.returncode == 0, proc.stderr
+        weights[layer] = read_checkpoint(str(out / "checkpoint-last.npz"))[0]
+    assert all(np.array_equal(weights["workqueue"][k], weights["omp"][k])
+               for k in weights["omp"])

@@ -6,6 +6,7 @@ skips nothing: it continues with the very next batch.
 """
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -54,6 +55,53 @@ def warm_up(network, optimizer, x, y):
     network.load_state(saved)
     optimizer.load_state(saved_opt, steps)
     return time.perf_counter() - started
+
+
+def training_settings(config):
+    """What a resumed run may change without changing the architecture, flat and named as
+    the config's key paths."""
+    settings = {f"optimizer.{k}": v for k, v in vars(config.optimizer).items()}
+    settings.update({f"schedule.{k}": v for k, v in vars(config.schedule).items()})
+    settings.update({f"train.{k}": v for k, v in vars(config.train).items()})
+    return settings
+
+
+def changed_settings(before, now):
+    """'key old -> new; ...' for the settings that differ ('' when none, or no record)."""
+    if not before:
+        return ""
+    return "; ".join(f"{key} {before.get(key)} -> {value}" for key, value in now.items()
+                     if key in before and before[key] != value)
+
+
+def tidy_for_resume(out_dir, metrics_path, global_step, epochs_done):
+    """Before a resumed run appends: drop metrics records written after the checkpoint
+    (a killed run got further than its last checkpoint; those steps run again), and
+    temp files of a checkpoint write that was killed. Returns the records dropped."""
+    for name in os.listdir(out_dir):
+        if name.startswith(".tmp-") and name.endswith(".npz"):
+            os.unlink(os.path.join(out_dir, name))
+    if not os.path.exists(metrics_path):
+        return 0
+    with open(metrics_path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by the kill
+        if record.get("event") == "step" and record.get("step", 0) > global_step:
+            continue
+        if record.get("event") == "epoch" and record.get("epoch", 0) > epochs_done:
+            continue
+        kept.append(line)
+    if len(kept) < len(lines):
+        tmp = metrics_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in kept))
+        os.replace(tmp, metrics_path)
+    return len(lines) - len(kept)
 
 
 class _SilentBar:
@@ -105,6 +153,7 @@ class Trainer:
                 "best": self.best, "partial": self.partial, "seed": self.config.seed,
                 "shuffle_rng": {"kind": "numpy default_rng", "key": [self.config.seed, 2]},
                 "optimizer": self.config.optimizer.type, "name": self.config.name,
+                "settings": training_settings(self.config),
                 "fingerprint": self.config.architecture_fingerprint(),
                 "architecture": describe_architecture(self.config)}
 
@@ -120,15 +169,37 @@ class Trainer:
             raise UserError(f"checkpoint has finished {self.epochs_done} epochs, and the config "
                             f"asks for {self.config.train.epochs}: nothing to do (raise "
                             f"--epochs to train further)", file=path)
+        before = meta.get("settings") or {}
+        if self.step_in_epoch:
+            for key in ("train.batch_size", "train.shuffle"):
+                if key in before and before[key] != training_settings(self.config)[key]:
+                    raise UserError(
+                        f"the checkpoint stopped after batch {self.step_in_epoch} of epoch "
+                        f"{self.epochs_done + 1} with {key} {before[key]}; changing it mid-epoch "
+                        f"would skip or repeat samples (resume with {before[key]}, or from the "
+                        f"end of an epoch)", file=path)
         self.say(f"resuming from {path}: epoch {self.epochs_done + 1}, "
                  f"step {self.step_in_epoch} of the epoch, global step {self.global_step}")
+        changed = changed_settings(before, training_settings(self.config))
+        if changed:
+            self.say(f"resume: the config changes what the checkpoint was trained with: "
+                     f"{changed}", always=True)
 
     def checkpoint(self, name):
-        save_checkpoint(os.path.join(self.out_dir, name), self.network, self.optimizer, self.meta())
+        path = os.path.join(self.out_dir, name)
+        try:
+            save_checkpoint(path, self.network, self.optimizer, self.meta())
+        except OSError as exc:
+            raise RunFailed(f"cannot write {path}: {exc.strerror or exc}. The checkpoint "
+                            f"there before, if any, is whole and unchanged") from None
 
     def log(self, record):
-        self.metrics.write(report.dumps(record) + "\n")
-        self.metrics.flush()
+        try:
+            self.metrics.write(report.dumps(record) + "\n")
+            self.metrics.flush()
+        except OSError as exc:
+            raise RunFailed(f"cannot write {self.metrics.name}: {exc.strerror or exc}. "
+                            f"Checkpoints written so far are whole") from None
 
     def run(self, out_dir):
         """Train into the run folder out_dir (metrics.jsonl, checkpoints)."""
@@ -139,9 +210,20 @@ class Trainer:
                  f"not counted in epoch times")
         stop = _StopFlag()
         previous = signal.signal(signal.SIGINT, stop)
+        metrics_path = os.path.join(self.out_dir, "metrics.jsonl")
+        resumed = self.global_step > 0 or self.epochs_done > 0
+        if resumed:
+            dropped = tidy_for_resume(self.out_dir, metrics_path, self.global_step,
+                                      self.epochs_done)
+            if dropped:
+                self.say(f"metrics.jsonl: dropped {dropped} record(s) written after the "
+                         f"checkpoint (those steps run again)")
         try:
-            with open(os.path.join(self.out_dir, "metrics.jsonl"), "a", encoding="utf-8") as out:
+            with open(metrics_path, "a", encoding="utf-8") as out:
                 self.metrics = out
+                if resumed:
+                    self.log({"event": "resume", "step": self.global_step,
+                              "epochs_done": self.epochs_done})
                 self.log({"event": "compile", "seconds": compile_s})
                 return self._epochs(x, y, val_x, val_y, stop)
         finally:
@@ -207,11 +289,14 @@ class Trainer:
             loss, scores, _ = network.loss_and_gradients(xb, yb, input_grad=False)
         self.global_step += 1
         if not np.isfinite(loss):
-            self._diverged("loss", loss)
+            self._diverged(f"the loss is {loss}{self._where_forward_broke(xb)}")
         updates = self.optimizer.step(lr)
         for name, update in updates.items():
             if not np.all(np.isfinite(update)):
-                self._diverged(f"update of {name}", None)
+                self._diverged(f"the update of {name} is not finite")
+        for layer, key in network.parameters():
+            if not np.all(np.isfinite(layer.params[key])):
+                self._diverged(f"the weight {layer.name}.{key} became non-finite")
         self.step_in_epoch += 1
         self.partial["loss"] += loss * len(yb)
         self.partial["correct"] += int(np.sum(np.argmax(scores, axis=1) == yb))
@@ -234,18 +319,30 @@ class Trainer:
                  f"Resume with: convtrain train {self.config.file} --resume {path}", always=True)
         raise SystemExit(130)
 
-    def _diverged(self, what, value):
+    def _where_forward_broke(self, xb):
+        """'; ...' naming the first layer whose output is not finite, or, when all are, the
+        last layer's largest score (the loss itself overflowed). Re-runs the forward pass:
+        only called once, on the way out."""
+        out = xb
+        with np.errstate(over="ignore", invalid="ignore"):
+            for layer in self.network.layers:
+                out = layer.forward(out)
+                if not np.all(np.isfinite(out)):
+                    return f"; the first non-finite output is at layer {layer.name}"
+        largest = float(np.max(np.abs(out)))
+        return f"; the outputs of the last layer, {layer.name}, reach {largest:.3g}"
+
+    def _diverged(self, what):
         culprit = what
         # Backward runs top to bottom: the first non-finite delta on that path is where it began.
         for layer in reversed(self.network.layers):
             delta = self.network.deltas.get(layer.name)
             if delta is not None and not np.all(np.isfinite(delta)):
-                culprit += f"; first non-finite delta at layer {layer.name}"
+                culprit += f"; the first non-finite delta is at layer {layer.name}"
                 break
-        raise RunFailed(f"training diverged at step {self.global_step}: {culprit}"
-                        + (f" = {value}" if value is not None else "")
-                        + f". The last good checkpoint in {self.out_dir} is left as it was; "
-                          f"lower optimizer.lr and try again")
+        raise RunFailed(f"training diverged at step {self.global_step}: {culprit}. The last "
+                        f"good checkpoint in {self.out_dir} is left as it was; lower "
+                        f"optimizer.lr and try again")
 
     def _end_epoch(self, epoch, seconds, trained, val_x, val_y):
         partial = self.partial

@@ -14,7 +14,7 @@ import time
 import click
 
 from convtrain import __version__
-from convtrain.errors import RunFailed, UserError
+from convtrain.errors import RunFailed, UserError, printable
 
 
 def reports_errors(command):
@@ -28,7 +28,7 @@ def reports_errors(command):
             click.echo(exc.one_line(), err=True)
             sys.exit(exc.exit_code)
         except RunFailed as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(printable(f"error: {exc}"), err=True)
             sys.exit(RunFailed.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
@@ -165,9 +165,15 @@ def _write_resolved(spec, out):
 
     path = os.path.join(out, "config.yaml")
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(spec.resolved, handle, sort_keys=False, default_flow_style=None)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(spec.resolved, handle, sort_keys=False, default_flow_style=None)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise UserError(f"cannot write the resolved config: {exc.strerror or exc}",
+                        file=path, path="--out") from None
 
 
 @main.command()

@@ -1,6 +1,13 @@
 """The errors convtrain reports to a user as one line, and their exit codes."""
 
 
+def printable(text):
+    """text with control characters escaped (a "\\r" in a YAML string, say), so that a
+    report quoting it stays on one line."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in str(text))
+
+
 class UserError(Exception):
     """Bad input from the user: a config, a data file, a checkpoint, a flag.
 
@@ -25,7 +32,7 @@ class UserError(Exception):
             where += ": "
         if self.path:
             where += f"{self.path}: "
-        return f"error: {where}{self.message}"
+        return printable(f"error: {where}{self.message}")
 
 
 class ConfigError(UserError):

@@ -37,6 +37,7 @@ CONFIG_CASES = {
     "lr-string": (GOOD_HEAD + "optimizer: {lr: fast}\n", ["optimizer.lr", "must be a number"], 5),
     "bias-not-bool": ("input: [1, 8, 8]\nlayers:\n  - {type: dense, units: 3, bias: yes please}\n",
                       ["layers[0].bias", "true or false"], 3),
+    "control-characters": ('seed: "4\\r2"\n' + GOOD_HEAD, ["seed", "('4\\r2')"], 1),
     "input-bad": ("input: [1, 8]\nlayers:\n  - {type: flatten}\n", ["input", "[C, H, W]"], 1),
     "layers-empty": ("input: [1, 8, 8]\nlayers: []\n", ["layers", "non-empty"], 2),
     "layer-not-mapping": ("input: [1, 8, 8]\nlayers:\n  - relu\n", ["layer 0", "mapping"], 3),

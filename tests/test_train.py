@@ -128,6 +128,11 @@ def test_threads_1_and_2_give_identical_weights(small, tmp_path):
     a = read_checkpoint(str(tmp_path / "1" / "checkpoint-last.npz"))[0]
     b = read_checkpoint(str(tmp_path / "2" / "checkpoint-last.npz"))[0]
     assert all(np.array_equal(a[k], b[k]) for k in a)
+    # The logged numbers too (all but the clock: seconds, images/s, compile time).
+    clock = {"seconds", "images_per_s"}
+    runs = [[{k: v for k, v in r.items() if k not in clock} for r in _records(tmp_path / t)
+             if r["event"] != "compile"] for t in ("1", "2")]
+    assert runs[0] == runs[1] and len(runs[0]) == 4  # 3 step records, 1 epoch record
 
 
 def test_smoke_passes_on_a_sane_config_and_fails_on_a_diverging_one(small, write_config):

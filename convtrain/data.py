@@ -180,10 +180,15 @@ def _check(images, labels, names, source, input_shape, num_classes, dtype):
                         file=names[0], path=key_path)
     if source.limit is not None:
         images, labels = images[:source.limit], labels[:source.limit]
-    x = images.reshape((len(images),) + tuple(input_shape)).astype(dtype) / dtype.type(source.scale)
+    x = images.reshape((len(images),) + tuple(input_shape)).astype(dtype)
     if not np.all(np.isfinite(x)):
-        raise DataError("contains values that are not finite (NaN or Inf)", file=names[0],
-                        path=key_path)
+        raise DataError(f"contains values that are not finite in {dtype} (NaN or Inf)",
+                        file=names[0], path=key_path)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        x /= dtype.type(source.scale)
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"dividing the images by scale {source.scale} overflows {dtype}",
+                        file=names[0], path=f"{key_path}.scale")
     return np.ascontiguousarray(x), labels
 
 

@@ -273,3 +273,12 @@ def test_config_errors_are_fast_and_do_not_import_numba(write_config):
     proc = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
     assert proc.stdout.strip() == "False 2"
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_a_scale_that_overflows_the_dtype(write_config):
+    """Found by fuzzing: it used to print NumPy's overflow warning, then train on infs."""
+    path = write_config("input: [1, 8, 8]\nlayers:\n  - {type: flatten}\n"
+                        "  - {type: dense, units: 10}\n"
+                        "data:\n  train: {format: builtin, name: digits, scale: 1.0e-300}\n")
+    result = CliRunner().invoke(main, ["train", path, "--max-steps", "1"])
+    _assert_one_clean_line(result, ["data.train.scale", "overflows float32"])

@@ -168,8 +168,10 @@ def test_mutated_configs_exit_cleanly_naming_the_culprit(case):
                        "--max-steps", "2"])
         assert result.exit_code in (0, 1, 2), result.output
         if result.exit_code == 2:
-            # The line names the file, and the changed key or the one it sits under.
-            _assert_one_error_line(result, "mutant.yaml")
+            # The line names the config (or, where the data does not fit the changed spec,
+            # the data source), and the changed key or the one it sits under.
+            _assert_one_error_line(result)
+            assert "mutant.yaml" in result.stderr or "builtin:digits" in result.stderr
             named = {_dotted(path[:depth]) for depth in range(1, len(path) + 1)}
             assert any(name and name in result.stderr for name in named) or path == (), (
                 _dotted(path), action, result.stderr)

@@ -276,7 +276,7 @@ def test_config_errors_are_fast_and_do_not_import_numba(write_config):
 
 
 def test_a_scale_that_overflows_the_dtype(write_config):
-    """Found by fuzzing: it used to print NumPy's overflow warning, then train on infs."""
+    """Found by fuzzing: NumPy's overflow warning came first, then an error blaming the data."""
     path = write_config("input: [1, 8, 8]\nlayers:\n  - {type: flatten}\n"
                         "  - {type: dense, units: 10}\n"
                         "data:\n  train: {format: builtin, name: digits, scale: 1.0e-300}\n")

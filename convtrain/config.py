@@ -193,7 +193,8 @@ def _layers(top, input_shape):
         spec = LAYER_SPECS[kind].parse(section, index, name, shape)
         section.finish()
         for what, count in (("parameters", spec.param_count),
-                            ("output values per sample", int(np.prod(spec.out_shape)))):
+                            ("output values per sample", int(np.prod(spec.out_shape))),
+                            ("values of working memory per sample", spec.scratch_per_sample())):
             if count > MAX_ELEMENTS:
                 raise section.error(None, f"{kind} layer '{name}' would have {count:,} {what}; "
                                           f"more than {MAX_ELEMENTS:,} is surely a typo")

@@ -83,6 +83,10 @@ class LayerSpec:
         """Forward floating-point operations per sample (a multiply-add is 2)."""
         return 0
 
+    def scratch_per_sample(self):
+        """Values of working memory the kernels need per sample beyond input and output."""
+        return 0
+
     @property
     def param_count(self):
         return int(sum(np.prod(s) for s in self.param_shapes().values()))
@@ -129,6 +133,17 @@ class Conv2dSpec(LayerSpec):
     def flops(self):
         f, oh, ow = self.out_shape
         return 2 * f * oh * ow * self.in_shape[0] * self.kernel[0] * self.kernel[1]
+
+    def scratch_per_sample(self):
+        """The padded input plus the window matrix of `convtrain.kernels.conv` (rows of the
+        padded width for stride 1)."""
+        channels, height, width = self.in_shape
+        top, bottom, left, right = self.padding
+        padded_w = width + left + right
+        _, out_h, out_w = self.out_shape
+        pitch = padded_w if self.stride == (1, 1) else out_w
+        return (channels * (height + top + bottom) * padded_w
+                + channels * self.kernel[0] * self.kernel[1] * out_h * pitch)
 
 
 @dataclass(frozen=True)

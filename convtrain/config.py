@@ -196,7 +196,8 @@ def _layers(top, input_shape):
                             ("output values per sample", int(np.prod(spec.out_shape))),
                             ("values of working memory per sample", spec.scratch_per_sample())):
             if count > MAX_ELEMENTS:
-                raise section.error(None, f"{kind} layer '{name}' would have {count:,} {what}; "
+                raise section.error(None, f"{kind} layer '{name}' on input "
+                                          f"{list(spec.in_shape)} would have {count:,} {what}; "
                                           f"more than {MAX_ELEMENTS:,} is surely a typo")
         specs.append(spec)
         resolved.append(section.resolved)

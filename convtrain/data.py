@@ -170,7 +170,8 @@ def _check(images, labels, names, source, input_shape, num_classes, dtype):
     labels = labels.astype(np.int64)
     if labels.min() < 0 or labels.max() >= num_classes:
         raise DataError(f"labels run from {labels.min()} to {labels.max()}, but the network "
-                        f"has {num_classes} outputs (classes 0..{num_classes - 1})",
+                        f"has {num_classes} outputs (classes 0..{num_classes - 1}; the last "
+                        f"layer, layers[-1] in the config, sets that number)",
                         file=names[1], path=key_path)
     per_sample = int(np.prod(images.shape[1:]))
     wanted = int(np.prod(input_shape))

@@ -182,8 +182,8 @@ def _write_resolved(spec, out):
               show_default=True, help="exact gradients, or the worked example's rules.")
 @click.option("--decimals", type=click.IntRange(min=0, max=12), default=4, show_default=True,
               help="Rounding of the text view (JSON is never rounded).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
+              show_default=True, help="html: one self-contained page of coloured grids.")
 @click.option("--full", is_flag=True, help="Print big arrays in full instead of summaries.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @reports_errors
@@ -196,6 +196,11 @@ def trace(config, recipe, decimals, fmt, full, overrides):
     result = run_trace(spec, recipe)
     if fmt == "json":
         click.echo(json.dumps(result, indent=1))
+    elif fmt == "html":
+        from convtrain.trace_html import format_html
+
+        click.echo(format_html(result, decimals, title=f"convtrain trace: {config} "
+                                                       f"({recipe} recipe)"), nl=False)
     else:
         click.echo(format_text(result, decimals, full))
 

@@ -1,0 +1,89 @@
+"""`convtrain trace --format html`: a self-contained page, checked as written and as
+headless Chromium renders it (Debian's chromium package; .ci/run installs it)."""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from convtrain.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_browser = pytest.mark.skipif(
+    BROWSER is None, reason="no chromium on this machine (apt-get install chromium); "
+                            "the rendered-page checks need a browser")
+
+
+def _html(args):
+    result = CliRunner().invoke(main, ["trace", *args, "--format", "html"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def textbook_page(tmp_path_factory):
+    page = _html([os.path.join(ROOT, "configs", "seed-example.yaml"),
+                  "--recipe", "textbook", "--decimals", "3"])
+    path = tmp_path_factory.mktemp("html") / "trace.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def test_the_page_is_self_contained_and_has_every_step(textbook_page):
+    page = textbook_page.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+    assert "@import" not in page and "url(" not in page
+    assert re.findall(r'id="step-(\d+)"', page) == [str(n) for n in range(10)]
+    # the worked example: dK2, K2, δ1, dK1, K1, δx differ from the exact gradient
+    assert page.count("✗ differs from the exact gradient") == 6
+    assert 'class="exact">exact -0.490' in page  # K2[0,0]: textbook -.513, exact -.490
+    assert page.count('class="slip"') == 3 and page.count('class="carried"') >= 8
+
+
+def test_big_arrays_become_heat_maps_without_numbers(repo_root):
+    page = _html([os.path.join(repo_root, "configs", "digits.yaml")])
+    assert '<table class="heat">' in page and '<table class="grid">' in page
+    assert "✗" not in page  # the exact recipe marks nothing
+
+
+def _chromium(*args):
+    return subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--enable-logging=stderr", "--v=0", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _console_errors(stderr):
+    return [line for line in stderr.splitlines()
+            if ":CONSOLE" in line or "Uncaught" in line]
+
+
+@needs_browser
+def test_chromium_renders_every_step_and_mark_without_console_errors(textbook_page, tmp_path):
+    proc = _chromium("--dump-dom", textbook_page.as_uri())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    for step in range(10):
+        assert f'id="step-{step}"' in dom
+    assert dom.count('class="step differs"') == 6
+    assert dom.count('<td class="wrong"') >= 20 and dom.count('class="exact"') >= 20
+    assert _console_errors(proc.stderr) == []
+
+    screenshot = tmp_path / "trace.png"
+    proc = _chromium("--hide-scrollbars", "--window-size=1200,3600",
+                     f"--screenshot={screenshot}", textbook_page.as_uri())
+    assert proc.returncode == 0 and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert screenshot.stat().st_size > 50_000  # a page of coloured grids, not a blank one
+
+
+@needs_browser
+def test_the_console_check_would_see_an_error(tmp_path):
+    """The harness is not blind: a page whose script throws shows up."""
+    page = tmp_path / "bad.html"
+    page.write_text("<html><body><script>undefined_function()</script></body></html>")
+    assert _console_errors(_chromium("--dump-dom", page.as_uri()).stderr)

@@ -105,10 +105,17 @@ def main():
                                             "if every loss is finite and the loss fell.")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for the kernels.")
 @click.option("--quiet", is_flag=True, help="Print only epoch lines.")
+@click.option("--plot", "plot_at_end", is_flag=True,
+              help="Write the pictures of `convtrain plot` into the run folder at the end.")
 @reports_errors
-def train(config, overrides, epochs, max_steps, out, resume, smoke, threads, quiet):
+def train(config, overrides, epochs, max_steps, out, resume, smoke, threads, quiet,
+          plot_at_end):
     """Train the network in CONFIG."""
     spec = _config(config, overrides, epochs)
+    if plot_at_end:
+        from convtrain.plots import _pyplot
+
+        _pyplot()  # no matplotlib: say so now, not after the training
     if smoke:
         _numba(threads)
         from convtrain.train import smoke as run_smoke
@@ -137,6 +144,26 @@ def train(config, overrides, epochs, max_steps, out, resume, smoke, threads, qui
         click.echo(summary_text(spec), err=True)
     click.echo(f"run folder: {out}", err=True)
     trainer.run(out)
+    if plot_at_end:
+        from convtrain.plots import plot_run
+
+        for path in plot_run(out):
+            click.echo(f"wrote {path}", err=True)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Folder for the pictures (default: RUN_DIR).")
+@reports_errors
+def plot(run_dir, out):
+    """Pictures of a run: curves, layers, kernels and features PNGs (needs matplotlib)."""
+    from convtrain.plots import plot_run, read_metrics
+
+    read_metrics(run_dir)  # an empty or half-written folder is reported before numba loads
+    _numba()
+    for path in plot_run(run_dir, out):
+        click.echo(path)
 
 
 def _run_folder(spec, out, resume):

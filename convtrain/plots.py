@@ -1,0 +1,247 @@
+"""`convtrain plot RUN_DIR`: pictures of a run, from its metrics.jsonl and checkpoints.
+
+    curves.png    train/val loss and accuracy per epoch, and the loss of every logged step
+    layers.png    per-layer delta norm and update/weight ratio over the steps (log scale),
+                  the healthy band around 1e-3 shaded
+    kernels.png   the first conv layer's kernels, one small image each
+    features.png  one sample's feature maps after each conv layer
+
+matplotlib is an optional extra (`pip install 'convtrain[plot]'`), imported only here.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from convtrain.errors import UserError
+
+FILES = ("curves.png", "layers.png", "kernels.png", "features.png")
+HEALTHY_RATIO = (1e-4, 1e-2)  # ‖ΔW‖/‖W‖ per step: around 1e-3 is the usual rule of thumb
+MAX_MAPS = 16  # feature maps drawn per conv layer
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise UserError("plotting needs matplotlib, an optional extra: "
+                        "pip install 'convtrain[plot]'") from None
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_metrics(run_dir):
+    """The records of RUN_DIR/metrics.jsonl. A last line cut short (a run killed while
+    writing it) is left out; any other unreadable line is an error."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.isdir(run_dir):
+        raise UserError("not a folder", file=run_dir)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        raise UserError("no metrics.jsonl here: not a convtrain run folder, or a run that "
+                        "never started", file=run_dir) from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if number == len(lines):
+                break
+            raise UserError("not a JSON record", file=path, line=number) from None
+    if not any(r.get("event") == "step" for r in records):
+        raise UserError("no step records yet: nothing to plot (is the run still compiling?)",
+                        file=path)
+    return records
+
+
+def plot_run(run_dir, out_dir=None):
+    """Write the four pictures of RUN_DIR into out_dir (default: RUN_DIR); returns their
+    paths. Needs metrics.jsonl with at least one step record, and a checkpoint."""
+    records = read_metrics(run_dir)
+    checkpoint_path = _checkpoint(run_dir)
+    plt = _pyplot()
+    from convtrain.checkpoint import load_into, read_checkpoint
+    from convtrain.config import load_config
+    from convtrain.network import Network
+
+    config = load_config(os.path.join(run_dir, "config.yaml"))
+    network = Network(config)
+    load_into(read_checkpoint(checkpoint_path), checkpoint_path, config, network)
+    out_dir = out_dir or run_dir
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for name, draw in (("curves.png", lambda: _curves(plt, records, config)),
+                       ("layers.png", lambda: _layers(plt, records, network)),
+                       ("kernels.png", lambda: _kernels(plt, network, checkpoint_path)),
+                       ("features.png", lambda: _features(plt, network, config))):
+        figure = draw()
+        path = os.path.join(out_dir, name)
+        tmp = os.path.join(out_dir, f".tmp-{name}")
+        figure.savefig(tmp, dpi=110, format="png")
+        plt.close(figure)
+        os.replace(tmp, path)  # a picture is there whole, or not at all
+        written.append(path)
+    return written
+
+
+def _checkpoint(run_dir):
+    for name in ("checkpoint-best.npz", "checkpoint-last.npz"):
+        path = os.path.join(run_dir, name)
+        if os.path.exists(path):
+            return path
+    raise UserError("no checkpoint yet (checkpoint-best.npz or checkpoint-last.npz): the "
+                    "kernel and feature pictures need one", file=run_dir)
+
+
+def _curves(plt, records, config):
+    steps = [r for r in records if r.get("event") == "step"]
+    epochs = [r for r in records if r.get("event") == "epoch"]
+    batches = None
+    if len(epochs) >= 1 and steps:
+        # steps per epoch, to draw epoch results on the step axis
+        last_step_of = {}
+        for r in steps:
+            last_step_of[r["epoch"]] = max(last_step_of.get(r["epoch"], 0), r["step"])
+        batches = last_step_of
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    loss_axis.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8,
+                   color="#9aa5b8", label="step loss (logged steps)")
+    if epochs and batches:
+        at = [batches.get(e["epoch"], 0) for e in epochs]
+        loss_axis.plot(at, [e["train_loss"] for e in epochs], "o-", color="#2855a6",
+                       label="train loss (epoch mean)")
+        if any(e.get("val_loss") is not None for e in epochs):
+            loss_axis.plot(at, [e["val_loss"] for e in epochs], "s-", color="#c2452d",
+                           label="val loss")
+    loss_axis.set_yscale("log")
+    loss_axis.set_xlabel("step")
+    loss_axis.set_title(f"{config.name}: loss ({config.loss})")
+    loss_axis.legend(fontsize=8)
+    if epochs:
+        numbers = [e["epoch"] for e in epochs]
+        acc_axis.plot(numbers, [e["train_acc"] for e in epochs], "o-", color="#2855a6",
+                      label="train")
+        if any(e.get("val_acc") is not None for e in epochs):
+            acc_axis.plot(numbers, [e["val_acc"] for e in epochs], "s-", color="#c2452d",
+                          label="val")
+        acc_axis.legend(fontsize=8)
+    else:
+        acc_axis.text(0.5, 0.5, "no finished epoch yet", ha="center", va="center",
+                      transform=acc_axis.transAxes)
+    acc_axis.set_xlabel("epoch")
+    acc_axis.set_title("accuracy")
+    acc_axis.grid(alpha=0.3)
+    loss_axis.grid(alpha=0.3, which="both")
+    figure.tight_layout()
+    return figure
+
+
+def _layers(plt, records, network):
+    steps = [r for r in records if r.get("event") == "step" and "layers" in r]
+    names = [layer.name for layer in network.layers]
+    figure, (delta_axis, ratio_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(names)))
+    for colour, name in zip(colours, names):
+        points = [(r["step"], r["layers"][name]) for r in steps if name in r["layers"]]
+        deltas = [(s, v["delta_norm"]) for s, v in points if v.get("delta_norm")]
+        if deltas:
+            delta_axis.plot(*zip(*deltas), lw=1, color=colour, label=name)
+        ratios = [(s, v["update_norm"] / v["weight_norm"]) for s, v in points
+                  if v.get("weight_norm") and v.get("update_norm")]
+        if ratios:
+            ratio_axis.plot(*zip(*ratios), lw=1, color=colour, label=name)
+    delta_axis.set_yscale("log")
+    delta_axis.set_title("δ norm per layer (‖∂L/∂output‖)")
+    ratio_axis.axhspan(*HEALTHY_RATIO, color="#4caf50", alpha=0.12,
+                       label="healthy band (~1e-3)")
+    ratio_axis.set_yscale("log")
+    ratio_axis.set_title("update / weight ratio (‖ΔW‖/‖W‖) per step")
+    for axis in (delta_axis, ratio_axis):
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    return figure
+
+
+def _first_conv(network):
+    for layer in network.layers:
+        if layer.spec.type == "conv2d":
+            return layer
+    return None
+
+
+def _no_conv(plt, what):
+    figure, axis = plt.subplots(figsize=(5, 2))
+    axis.axis("off")
+    axis.text(0.5, 0.5, f"this network has no conv2d layer: no {what}", ha="center",
+              va="center")
+    return figure
+
+
+def _kernels(plt, network, checkpoint_path):
+    conv = _first_conv(network)
+    if conv is None:
+        return _no_conv(plt, "kernels")
+    weight = conv.params["weight"]  # (F, C, KH, KW), as the user wrote it
+    filters, channels = weight.shape[:2]
+    limit = float(np.max(np.abs(weight))) or 1.0
+    figure, axes = plt.subplots(channels, filters, squeeze=False,
+                                figsize=(max(4, 0.9 * filters), max(1.6, 1.0 * channels + 0.8)))
+    for c in range(channels):
+        for f in range(filters):
+            axis = axes[c, f]
+            axis.imshow(weight[f, c], cmap="RdBu_r", vmin=-limit, vmax=limit)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if c == 0:
+                axis.set_title(f"{f}", fontsize=8)
+        axes[c, 0].set_ylabel(f"ch {c}", fontsize=8)
+    figure.suptitle(f"{conv.name} kernels ({os.path.basename(checkpoint_path)}); red +, "
+                    f"blue −, scale ±{limit:.3g}", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def _features(plt, network, config):
+    convs = [layer for layer in network.layers if layer.spec.type == "conv2d"]
+    if not convs:
+        return _no_conv(plt, "feature maps")
+    from convtrain.data import load_datasets
+
+    x, y, val_x, val_y = load_datasets(config, need_val=True)
+    sample, label = (val_x[:1], val_y[0]) if val_x is not None else (x[:1], y[0])
+    maps = {}
+    out = sample
+    for layer in network.layers:
+        out = layer.forward(out)
+        if layer.spec.type == "conv2d":
+            maps[layer.name] = out[0]
+    columns = 1 + min(MAX_MAPS, max(m.shape[0] for m in maps.values()))
+    figure, axes = plt.subplots(len(convs), columns, squeeze=False,
+                                figsize=(1.0 * columns + 1, 1.2 * len(convs) + 0.8))
+    image = sample[0]
+    for row, conv in enumerate(convs):
+        axes[row, 0].imshow(image[0] if image.shape[0] == 1 else image.mean(axis=0),
+                            cmap="gray")
+        axes[row, 0].set_ylabel(conv.name, fontsize=8)
+        for k in range(columns - 1):
+            axis = axes[row, k + 1]
+            if k < maps[conv.name].shape[0]:
+                axis.imshow(maps[conv.name][k], cmap="magma")
+                axis.set_xticks([])
+                axis.set_yticks([])
+            else:
+                axis.axis("off")  # this layer has fewer maps than the widest one
+        axes[row, 0].set_xticks([])
+        axes[row, 0].set_yticks([])
+    axes[0, 0].set_title(f"input (label {label})", fontsize=8)
+    figure.suptitle("feature maps after each conv layer (before its activation), one "
+                    "sample", fontsize=9)
+    figure.tight_layout()
+    return figure

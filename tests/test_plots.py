@@ -1,0 +1,118 @@
+"""`convtrain plot` and `train --plot`: four valid PNGs of sensible size, and clean
+failures on an empty or half-written run folder or without matplotlib."""
+
+import os
+import struct
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from convtrain.cli import main
+
+CONFIG = """name: pics
+seed: 2
+input: [1, 8, 8]
+layers:
+  - {type: conv2d, filters: 4, kernel: 3, padding: same}
+  - {type: relu}
+  - {type: maxpool, size: 2}
+  - {type: conv2d, filters: 6, kernel: 3}
+  - {type: flatten}
+  - {type: dense, units: 10}
+optimizer: {type: sgd, lr: 0.1, momentum: 0.9}
+train: {epochs: 2, batch_size: 32}
+data:
+  train: {format: builtin, name: digits, scale: 16, limit: 300}
+  val: {split: 0.2}
+log: {every: 2}
+"""
+FILES = ("curves.png", "layers.png", "kernels.png", "features.png")
+
+
+def _run(args):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def _png_size(path):
+    """(width, height) from a PNG's IHDR chunk; fails on anything that is not a PNG."""
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
+    assert data[-8:-4] == b"IEND", f"{path} is cut short"
+    return struct.unpack(">II", data[16:24])
+
+
+def _one_line(result, *texts):
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    for text in texts:
+        assert text in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pics")
+    (folder / "pics.yaml").write_text(CONFIG)
+    result = _run(["train", str(folder / "pics.yaml"), "--out", str(folder / "run"),
+                   "--quiet", "--plot"])
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
+def test_train_plot_writes_four_valid_pngs_of_sensible_size(run_dir):
+    for name in FILES:
+        width, height = _png_size(run_dir / name)
+        assert 300 <= width <= 4000 and 150 <= height <= 4000, (name, width, height)
+        assert os.path.getsize(run_dir / name) > 5_000, name
+    assert not [n for n in os.listdir(run_dir) if n.startswith(".tmp-")]
+
+
+def test_plot_command_writes_them_elsewhere(run_dir, tmp_path):
+    result = _run(["plot", str(run_dir), "--out", str(tmp_path / "pictures")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == [str(tmp_path / "pictures" / name) for name in FILES]
+    for name in FILES:
+        _png_size(tmp_path / "pictures" / name)
+
+
+def test_plot_fails_cleanly_on_an_empty_folder(tmp_path):
+    _one_line(_run(["plot", str(tmp_path)]), "no metrics.jsonl here")
+    _one_line(_run(["plot", str(tmp_path / "nope")]), "not a folder")
+
+
+def test_plot_fails_cleanly_on_a_half_written_run(run_dir, tmp_path):
+    half = tmp_path / "half"
+    half.mkdir()
+    # Compiling, nothing trained yet:
+    (half / "metrics.jsonl").write_text('{"event": "compile", "seconds": 1.0}\n')
+    _one_line(_run(["plot", str(half)]), "no step records yet")
+    # Steps logged, but killed before the first checkpoint:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()[:4]
+    (half / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (half / "config.yaml").write_text((run_dir / "config.yaml").read_text())
+    _one_line(_run(["plot", str(half)]), "no checkpoint yet")
+    # A damaged line in the middle is named by its number:
+    (half / "metrics.jsonl").write_text(lines[0] + "\n{\"event\": \"st\n" + lines[1] + "\n")
+    _one_line(_run(["plot", str(half)]), "metrics.jsonl:2", "not a JSON record")
+
+
+def test_a_last_line_cut_short_is_left_out(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.yaml", "checkpoint-best.npz"):
+        (copy / name).write_bytes((run_dir / name).read_bytes())
+    text = (run_dir / "metrics.jsonl").read_text()
+    (copy / "metrics.jsonl").write_text(text + '{"event": "step", "epo')
+    assert _run(["plot", str(copy)]).exit_code == 0
+
+
+def test_without_matplotlib_both_commands_say_how_to_install_it(run_dir, tmp_path,
+                                                                monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    _one_line(_run(["plot", str(run_dir)]), "pip install 'convtrain[plot]'")
+    config = tmp_path / "pics.yaml"
+    config.write_text(CONFIG)
+    _one_line(_run(["train", str(config), "--out", str(tmp_path / "run"), "--plot"]),
+              "pip install 'convtrain[plot]'")
+    assert not (tmp_path / "run").exists()  # refused before training
+

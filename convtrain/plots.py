@@ -72,13 +72,14 @@ def plot_run(run_dir, out_dir=None):
     config = load_config(os.path.join(run_dir, "config.yaml"))
     network = Network(config)
     load_into(read_checkpoint(checkpoint_path), checkpoint_path, config, network)
+    sample = _sample(config) if _first_conv(network) is not None else None
     out_dir = out_dir or run_dir
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for name, draw in (("curves.png", lambda: _curves(plt, records, config)),
                        ("layers.png", lambda: _layers(plt, records, network)),
                        ("kernels.png", lambda: _kernels(plt, network, checkpoint_path)),
-                       ("features.png", lambda: _features(plt, network, config))):
+                       ("features.png", lambda: _features(plt, network, sample))):
         figure = draw()
         path = os.path.join(out_dir, name)
         tmp = os.path.join(out_dir, f".tmp-{name}")
@@ -208,14 +209,21 @@ def _kernels(plt, network, checkpoint_path):
     return figure
 
 
-def _features(plt, network, config):
-    convs = [layer for layer in network.layers if layer.spec.type == "conv2d"]
-    if not convs:
-        return _no_conv(plt, "feature maps")
+def _sample(config):
+    """(one sample (1, C, H, W), its label): the first validation sample, else the first
+    training one. Loaded before any picture is written, so a missing data file (paths are
+    relative to the working directory) fails the command before it writes anything."""
     from convtrain.data import load_datasets
 
     x, y, val_x, val_y = load_datasets(config, need_val=True)
-    sample, label = (val_x[:1], val_y[0]) if val_x is not None else (x[:1], y[0])
+    return (val_x[:1], val_y[0]) if val_x is not None else (x[:1], y[0])
+
+
+def _features(plt, network, sample):
+    convs = [layer for layer in network.layers if layer.spec.type == "conv2d"]
+    if not convs:
+        return _no_conv(plt, "feature maps")
+    sample, label = sample
     maps = {}
     out = sample
     for layer in network.layers:

@@ -116,3 +116,19 @@ def test_without_matplotlib_both_commands_say_how_to_install_it(run_dir, tmp_pat
               "pip install 'convtrain[plot]'")
     assert not (tmp_path / "run").exists()  # refused before training
 
+
+
+def test_missing_data_fails_before_any_picture_is_written(run_dir, tmp_path):
+    """Data paths are relative to the working directory: from elsewhere, the feature
+    picture's sample cannot load, and nothing is written."""
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "checkpoint-best.npz").write_bytes((run_dir / "checkpoint-best.npz").read_bytes())
+    (moved / "metrics.jsonl").write_text((run_dir / "metrics.jsonl").read_text())
+    config = (run_dir / "config.yaml").read_text()
+    assert "format: builtin" in config
+    (moved / "config.yaml").write_text(config.replace("format: builtin", "format: npz")
+                                       .replace("name: digits", "path: gone.npz"))
+    result = _run(["plot", str(moved)])
+    _one_line(result, "gone.npz")
+    assert not [name for name in os.listdir(moved) if name.endswith(".png")]

@@ -407,6 +407,16 @@ def _summary(array):
             f"mean {array.mean():.4g}  ‖·‖ {np.linalg.norm(array):.4g}  (--full prints it)")
 
 
+def published_marks(step, shape):
+    """int8 array of `shape`: SLIP or CARRIED where the example's printed value is one."""
+    marks = np.zeros(shape, dtype=np.int8)
+    for index in step["published_slips"]:
+        marks[tuple(index)] = SLIP
+    for index in step["published_carried"]:
+        marks[tuple(index)] = CARRIED
+    return marks
+
+
 def _published_verdict(step, size):
     slips, carried = len(step["published_slips"]), len(step["published_carried"])
     if not slips and not carried:
@@ -441,13 +451,7 @@ def format_text(result, decimals=4, full=False):
                 lines.append("    exact: " + _summary(exact))
             lines.append("")
             continue
-        slip_mask = None
-        if printed is not None:
-            slip_mask = np.zeros(value.shape, dtype=np.int8)
-            for index in step["published_slips"]:
-                slip_mask[tuple(index)] = SLIP
-            for index in step["published_carried"]:
-                slip_mask[tuple(index)] = CARRIED
+        slip_mask = published_marks(step, value.shape) if printed is not None else None
         columns = [("textbook" if textbook else "", value, slip_mask)]
         if exact is not None:
             columns.append(("exact", exact, None))

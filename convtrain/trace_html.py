@@ -15,7 +15,8 @@ import html
 
 import numpy as np
 
-from convtrain.trace import CARRIED, SLIP, SUMMARY_LIMIT, _published_verdict, _slices
+from convtrain.trace import (CARRIED, SLIP, SUMMARY_LIMIT, _published_verdict, _slices,
+                             published_marks)
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em;
@@ -129,13 +130,7 @@ def format_html(result, decimals=4, title="convtrain trace"):
         differs = textbook and step.get("differs")
         exact = np.asarray(step["exact"], dtype=float) if differs else None
         printed = np.asarray(step["published"], dtype=float) if "published" in step else None
-        marks = None
-        if printed is not None:
-            marks = np.zeros(value.shape, dtype=np.int8)
-            for index in step["published_slips"]:
-                marks[tuple(index)] = SLIP
-            for index in step["published_carried"]:
-                marks[tuple(index)] = CARRIED
+        marks = published_marks(step, value.shape) if printed is not None else None
         arrays = [a for a in (value, exact, printed) if a is not None]
         scale = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in arrays)
         big = (max(s.size for _, s in _slices(value)) > SUMMARY_LIMIT

@@ -113,9 +113,9 @@ def train(config, overrides, epochs, max_steps, out, resume, smoke, threads, qui
     """Train the network in CONFIG."""
     spec = _config(config, overrides, epochs)
     if plot_at_end:
-        from convtrain.plots import _pyplot
+        from convtrain.plots import require_pyplot
 
-        _pyplot()  # no matplotlib: say so now, not after the training
+        require_pyplot()  # no matplotlib: say so now, not after the training
     if smoke:
         _numba(threads)
         from convtrain.train import smoke as run_smoke

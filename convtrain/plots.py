@@ -21,7 +21,7 @@ HEALTHY_RATIO = (1e-4, 1e-2)  # ‖ΔW‖/‖W‖ per step: around 1e-3 is the u
 MAX_MAPS = 16  # feature maps drawn per conv layer
 
 
-def _pyplot():
+def require_pyplot():
     try:
         import matplotlib
     except ImportError:
@@ -64,7 +64,7 @@ def plot_run(run_dir, out_dir=None):
     paths. Needs metrics.jsonl with at least one step record, and a checkpoint."""
     records = read_metrics(run_dir)
     checkpoint_path = _checkpoint(run_dir)
-    plt = _pyplot()
+    plt = require_pyplot()
     from convtrain.checkpoint import load_into, read_checkpoint
     from convtrain.config import load_config
     from convtrain.network import Network

@@ -43,19 +43,18 @@ def maxpool_forward(x, pool_h, pool_w, stride_h, stride_w, out, argmax):
 
 
 @njit(parallel=True, cache=True)
-def maxpool_backward(dout, argmax, dx):
-    """Routes dout (N, C, OH, OW) to each window's argmax; writes dx (N, C, H, W)."""
+def maxpool_backward(dout, argmax, dx_flat):
+    """Routes dout (N, C, OH, OW) to each window's argmax; writes dx_flat (N, C, H*W),
+    dx with each plane flattened (argmax holds flat indices: no division per element)."""
     n_samples, channels = dout.shape[0], dout.shape[1]
     out_h, out_w = uint64(dout.shape[2]), uint64(dout.shape[3])
-    width = uint64(dx.shape[3])
     for nc in prange(n_samples * channels):
         n = nc // channels
         c = nc - n * channels
-        dx[n, c, :, :] = 0.0
+        dx_flat[n, c, :] = 0.0
         for oh in range(out_h):
             for ow in range(out_w):
-                index = uint64(argmax[n, c, oh, ow])
-                dx[n, c, index // width, index % width] += dout[n, c, oh, ow]
+                dx_flat[n, c, uint64(argmax[n, c, oh, ow])] += dout[n, c, oh, ow]
 
 
 @njit(parallel=True, cache=True)

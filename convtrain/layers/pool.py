@@ -24,7 +24,8 @@ class MaxPool(Layer):
     def backward(self, dout, need_dx=True):
         in_shape, argmax = self.cache
         dx = np.empty(in_shape, dtype=self.dtype)
-        maxpool_backward(np.ascontiguousarray(dout), argmax, dx)
+        maxpool_backward(np.ascontiguousarray(dout), argmax,
+                         dx.reshape(in_shape[0], in_shape[1], -1))
         return dx
 
     def kink_state(self):

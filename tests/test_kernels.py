@@ -89,3 +89,18 @@ def test_kernels_deterministic_across_repeats(threads_first):
         grads.append(net.layers[0].grads["weight"].copy())
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     assert np.array_equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maxpool2x2_kernel_equals_the_general_one_ties_included(dtype):
+    from convtrain.kernels.pool import maxpool2x2_forward, maxpool_forward
+
+    rng = np.random.default_rng(5)
+    x = rng.integers(-2, 3, size=(3, 2, 9, 8)).astype(dtype)  # small integers: many ties
+    shape = (3, 2, 4, 4)
+    general = np.empty(shape, dtype), np.empty(shape, np.int32)
+    special = np.empty(shape, dtype), np.empty(shape, np.int32)
+    maxpool_forward(x, 2, 2, 2, 2, *general)
+    maxpool2x2_forward(x, *special)
+    np.testing.assert_array_equal(general[0], special[0])
+    np.testing.assert_array_equal(general[1], special[1])

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from convtrain.kernels.pool import (avgpool_backward, avgpool_forward, maxpool_backward,
-                                    maxpool_forward)
+from convtrain.kernels.pool import (avgpool_backward, avgpool_forward, maxpool2x2_forward,
+                                    maxpool_backward, maxpool_forward)
 from convtrain.layers.base import Layer
 
 
@@ -17,7 +17,10 @@ class MaxPool(Layer):
         shape = (x.shape[0],) + self.spec.out_shape
         out = np.empty(shape, dtype=self.dtype)
         argmax = np.empty(shape, dtype=np.int32)
-        maxpool_forward(x, *self.spec.size, *self.spec.stride, out, argmax)
+        if tuple(self.spec.size) == tuple(self.spec.stride) == (2, 2):
+            maxpool2x2_forward(x, out, argmax)
+        else:
+            maxpool_forward(x, *self.spec.size, *self.spec.stride, out, argmax)
         self.cache = (x.shape, argmax)
         return out
 

@@ -54,7 +54,10 @@ def timed_steps(step):
     return statistics.median(times)
 
 
-def median_ms(function, repeats=15):
+def median_ms(function, repeats=100):
+    """Median ms of `repeats` calls after one untimed call. 100 calls of a sub-millisecond
+    kernel span about 0.1 s, long enough that one busy moment on a shared machine does
+    not move the median."""
     function()
     times = []
     for _ in range(repeats):

@@ -76,10 +76,10 @@ def plot_run(run_dir, out_dir=None):
     out_dir = out_dir or run_dir
     os.makedirs(out_dir, exist_ok=True)
     written = []
-    for name, draw in (("curves.png", lambda: _curves(plt, records, config)),
-                       ("layers.png", lambda: _layers(plt, records, network)),
-                       ("kernels.png", lambda: _kernels(plt, network, checkpoint_path)),
-                       ("features.png", lambda: _features(plt, network, sample))):
+    drawings = (lambda: _curves(plt, records, config), lambda: _layers(plt, records, network),
+                lambda: _kernels(plt, network, checkpoint_path),
+                lambda: _features(plt, network, sample))
+    for name, draw in zip(FILES, drawings):
         figure = draw()
         path = os.path.join(out_dir, name)
         tmp = os.path.join(out_dir, f".tmp-{name}")

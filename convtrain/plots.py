@@ -102,18 +102,15 @@ def _checkpoint(run_dir):
 def _curves(plt, records, config):
     steps = [r for r in records if r.get("event") == "step"]
     epochs = [r for r in records if r.get("event") == "epoch"]
-    batches = None
-    if len(epochs) >= 1 and steps:
-        # steps per epoch, to draw epoch results on the step axis
-        last_step_of = {}
-        for r in steps:
-            last_step_of[r["epoch"]] = max(last_step_of.get(r["epoch"], 0), r["step"])
-        batches = last_step_of
+    # Each epoch's results are drawn at the last logged step of that epoch.
+    last_step = {}
+    for r in steps:
+        last_step[r["epoch"]] = max(last_step.get(r["epoch"], 0), r["step"])
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(11, 4))
     loss_axis.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8,
                    color="#9aa5b8", label="step loss (logged steps)")
-    if epochs and batches:
-        at = [batches.get(e["epoch"], 0) for e in epochs]
+    if epochs:
+        at = [last_step.get(e["epoch"], 0) for e in epochs]
         loss_axis.plot(at, [e["train_loss"] for e in epochs], "o-", color="#2855a6",
                        label="train loss (epoch mean)")
         if any(e.get("val_loss") is not None for e in epochs):

@@ -170,9 +170,10 @@ class Trainer:
                             f"asks for {self.config.train.epochs}: nothing to do (raise "
                             f"--epochs to train further)", file=path)
         before = meta.get("settings") or {}
+        now = training_settings(self.config)
         if self.step_in_epoch:
             for key in ("train.batch_size", "train.shuffle"):
-                if key in before and before[key] != training_settings(self.config)[key]:
+                if key in before and before[key] != now[key]:
                     raise UserError(
                         f"the checkpoint stopped after batch {self.step_in_epoch} of epoch "
                         f"{self.epochs_done + 1} with {key} {before[key]}; changing it mid-epoch "
@@ -180,7 +181,7 @@ class Trainer:
                         f"end of an epoch)", file=path)
         self.say(f"resuming from {path}: epoch {self.epochs_done + 1}, "
                  f"step {self.step_in_epoch} of the epoch, global step {self.global_step}")
-        changed = changed_settings(before, training_settings(self.config))
+        changed = changed_settings(before, now)
         if changed:
             self.say(f"resume: the config changes what the checkpoint was trained with: "
                      f"{changed}", always=True)
@@ -291,12 +292,13 @@ class Trainer:
         if not np.isfinite(loss):
             self._diverged(f"the loss is {loss}{self._where_forward_broke(xb)}")
         updates = self.optimizer.step(lr)
-        for name, update in updates.items():
-            if not np.all(np.isfinite(update)):
-                self._diverged(f"the update of {name} is not finite")
+        # One pass over the weights: a non-finite update leaves a non-finite weight too.
         for layer, key in network.parameters():
             if not np.all(np.isfinite(layer.params[key])):
-                self._diverged(f"the weight {layer.name}.{key} became non-finite")
+                name = f"{layer.name}.{key}"
+                self._diverged(f"the update of {name} is not finite"
+                               if not np.all(np.isfinite(updates[name]))
+                               else f"the weight {name} became non-finite")
         self.step_in_epoch += 1
         self.partial["loss"] += loss * len(yb)
         self.partial["correct"] += int(np.sum(np.argmax(scores, axis=1) == yb))

@@ -3,12 +3,17 @@
     pip install torch==2.13.0          # the CPU wheel; or: pip install -e '.[bench]'
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py [--threads 2]
 
-Each measurement runs in a fresh worker process (PyTorch's OpenMP runtime slows other
-packages in the same process), convtrain and PyTorch alternating, after warm-up steps;
-JIT compilation happens in the warm-up and is never timed. Printed: training images/s of
-both and their ratio at batch 32, 64 and 256 (median over rounds); per-layer forward and
-backward ms at batch 64; each conv kernel's GFLOP/s beside NumPy's float32 matmul (the
-practical ceiling); and the peak RSS of a training worker of each.
+convtrain and PyTorch run in separate worker processes (PyTorch's OpenMP runtime slows
+other packages in the same process), after warm-up steps; JIT compilation happens in the
+warm-up and is never timed. Training steps and conv kernels are timed *paired*: short
+chunks of calls, convtrain's and PyTorch's taking turns, so that both sides see the same
+moments of a shared machine, whose speed drifts by 1.5x over seconds (a chunk of one
+lasting 0.1-0.2 s; the idle side has GAP_S to let its spinning threads sleep before the
+other starts). Printed: training images/s of both at batch 32, 64 and 256 and the
+median of the paired chunks' ratios; per-layer forward and backward ms at batch 64
+(median over rounds of fresh workers); each conv kernel's ms and GFLOP/s beside NumPy's
+float32 matmul (the practical ceiling), with the median paired ratio; and the peak RSS
+of a training worker of each.
 
 Both train configs/lenet5-mnist.yaml's network (conv 6@5x5 pad 2, relu, maxpool,
 conv 16@5x5, relu, maxpool, dense 120-84-10) on random 28x28 images with SGD
@@ -27,9 +32,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, "..", "configs", "lenet5-mnist.yaml")
 BATCHES = (32, 64, 256)
-MIN_SECONDS = 1.5   # timed steps run at least this long...
-MIN_STEPS = 5       # ...and at least this many
 WARMUP_STEPS = 3
+CHUNK_S = 0.15      # a chunk of calls runs about this long...
+CHUNKS = 20         # ...and each side runs this many chunks per measurement
+GAP_S = 0.03        # idle time before each chunk: OpenMP threads spin a while after work
 
 
 def synthetic(batch, seed=0):
@@ -39,19 +45,6 @@ def synthetic(batch, seed=0):
     x = rng.random((batch, 1, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, size=batch)
     return x, y
-
-
-def timed_steps(step):
-    """Warm up, then run step() until MIN_SECONDS and MIN_STEPS; returns seconds per step."""
-    for _ in range(WARMUP_STEPS):
-        step()
-    times = []
-    started = time.perf_counter()
-    while len(times) < MIN_STEPS or time.perf_counter() - started < MIN_SECONDS:
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def median_ms(function, repeats=100):
@@ -87,42 +80,54 @@ def convtrain_worker(mode, batch, threads):
         optimizer.step(config.optimizer.lr)
 
     if mode == "train":
-        return {"images_per_s": batch / timed_steps(step)}
+        return {"step": step}
+    if mode == "kernels":
+        return _convtrain_kernels(network, x)
     if mode == "layers":
         from convtrain.timing import time_network
 
         result = time_network(config, batch, 20)
         return {"layers": [[r["name"], r["forward_ms"], r["backward_ms"]]
-                           for r in result["layers"]],
-                "kernels": _convtrain_kernels(network, x)}
+                           for r in result["layers"]]}
     raise ValueError(mode)
 
 
 def _convtrain_kernels(network, x):
-    """ms of each conv kernel of each conv layer, on that layer's real input."""
+    """Each conv layer's three kernels on that layer's real input, as callables named
+    "LAYER KERNEL", each with the layer's FLOPs as `flops`."""
     import numpy as np
 
     from convtrain.kernels.conv import (conv2d_backward_input, conv2d_backward_weight,
                                         conv2d_forward)
 
-    rows = []
+    kernels = {}
     out = x
     for layer in network.layers:
         if layer.spec.type == "conv2d":
-            xp = layer.pad(out)
-            w = layer.correlation_kernel()
-            sh, sw = layer.spec.stride
-            y = np.empty((len(x),) + layer.spec.out_shape, dtype=np.float32)
-            dout = np.ones_like(y)
-            dw, dxp = np.empty_like(w), np.empty_like(xp)
-            b = layer.params["bias"]
-            flops = layer.spec.flops() * len(x)
-            rows.append([layer.name, flops,
-                         median_ms(lambda: conv2d_forward(xp, w, b, sh, sw, y)),
-                         median_ms(lambda: conv2d_backward_weight(xp, dout, sh, sw, dw)),
-                         median_ms(lambda: conv2d_backward_input(dout, w, sh, sw, dxp))])
+            kernels.update(_one_layers_kernels(layer, out))
         out = layer.forward(out)
-    return rows
+    return kernels
+
+
+def _one_layers_kernels(layer, x):
+    import numpy as np
+
+    from convtrain.kernels.conv import (conv2d_backward_input, conv2d_backward_weight,
+                                        conv2d_forward)
+
+    xp = layer.pad(x)
+    w = layer.correlation_kernel()
+    b = layer.params["bias"]
+    sh, sw = layer.spec.stride
+    y = np.empty((len(x),) + layer.spec.out_shape, dtype=np.float32)
+    dout = np.ones_like(y)
+    dw, dxp = np.empty_like(w), np.empty_like(xp)
+    kernels = {"forward": lambda: conv2d_forward(xp, w, b, sh, sw, y),
+               "weight grad": lambda: conv2d_backward_weight(xp, dout, sh, sw, dw),
+               "input grad": lambda: conv2d_backward_input(dout, w, sh, sw, dxp)}
+    for kernel in kernels.values():
+        kernel.flops = layer.spec.flops() * len(x)
+    return {f"{layer.name} {name}": kernel for name, kernel in kernels.items()}
 
 
 def ceiling_worker(mode, batch, threads, n=2048):
@@ -133,6 +138,24 @@ def ceiling_worker(mode, batch, threads, n=2048):
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     ms = median_ms(lambda: a @ a, repeats=5)
     return {"gflops": 2 * n ** 3 / (ms / 1e3) / 1e9}
+
+
+def serve(callables):
+    """A worker's loop: each line "CALLS NAME" on stdin runs callables[NAME] CALLS times
+    and answers one JSON line, the seconds of each call. End of input ends it."""
+    for function in callables.values():
+        for _ in range(WARMUP_STEPS):
+            function()
+    print(json.dumps({"ready": {name: getattr(function, "flops", 0)
+                                for name, function in callables.items()}}), flush=True)
+    for line in sys.stdin:
+        calls, name = line.rstrip("\n").split(" ", 1)
+        function, times = callables[name], []
+        for _ in range(int(calls)):
+            started = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - started)
+        print(json.dumps(times), flush=True)
 
 
 # ---------------------------------------------------------------- PyTorch worker
@@ -160,9 +183,11 @@ def torch_worker(mode, batch, threads):
         optimizer.step()
 
     if mode == "train":
-        return {"images_per_s": batch / timed_steps(step)}
+        return {"step": step}
+    if mode == "kernels":
+        return _torch_kernels(layers, x)
     if mode == "layers":
-        return {"layers": _torch_layers(layers, x), "kernels": _torch_kernels(layers, x)}
+        return {"layers": _torch_layers(layers, x)}
     raise ValueError(mode)
 
 
@@ -196,51 +221,104 @@ def _torch_layers(layers, x):
 
 
 def _torch_kernels(layers, x):
+    """The same ops as _convtrain_kernels, named the same."""
     import torch
-    import torch.nn.functional as F
 
-    rows = []
+    kernels = {}
     out = x
     for name, module in layers:
         if isinstance(module, torch.nn.Conv2d):
-            w, b, pad = module.weight.detach(), module.bias.detach(), module.padding
-            y = F.conv2d(out, w, b, padding=pad)
-            dout = torch.ones_like(y)
-            rows.append([name,
-                         median_ms(lambda: F.conv2d(out, w, b, padding=pad)),
-                         median_ms(lambda: torch.nn.grad.conv2d_weight(out, w.shape, dout,
-                                                                       padding=pad)),
-                         median_ms(lambda: torch.nn.grad.conv2d_input(out.shape, w, dout,
-                                                                      padding=pad))])
+            kernels.update(_one_torch_layers_kernels(name, module, out))
         with torch.no_grad():
             out = module(out)
-    return rows
+    return kernels
+
+
+def _one_torch_layers_kernels(name, module, x):
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.grad import conv2d_input, conv2d_weight
+
+    w, b, pad = module.weight.detach(), module.bias.detach(), module.padding
+    dout = torch.ones_like(F.conv2d(x, w, b, padding=pad))
+    return {f"{name} forward": lambda: F.conv2d(x, w, b, padding=pad),
+            f"{name} weight grad": lambda: conv2d_weight(x, w.shape, dout, padding=pad),
+            f"{name} input grad": lambda: conv2d_input(x.shape, w, dout, padding=pad)}
 
 
 # ---------------------------------------------------------------- orchestration
 
-def _median_tables(results):
-    """Cell-wise median of several workers' "layers" and "kernels" tables (rows of
-    [name, number, ...]); the names come from the first."""
-    merged = {}
-    for key in ("layers", "kernels"):
-        rows = zip(*(result[key] for result in results))
-        merged[key] = [[copies[0][0]] + [statistics.median(cells) for cells in
-                                        zip(*(row[1:] for row in copies))] for copies in rows]
-    return merged
+def _median_table(tables):
+    """Cell-wise median of several workers' tables (rows of [name, number, ...]); the
+    names come from the first."""
+    return [[copies[0][0]] + [statistics.median(cells) for cells in
+                              zip(*(row[1:] for row in copies))] for copies in zip(*tables)]
 
 
 WORKERS = {"convtrain": convtrain_worker, "torch": torch_worker, "ceiling": ceiling_worker}
 
 
+def _command(kind, mode, batch, threads):
+    return [sys.executable, os.path.abspath(__file__), "--worker", kind, "--mode", mode,
+            "--batch", str(batch), "--threads", str(threads)]
+
+
 def run_worker(kind, mode, batch, threads):
-    command = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--mode", mode,
-               "--batch", str(batch), "--threads", str(threads)]
+    """Runs a one-shot worker to the end; returns its JSON answer."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads)) if kind == "ceiling" else None
-    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    proc = subprocess.run(_command(kind, mode, batch, threads), capture_output=True,
+                          text=True, env=env)
     if proc.returncode != 0:
         sys.exit(f"{kind} worker failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+class Server:
+    """A serving worker (see serve()): `.flops` maps its callables' names to FLOPs."""
+
+    def __init__(self, kind, mode, batch, threads):
+        self.kind = kind
+        self.proc = subprocess.Popen(_command(kind, mode, batch, threads), text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.flops = self._answer()["ready"]
+
+    def _answer(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            sys.exit(f"{self.kind} worker failed (its error is above)")
+        return json.loads(line)
+
+    def times(self, name, calls):
+        self.proc.stdin.write(f"{calls} {name}\n")
+        self.proc.stdin.flush()
+        return self._answer()
+
+    def close(self):
+        """Ends the worker; returns its peak RSS in MB."""
+        self.proc.stdin.close()
+        answer = self._answer()
+        self.proc.wait()
+        return answer["peak_rss_mb"]
+
+
+def paired(servers, name):
+    """Times servers' callable `name` in CHUNKS chunks each, taking turns (the order
+    flips every chunk). Returns each server's median seconds per call and the median
+    of the chunks' time ratios, first server over second."""
+    probe = {s.kind: statistics.median(s.times(name, 3)) for s in servers}
+    calls = {kind: max(3, round(CHUNK_S / seconds)) for kind, seconds in probe.items()}
+    times = {s.kind: [] for s in servers}
+    ratios = []
+    for chunk in range(CHUNKS):
+        medians = {}
+        for server in servers if chunk % 2 == 0 else servers[::-1]:
+            time.sleep(GAP_S)
+            chunk_times = server.times(name, calls[server.kind])
+            times[server.kind] += chunk_times
+            medians[server.kind] = statistics.median(chunk_times)
+        ratios.append(medians[servers[0].kind] / medians[servers[1].kind])
+    return ({kind: statistics.median(ts) for kind, ts in times.items()},
+            statistics.median(ratios))
 
 
 def main():
@@ -253,48 +331,55 @@ def main():
     args = parser.parse_args()
     if args.worker:
         result = WORKERS[args.worker](args.mode, args.batch, args.threads)
+        if args.mode in ("train", "kernels"):
+            serve(result)
+            result = {}
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
 
     flags = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
-    print(f"LeNet-5, float32, {args.threads} threads, {args.rounds} alternating rounds; "
-          f"OpenBLAS tuning variables set: {', '.join(flags) or 'none'}")
-    print(f"\n{'batch':>6}{'convtrain img/s':>17}{'PyTorch img/s':>15}{'ratio':>8}"
+    print(f"LeNet-5, float32, {args.threads} threads; OpenBLAS tuning variables set: "
+          f"{', '.join(flags) or 'none'}")
+    print(f"\ntraining, {CHUNKS} paired chunks of ~{CHUNK_S} s per side; ratio = median of "
+          f"the chunks' ratios (> 1: convtrain faster)")
+    print(f"{'batch':>6}{'convtrain img/s':>17}{'PyTorch img/s':>15}{'ratio':>8}"
           f"{'convtrain RSS MB':>18}{'PyTorch RSS MB':>16}")
     for batch in BATCHES:
-        runs = {"convtrain": [], "torch": []}
-        for _ in range(args.rounds):
-            for kind in runs:
-                runs[kind].append(run_worker(kind, "train", batch, args.threads))
-        ours = statistics.median(r["images_per_s"] for r in runs["convtrain"])
-        theirs = statistics.median(r["images_per_s"] for r in runs["torch"])
-        rss = {k: max(r["peak_rss_mb"] for r in v) for k, v in runs.items()}
-        print(f"{batch:>6}{ours:>17,.0f}{theirs:>15,.0f}{ours / theirs:>8.2f}"
+        servers = [Server(kind, "train", batch, args.threads) for kind in ("convtrain", "torch")]
+        seconds, time_ratio = paired(servers, "step")
+        rss = {server.kind: server.close() for server in servers}
+        print(f"{batch:>6}{batch / seconds['convtrain']:>17,.0f}"
+              f"{batch / seconds['torch']:>15,.0f}{1 / time_ratio:>8.2f}"
               f"{rss['convtrain']:>18.0f}{rss['torch']:>16.0f}")
+
+    servers = [Server(kind, "kernels", 64, args.threads) for kind in ("convtrain", "torch")]
+    kernel_rows = [(name, flops) + paired(servers, name)
+                   for name, flops in servers[0].flops.items()]
+    for server in servers:
+        server.close()
+    ceiling = run_worker("ceiling", "", 0, args.threads)["gflops"]
+    print(f"\nconv kernels, batch 64: ms (median call) and GFLOP/s, {CHUNKS} paired chunks; "
+          f"ratio = median of the chunks' time ratios\n(> 1: convtrain slower). float32 "
+          f"matmul ceiling here: {ceiling:.0f} GFLOP/s")
+    print(f"{'layer':<8}{'kernel':<16}{'convtrain ms':>13}{'GFLOP/s':>9}{'PyTorch ms':>12}"
+          f"{'GFLOP/s':>9}{'ratio':>7}")
+    for name, flops, seconds, ratio in kernel_rows:
+        layer, kernel = name.split(" ", 1)
+        ours, theirs = seconds["convtrain"], seconds["torch"]
+        print(f"{layer:<8}{kernel:<16}{ours * 1e3:>13.3f}{flops / ours / 1e9:>9.1f}"
+              f"{theirs * 1e3:>12.3f}{flops / theirs / 1e9:>9.1f}{ratio:>7.1f}")
 
     tables = {"convtrain": [], "torch": []}
     for _ in range(args.rounds):
         for kind in tables:
-            tables[kind].append(run_worker(kind, "layers", 64, args.threads))
-    ours, theirs = _median_tables(tables["convtrain"]), _median_tables(tables["torch"])
-    ceiling = run_worker("ceiling", "", 0, args.threads)["gflops"]
-    print(f"\nper layer, batch 64, ms (median of {args.rounds} workers' medians)"
+            tables[kind].append(run_worker(kind, "layers", 64, args.threads)["layers"])
+    ours, theirs = _median_table(tables["convtrain"]), _median_table(tables["torch"])
+    print(f"\nper layer, batch 64, ms (median of {args.rounds} alternating workers' medians)"
           f"\n{'':<12}{'convtrain':>24}{'PyTorch':>24}")
     print(f"{'layer':<12}{'forward':>14}{'backward':>10}{'forward':>14}{'backward':>10}")
-    for (name, f1, b1), (_, f2, b2) in zip(ours["layers"], theirs["layers"]):
+    for (name, f1, b1), (_, f2, b2) in zip(ours, theirs):
         print(f"{name:<12}{f1:>14.3f}{b1:>10.3f}{f2:>14.3f}{b2:>10.3f}")
-
-    print(f"\nconv kernels, batch 64: ms and GFLOP/s (float32 matmul ceiling here: "
-          f"{ceiling:.0f} GFLOP/s)")
-    print(f"{'layer':<8}{'kernel':<16}{'convtrain ms':>13}{'GFLOP/s':>9}{'PyTorch ms':>12}"
-          f"{'GFLOP/s':>9}{'ratio':>7}")
-    for mine, rival in zip(ours["kernels"], theirs["kernels"]):
-        name, flops = mine[0], mine[1]
-        for label, ms, rival_ms in zip(("forward", "weight grad", "input grad"), mine[2:],
-                                       rival[1:]):
-            print(f"{name:<8}{label:<16}{ms:>13.3f}{flops / ms / 1e6:>9.1f}{rival_ms:>12.3f}"
-                  f"{flops / rival_ms / 1e6:>9.1f}{ms / rival_ms:>7.1f}")
 
 
 if __name__ == "__main__":

@@ -95,11 +95,6 @@ def convtrain_worker(mode, batch, threads):
 def _convtrain_kernels(network, x):
     """Each conv layer's three kernels on that layer's real input, as callables named
     "LAYER KERNEL", each with the layer's FLOPs as `flops`."""
-    import numpy as np
-
-    from convtrain.kernels.conv import (conv2d_backward_input, conv2d_backward_weight,
-                                        conv2d_forward)
-
     kernels = {}
     out = x
     for layer in network.layers:

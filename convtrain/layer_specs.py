@@ -135,15 +135,14 @@ class Conv2dSpec(LayerSpec):
         return 2 * f * oh * ow * self.in_shape[0] * self.kernel[0] * self.kernel[1]
 
     def scratch_per_sample(self):
-        """The padded input plus the window matrix of `convtrain.kernels.conv` (rows of the
-        padded width for stride 1)."""
+        """The padded input plus `convtrain.kernels.conv`'s shifted rows and window matrix."""
         channels, height, width = self.in_shape
         top, bottom, left, right = self.padding
-        padded_w = width + left + right
+        padded_h, padded_w = height + top + bottom, width + left + right
         _, out_h, out_w = self.out_shape
-        pitch = padded_w if self.stride == (1, 1) else out_w
-        return (channels * (height + top + bottom) * padded_w
-                + channels * self.kernel[0] * self.kernel[1] * out_h * pitch)
+        kernel_h, kernel_w = self.kernel
+        return (channels * padded_h * padded_w + channels * kernel_w * padded_h * out_w
+                + channels * kernel_h * kernel_w * out_h * out_w)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ CONFIG_CASES = {
     "bias-not-bool": ("input: [1, 8, 8]\nlayers:\n  - {type: dense, units: 3, bias: yes please}\n",
                       ["layers[0].bias", "true or false"], 3),
     "huge-kernel-same-padding": ("input: [1, 8, 8]\nlayers:\n  - {type: conv2d, filters: 3, "
-                                 "kernel: 1749, padding: same}\n",
+                                 "kernel: 4001, padding: same}\n",
                                  ["layers[0]", "working memory per sample", "typo"], 3),
     "control-characters": ('seed: "4\\r2"\n' + GOOD_HEAD, ["seed", "('4\\r2')"], 1),
     "input-bad": ("input: [1, 8]\nlayers:\n  - {type: flatten}\n", ["input", "[C, H, W]"], 1),

@@ -104,3 +104,31 @@ def test_maxpool2x2_kernel_equals_the_general_one_ties_included(dtype):
     maxpool2x2_forward(x, *special)
     np.testing.assert_array_equal(general[0], special[0])
     np.testing.assert_array_equal(general[1], special[1])
+
+
+@pytest.mark.parametrize("kernel,stride", [((3, 3), (1, 1)), ((2, 3), (2, 1)), ((3, 2), (1, 3)),
+                                           ((1, 4), (3, 2))])
+def test_window_copies_and_their_add_backs_are_adjoint(kernel, stride):
+    """col2im's two steps must be the exact transposes of im2col's: <A x, y> = <x, A^T y>,
+    so the input delta adds each window's gradient back exactly where im2col took it."""
+    from convtrain.kernels.conv import (shift_columns, stack_windows, unshift_columns,
+                                        unstack_windows)
+
+    (kernel_h, kernel_w), (stride_h, stride_w) = kernel, stride
+    rng = np.random.default_rng(6)
+    xs = rng.standard_normal((2, 7, 9))
+    out_h, out_w = (7 - kernel_h) // stride_h + 1, (9 - kernel_w) // stride_w + 1
+    rows = 2 * kernel_h * kernel_w
+    shifted = np.empty((2, kernel_w, 7, out_w))
+    cols = np.empty((rows, out_h * out_w))
+    shift_columns(xs, stride_w, shifted)
+    stack_windows(shifted, kernel_h, stride_h, cols)
+    picks = np.eye(rows).reshape(rows, 2, kernel_h, kernel_w)  # filter r picks window entry r
+    expected = correlate(xs[None], picks, np.zeros(rows), stride, (0, 0, 0, 0))
+    np.testing.assert_array_equal(cols, expected.reshape(cols.shape))
+
+    dcols = rng.standard_normal(cols.shape)
+    dshifted, dxs = np.empty_like(shifted), np.empty_like(xs)
+    unstack_windows(dcols, kernel_h, stride_h, dshifted)
+    unshift_columns(dshifted, stride_w, dxs)
+    np.testing.assert_allclose(np.sum(cols * dcols), np.sum(xs * dxs), rtol=1e-12)

@@ -4,16 +4,15 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py [--threads 2]
 
 convtrain and PyTorch run in separate worker processes (PyTorch's OpenMP runtime slows
-other packages in the same process), after warm-up steps; JIT compilation happens in the
-warm-up and is never timed. Training steps and conv kernels are timed *paired*: short
-chunks of calls, convtrain's and PyTorch's taking turns, so that both sides see the same
-moments of a shared machine, whose speed drifts by 1.5x over seconds (a chunk of one
-lasting 0.1-0.2 s; the idle side has GAP_S to let its spinning threads sleep before the
-other starts). Printed: training images/s of both at batch 32, 64 and 256 and the
-median of the paired chunks' ratios; per-layer forward and backward ms at batch 64
-(median over rounds of fresh workers); each conv kernel's ms and GFLOP/s beside NumPy's
-float32 matmul (the practical ceiling), with the median paired ratio; and the peak RSS
-of a training worker of each.
+other packages in the same process), after warm-up calls; JIT compilation happens in the
+warm-up and is never timed. Everything is timed *paired*: the two workers stay up and take
+turns running short chunks of calls, so that both sides see the same moments of a shared
+machine, whose speed drifts by 1.5x over seconds (the idle side gets GAP_S to let its
+spinning threads sleep before the other starts). Printed: training images/s of both at
+batch 32, 64 and 256 and the median of the paired chunks' ratios, with each training
+worker's peak RSS; each conv kernel's ms and GFLOP/s at batch 64 beside NumPy's float32
+matmul (the practical ceiling), with the median paired ratio; and per-layer forward and
+backward ms at batch 64, each layer run on its own input, the same way on both sides.
 
 Both train configs/lenet5-mnist.yaml's network (conv 6@5x5 pad 2, relu, maxpool,
 conv 16@5x5, relu, maxpool, dense 120-84-10) on random 28x28 images with SGD
@@ -36,6 +35,8 @@ WARMUP_STEPS = 3
 CHUNK_S = 0.15      # a chunk of calls runs about this long...
 CHUNKS = 20         # ...and each side runs this many chunks per measurement
 GAP_S = 0.03        # idle time before each chunk: OpenMP threads spin a while after work
+LAYER_CHUNKS = 8    # the per-layer table: 24 callables a side, so fewer, shorter chunks
+LAYER_CHUNK_S = 0.05
 
 
 def synthetic(batch, seed=0):
@@ -84,12 +85,29 @@ def convtrain_worker(mode, batch, threads):
     if mode == "kernels":
         return _convtrain_kernels(network, x)
     if mode == "layers":
-        from convtrain.timing import time_network
-
-        result = time_network(config, batch, 20)
-        return {"layers": [[r["name"], r["forward_ms"], r["backward_ms"]]
-                           for r in result["layers"]]}
+        return _convtrain_layers(network, x)
     raise ValueError(mode)
+
+
+def _convtrain_layers(network, x):
+    """Each layer's forward, and forward + backward, on that layer's real input, as
+    callables named "LAYER forward" and "LAYER forward+backward". The first layer's
+    backward computes parameter gradients only, as in training."""
+    import numpy as np
+
+    layers = {}
+    out = x
+    for index, layer in enumerate(network.layers):
+        def forward(layer=layer, inp=out):
+            return layer.forward(inp)
+
+        def forward_backward(layer=layer, inp=out, need_dx=index > 0):
+            layer.backward(np.ones_like(layer.forward(inp)), need_dx)
+
+        layers[f"{layer.name} forward"] = forward
+        layers[f"{layer.name} forward+backward"] = forward_backward
+        out = layer.forward(out)
+    return layers
 
 
 def _convtrain_kernels(network, x):
@@ -182,37 +200,35 @@ def torch_worker(mode, batch, threads):
     if mode == "kernels":
         return _torch_kernels(layers, x)
     if mode == "layers":
-        return {"layers": _torch_layers(layers, x)}
+        return _torch_layers(layers, x)
     raise ValueError(mode)
 
 
 def _torch_layers(layers, x):
-    """Per-layer forward and backward ms, each layer run on its own cut of the graph. The
-    first layer's backward computes parameter gradients only, as in training (and as
-    convtrain's `time` does)."""
+    """The same callables as _convtrain_layers, each layer run on its own cut of the graph."""
     import torch
 
-    rows = []
-    inputs = [x]
-    for _, module in layers:
+    callables = {}
+    out = x
+    for index, (name, module) in enumerate(layers):
+        leaf = out.detach().requires_grad_(index > 0)
         with torch.no_grad():
-            inputs.append(module(inputs[-1]))
-    for index, ((name, module), inp, out) in enumerate(zip(layers, inputs, inputs[1:])):
-        leaf = inp.detach().requires_grad_(index > 0)
-        grad = torch.ones_like(out)
+            grad = torch.ones_like(module(leaf))
 
-        def forward():
+        def forward(module=module, leaf=leaf):
             module(leaf)
 
-        def backward():
+        def forward_backward(module=module, leaf=leaf, grad=grad):
             leaf.grad = None
-            out = module(leaf)
-            if out.requires_grad:  # a parameterless first layer has nothing to do
-                torch.autograd.backward(out, grad)
+            result = module(leaf)
+            if result.requires_grad:  # a parameterless first layer has nothing to do
+                torch.autograd.backward(result, grad)
 
-        forward_ms = median_ms(forward)
-        rows.append([name, forward_ms, max(median_ms(backward) - forward_ms, 0.0)])
-    return rows
+        callables[f"{name} forward"] = forward
+        callables[f"{name} forward+backward"] = forward_backward
+        with torch.no_grad():
+            out = module(out)
+    return callables
 
 
 def _torch_kernels(layers, x):
@@ -242,13 +258,6 @@ def _one_torch_layers_kernels(name, module, x):
 
 
 # ---------------------------------------------------------------- orchestration
-
-def _median_table(tables):
-    """Cell-wise median of several workers' tables (rows of [name, number, ...]); the
-    names come from the first."""
-    return [[copies[0][0]] + [statistics.median(cells) for cells in
-                              zip(*(row[1:] for row in copies))] for copies in zip(*tables)]
-
 
 WORKERS = {"convtrain": convtrain_worker, "torch": torch_worker, "ceiling": ceiling_worker}
 
@@ -296,37 +305,38 @@ class Server:
         return answer["peak_rss_mb"]
 
 
-def paired(servers, name):
-    """Times servers' callable `name` in CHUNKS chunks each, taking turns (the order
-    flips every chunk). Returns each server's median seconds per call and the median
-    of the chunks' time ratios, first server over second."""
-    probe = {s.kind: statistics.median(s.times(name, 3)) for s in servers}
-    calls = {kind: max(3, round(CHUNK_S / seconds)) for kind, seconds in probe.items()}
-    times = {s.kind: [] for s in servers}
-    ratios = []
-    for chunk in range(CHUNKS):
-        medians = {}
-        for server in servers if chunk % 2 == 0 else servers[::-1]:
-            time.sleep(GAP_S)
-            chunk_times = server.times(name, calls[server.kind])
-            times[server.kind] += chunk_times
-            medians[server.kind] = statistics.median(chunk_times)
-        ratios.append(medians[servers[0].kind] / medians[servers[1].kind])
-    return ({kind: statistics.median(ts) for kind, ts in times.items()},
-            statistics.median(ratios))
+def paired(servers, names, chunks=CHUNKS, chunk_s=CHUNK_S):
+    """Times the callables `names` on both servers in `chunks` rounds: in each round, for
+    each name, each server runs one chunk of about `chunk_s` seconds, the servers taking
+    turns (the order flips every round). Returns {name: ({kind: median seconds per
+    call}, median of the chunks' time ratios, first server over second)}."""
+    calls = {(s.kind, name): max(3, round(chunk_s / statistics.median(s.times(name, 3))))
+             for s in servers for name in names}
+    times = {key: [] for key in calls}
+    ratios = {name: [] for name in names}
+    for chunk in range(chunks):
+        for name in names:
+            medians = {}
+            for server in servers if chunk % 2 == 0 else servers[::-1]:
+                time.sleep(GAP_S)
+                chunk_times = server.times(name, calls[server.kind, name])
+                times[server.kind, name] += chunk_times
+                medians[server.kind] = statistics.median(chunk_times)
+            ratios[name].append(medians[servers[0].kind] / medians[servers[1].kind])
+    return {name: ({s.kind: statistics.median(times[s.kind, name]) for s in servers},
+                   statistics.median(ratios[name])) for name in names}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--worker", choices=sorted(WORKERS))
     parser.add_argument("--mode", default="train")
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
     if args.worker:
         result = WORKERS[args.worker](args.mode, args.batch, args.threads)
-        if args.mode in ("train", "kernels"):
+        if args.mode in ("train", "kernels", "layers"):
             serve(result)
             result = {}
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -342,14 +352,14 @@ def main():
           f"{'convtrain RSS MB':>18}{'PyTorch RSS MB':>16}")
     for batch in BATCHES:
         servers = [Server(kind, "train", batch, args.threads) for kind in ("convtrain", "torch")]
-        seconds, time_ratio = paired(servers, "step")
+        seconds, time_ratio = paired(servers, ["step"])["step"]
         rss = {server.kind: server.close() for server in servers}
         print(f"{batch:>6}{batch / seconds['convtrain']:>17,.0f}"
               f"{batch / seconds['torch']:>15,.0f}{1 / time_ratio:>8.2f}"
               f"{rss['convtrain']:>18.0f}{rss['torch']:>16.0f}")
 
     servers = [Server(kind, "kernels", 64, args.threads) for kind in ("convtrain", "torch")]
-    kernel_rows = [(name, flops) + paired(servers, name)
+    kernel_rows = [(name, flops) + paired(servers, [name])[name]
                    for name, flops in servers[0].flops.items()]
     for server in servers:
         server.close()
@@ -365,16 +375,26 @@ def main():
         print(f"{layer:<8}{kernel:<16}{ours * 1e3:>13.3f}{flops / ours / 1e9:>9.1f}"
               f"{theirs * 1e3:>12.3f}{flops / theirs / 1e9:>9.1f}{ratio:>7.1f}")
 
-    tables = {"convtrain": [], "torch": []}
-    for _ in range(args.rounds):
-        for kind in tables:
-            tables[kind].append(run_worker(kind, "layers", 64, args.threads)["layers"])
-    ours, theirs = _median_table(tables["convtrain"]), _median_table(tables["torch"])
-    print(f"\nper layer, batch 64, ms (median of {args.rounds} alternating workers' medians)"
+    servers = [Server(kind, "layers", 64, args.threads) for kind in ("convtrain", "torch")]
+    names = [name.rsplit(" ", 1)[0] for name in servers[0].flops if name.endswith(" forward")]
+    timed = {}
+    for name in names:  # forward and forward+backward interleaved, so they see the same moments
+        both = paired(servers, [f"{name} forward", f"{name} forward+backward"], LAYER_CHUNKS,
+                      LAYER_CHUNK_S)
+        timed.update({key: seconds for key, (seconds, _) in both.items()})
+    for server in servers:
+        server.close()
+    print(f"\nper layer, batch 64, ms (median call; {LAYER_CHUNKS} paired chunks of "
+          f"~{LAYER_CHUNK_S} s per side and call; backward = forward+backward - forward)"
           f"\n{'':<12}{'convtrain':>24}{'PyTorch':>24}")
     print(f"{'layer':<12}{'forward':>14}{'backward':>10}{'forward':>14}{'backward':>10}")
-    for (name, f1, b1), (_, f2, b2) in zip(ours, theirs):
-        print(f"{name:<12}{f1:>14.3f}{b1:>10.3f}{f2:>14.3f}{b2:>10.3f}")
+    for name in names:
+        cells = []
+        for kind in ("convtrain", "torch"):
+            forward = timed[f"{name} forward"][kind]
+            both = timed[f"{name} forward+backward"][kind]
+            cells.append(f"{forward * 1e3:>14.3f}{max(both - forward, 0.0) * 1e3:>10.3f}")
+        print(f"{name:<12}{''.join(cells)}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, "..", "configs", "lenet5-mnist.yaml")
 BATCHES = (32, 64, 256)
-WARMUP_STEPS = 3
+WARMUP_CALLS = 3
 CHUNK_S = 0.15      # a chunk of calls runs about this long...
 CHUNKS = 20         # ...and each side runs this many chunks per measurement
 GAP_S = 0.03        # idle time before each chunk: OpenMP threads spin a while after work
@@ -48,10 +48,8 @@ def synthetic(batch, seed=0):
     return x, y
 
 
-def median_ms(function, repeats=100):
-    """Median ms of `repeats` calls after one untimed call. 100 calls of a sub-millisecond
-    kernel span about 0.1 s, long enough that one busy moment on a shared machine does
-    not move the median."""
+def median_ms(function, repeats):
+    """Median ms of `repeats` calls after one untimed call."""
     function()
     times = []
     for _ in range(repeats):
@@ -157,7 +155,7 @@ def serve(callables):
     """A worker's loop: each line "CALLS NAME" on stdin runs callables[NAME] CALLS times
     and answers one JSON line, the seconds of each call. End of input ends it."""
     for function in callables.values():
-        for _ in range(WARMUP_STEPS):
+        for _ in range(WARMUP_CALLS):
             function()
     print(json.dumps({"ready": {name: getattr(function, "flops", 0)
                                 for name, function in callables.items()}}), flush=True)
@@ -278,13 +276,14 @@ def run_worker(kind, mode, batch, threads):
 
 
 class Server:
-    """A serving worker (see serve()): `.flops` maps its callables' names to FLOPs."""
+    """A serving worker (see serve()): `.callables` maps the names of its callables to
+    their FLOPs (0 where none are counted)."""
 
     def __init__(self, kind, mode, batch, threads):
         self.kind = kind
         self.proc = subprocess.Popen(_command(kind, mode, batch, threads), text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self.flops = self._answer()["ready"]
+        self.callables = self._answer()["ready"]
 
     def _answer(self):
         line = self.proc.stdout.readline()
@@ -360,7 +359,7 @@ def main():
 
     servers = [Server(kind, "kernels", 64, args.threads) for kind in ("convtrain", "torch")]
     kernel_rows = [(name, flops) + paired(servers, [name])[name]
-                   for name, flops in servers[0].flops.items()]
+                   for name, flops in servers[0].callables.items()]
     for server in servers:
         server.close()
     ceiling = run_worker("ceiling", "", 0, args.threads)["gflops"]
@@ -376,7 +375,7 @@ def main():
               f"{theirs * 1e3:>12.3f}{flops / theirs / 1e9:>9.1f}{ratio:>7.1f}")
 
     servers = [Server(kind, "layers", 64, args.threads) for kind in ("convtrain", "torch")]
-    names = [name.rsplit(" ", 1)[0] for name in servers[0].flops if name.endswith(" forward")]
+    names = [name.rsplit(" ", 1)[0] for name in servers[0].callables if name.endswith(" forward")]
     timed = {}
     for name in names:  # forward and forward+backward interleaved, so they see the same moments
         both = paired(servers, [f"{name} forward", f"{name} forward+backward"], LAYER_CHUNKS,

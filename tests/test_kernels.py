@@ -111,8 +111,7 @@ def test_maxpool2x2_kernel_equals_the_general_one_ties_included(dtype):
 def test_window_copies_and_their_add_backs_are_adjoint(kernel, stride):
     """col2im's two steps must be the exact transposes of im2col's: <A x, y> = <x, A^T y>,
     so the input delta adds each window's gradient back exactly where im2col took it."""
-    from convtrain.kernels.conv import (shift_columns, stack_windows, unshift_columns,
-                                        unstack_windows)
+    from convtrain.kernels.conv import col2im, im2col
 
     (kernel_h, kernel_w), (stride_h, stride_w) = kernel, stride
     rng = np.random.default_rng(6)
@@ -121,14 +120,12 @@ def test_window_copies_and_their_add_backs_are_adjoint(kernel, stride):
     rows = 2 * kernel_h * kernel_w
     shifted = np.empty((2, kernel_w, 7, out_w))
     cols = np.empty((rows, out_h * out_w))
-    shift_columns(xs, stride_w, shifted)
-    stack_windows(shifted, kernel_h, stride_h, cols)
+    im2col(xs, kernel_h, stride_h, stride_w, shifted, cols)
     picks = np.eye(rows).reshape(rows, 2, kernel_h, kernel_w)  # filter r picks window entry r
     expected = correlate(xs[None], picks, np.zeros(rows), stride, (0, 0, 0, 0))
     np.testing.assert_array_equal(cols, expected.reshape(cols.shape))
 
     dcols = rng.standard_normal(cols.shape)
     dshifted, dxs = np.empty_like(shifted), np.empty_like(xs)
-    unstack_windows(dcols, kernel_h, stride_h, dshifted)
-    unshift_columns(dshifted, stride_w, dxs)
+    col2im(dcols, kernel_h, stride_h, stride_w, dshifted, dxs)
     np.testing.assert_allclose(np.sum(cols * dcols), np.sum(xs * dxs), rtol=1e-12)

@@ -11,6 +11,8 @@ Shape vocabulary (used by every kernel module):
     shifted (C, KW, HP, OW)  a sample's columns shifted by each kw, the step between xp and cols:
                           shifted[c, kw, ih, ow] = xp[n, c, ih, ow*SW + kw]
     d<name>               the gradient of the loss w.r.t. <name>, same shape as <name>
+All arrays are C-contiguous (the layer makes them so): the kernels view out[n] and dout[n]
+as (F, OH*OW) matrices.
 
 All kernels compute cross-correlation, out[n, f, oh, ow] =
     b[f] + sum_{c, kh, kw} w[f, c, kh, kw] * xp[n, c, oh*SH + kh, ow*SW + kw];
@@ -118,6 +120,22 @@ def unshift_columns(dshifted, stride_w, dxs):
                     dxs[c, ih, ow * stride_w + kw] += dshifted[c, kw, ih, ow]
 
 
+@njit(cache=True)
+def im2col(xs, kernel_h, stride_h, stride_w, shifted, cols):
+    """One sample's windows: xs (C, HP, WP) -> cols (C*KH*KW, OH*OW), through shifted
+    (C, KW, HP, OW), a scratch buffer."""
+    shift_columns(xs, stride_w, shifted)
+    stack_windows(shifted, kernel_h, stride_h, cols)
+
+
+@njit(cache=True)
+def col2im(dcols, kernel_h, stride_h, stride_w, dshifted, dxs):
+    """The adjoint of im2col: dcols (C*KH*KW, OH*OW) -> dxs (C, HP, WP), which it
+    overwrites, through dshifted (C, KW, HP, OW), a scratch buffer."""
+    unstack_windows(dcols, kernel_h, stride_h, dshifted)
+    unshift_columns(dshifted, stride_w, dxs)
+
+
 @njit(parallel=True, cache=True)
 def conv2d_forward(xp, w, b, stride_h, stride_w, out):
     """out = xp ⋆ w + b. xp (N, C, HP, WP), w (F, C, KH, KW), b (F,); writes out (N, F, OH, OW)."""
@@ -129,8 +147,7 @@ def conv2d_forward(xp, w, b, stride_h, stride_w, out):
     for n in prange(n_samples):
         shifted = np.empty((channels, kernel_w, in_h, out_w), dtype=xp.dtype)
         cols = np.empty((rows, out_h * out_w), dtype=xp.dtype)
-        shift_columns(xp[n], stride_w, shifted)
-        stack_windows(shifted, kernel_h, stride_h, cols)
+        im2col(xp[n], kernel_h, stride_h, stride_w, shifted, cols)
         product = out[n].reshape((filters, out_h * out_w))
         np.dot(w_rows, cols, product)
         for f in range(filters):
@@ -149,8 +166,7 @@ def conv2d_backward_input(dout, w, stride_h, stride_w, dxp):
         dcols = np.empty((rows, out_h * out_w), dtype=dout.dtype)
         dshifted = np.empty((channels, kernel_w, dxp.shape[2], out_w), dtype=dout.dtype)
         np.dot(w_columns, dout[n].reshape((filters, out_h * out_w)), dcols)
-        unstack_windows(dcols, kernel_h, stride_h, dshifted)
-        unshift_columns(dshifted, stride_w, dxp[n])
+        col2im(dcols, kernel_h, stride_h, stride_w, dshifted, dxp[n])
 
 
 @njit(parallel=True, cache=True)
@@ -166,8 +182,7 @@ def conv2d_backward_weight(xp, dout, stride_h, stride_w, dw):
     for n in prange(n_samples):
         shifted = np.empty((channels, kernel_w, xp.shape[2], out_w), dtype=xp.dtype)
         cols = np.empty((rows, out_h * out_w), dtype=xp.dtype)
-        shift_columns(xp[n], stride_w, shifted)
-        stack_windows(shifted, kernel_h, stride_h, cols)
+        im2col(xp[n], kernel_h, stride_h, stride_w, shifted, cols)
         np.dot(cols, dout[n].reshape((filters, out_h * out_w)).T, per_sample[n])
     # ...then their sum over the batch in sample order, in float64; iteration r owns
     # dw[:, r] and reads per_sample[:, r, :], F contiguous values per sample.

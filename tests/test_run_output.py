@@ -1,0 +1,137 @@
+"""What a run tells its user: the resume command after Ctrl-C, the divergence line, --quiet,
+stdout against stderr, and the lock that keeps two runs out of one folder."""
+
+import fcntl
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+from click.testing import CliRunner
+
+from convtrain.checkpoint import read_checkpoint
+from convtrain.cli import main
+
+CONFIG = """name: talk
+seed: 5
+input: [1, 8, 8]
+layers:
+  - {type: conv2d, filters: 4, kernel: 3, padding: same}
+  - {type: relu}
+  - {type: maxpool, size: 2}
+  - {type: flatten}
+  - {type: dense, units: 10}
+optimizer: {type: sgd, lr: 0.1, momentum: 0.9}
+train: {epochs: 2, batch_size: 32}
+data:
+  train: {format: builtin, name: digits, scale: 16, limit: 320}
+  val: {split: 0.2}
+log: {every: 4}
+"""
+
+
+def _run(args):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def _records(folder):
+    with open(os.path.join(folder, "metrics.jsonl")) as handle:
+        return [json.loads(line) for line in handle]
+
+
+def _text(path):
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def test_the_resume_command_printed_after_ctrl_c_keeps_epochs_and_set(write_config, tmp_path,
+                                                                       repo_root):
+    config = write_config(CONFIG.replace("limit: 320", "limit: 1500"))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "convtrain", "train", config, "--out",
+                             str(out), "--epochs", "300", "--set", "optimizer.lr=0.0123",
+                             "--set", "log.every=1"], cwd=repo_root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and '"event": "epoch"' not in _text(out / "metrics.jsonl"):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    line = next(x for x in err.splitlines() if "Resume with: " in x)
+    command = shlex.split(line.split("Resume with: ", 1)[1])
+    assert command[:2] == ["convtrain", "train"]
+    done = read_checkpoint(str(out / "checkpoint-last.npz"))[2]["global_step"]
+    result = _run(command[1:] + ["--max-steps", str(done + 3), "--quiet"])
+    assert result.exit_code == 0, result.output
+    resumed = [r for r in _records(out) if r["event"] == "step" and r["step"] > done]
+    assert [r["step"] for r in resumed] == [done + 1, done + 2, done + 3]
+    assert all(r["lr"] == 0.0123 for r in resumed)
+
+
+def test_divergence_before_any_checkpoint_says_there_is_none(write_config, tmp_path):
+    config = write_config(CONFIG)
+    out = tmp_path / "run"
+    result = _run(["train", config, "--out", str(out), "--set", "loss=mse",
+                   "--set", "optimizer.lr=1e30"])
+    assert result.exit_code == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: training diverged at step 2:"), line  # step 1 made it
+    assert "last good checkpoint" not in line and "no checkpoint was written" in line, line
+    assert not [name for name in os.listdir(out) if name.endswith(".npz")]
+
+
+def test_divergence_after_a_checkpoint_names_it(write_config, tmp_path):
+    config = write_config(CONFIG)
+    out = tmp_path / "run"
+    assert _run(["train", config, "--out", str(out), "--max-steps", "4"]).exit_code == 0
+    result = _run(["train", config, "--resume", str(out / "checkpoint-last.npz"),
+                   "--set", "loss=mse", "--set", "optimizer.lr=1e30"])
+    assert result.exit_code == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: training diverged at step 6:"), line
+    assert f"{out / 'checkpoint-last.npz'} (step 4) is left as it was" in line, line
+
+
+def test_quiet_prints_epoch_lines_only(write_config, tmp_path):
+    config = write_config(CONFIG)
+    out = tmp_path / "run"
+    assert _run(["train", config, "--out", str(out), "--quiet", "--max-steps", "3"]).exit_code == 0
+    result = _run(["train", config, "--resume", str(out / "checkpoint-last.npz"), "--quiet",
+                   "--set", "optimizer.lr=0.05"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert [line.split()[:2] for line in result.stdout.splitlines()] == [["epoch", "1/2"],
+                                                                         ["epoch", "2/2"]]
+
+
+def test_the_log_goes_to_stdout_and_the_progress_notes_to_stderr(write_config, tmp_path):
+    config = write_config(CONFIG)
+    result = _run(["train", config, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    out, err = result.stdout, result.stderr
+    assert "epoch 2/2  train_loss" in out and "epoch 2/2  train_loss" not in err
+    assert "step 4  epoch 1  loss" in out  # the per-layer table
+    assert "conv1       conv2d" in out  # the summary table
+    assert "run folder: " in err and "kernels ready in" in err
+    assert "run folder" not in out and "kernels ready" not in out
+
+
+def test_a_second_run_into_a_locked_run_folder_stops_before_writing(write_config, tmp_path):
+    config = write_config(CONFIG)
+    out = tmp_path / "run"
+    assert _run(["train", config, "--out", str(out), "--quiet", "--max-steps", "3"]).exit_code == 0
+    before = (out / "metrics.jsonl").read_bytes()
+    with open(out / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process's run, here
+        result = _run(["train", config, "--resume", str(out / "checkpoint-last.npz")])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert "another convtrain process is training in this run folder" in result.stderr
+    assert (out / "metrics.jsonl").read_bytes() == before
+    assert _run(["train", config, "--resume", str(out / "checkpoint-last.npz"),
+                 "--quiet"]).exit_code == 0  # the lock goes with the process that held it

@@ -16,6 +16,7 @@ import zipfile
 import numpy as np
 
 from convtrain.errors import UserError
+from convtrain.yamlsource import did_you_mean
 
 
 def save_checkpoint(path, network, optimizer, meta):
@@ -82,3 +83,31 @@ def load_into(checkpoint, path, config, network, optimizer=None):
 def describe_architecture(config):
     parts = [f"{s.type}{list(s.out_shape)}" for s in config.layers]
     return f"{config.dtype} {list(config.input)} -> " + " -> ".join(parts)
+
+
+def load_weights(checkpoint, path, config, network, skip=()):
+    """Copy a checkpoint's weights into network for fine-tuning (`train --init-from`):
+    every layer but those named in `skip` must have the same parameter shapes there.
+    Returns the names of the layers loaded."""
+    params = checkpoint[0]
+    names = [spec.name for spec in config.layers]
+    for name in skip:
+        if name not in names:
+            raise UserError(f"no layer named '{name}' in {config.file}"
+                            f"{did_you_mean(name, names)}", path="--init-from-skip")
+    loaded = []
+    for layer, key in network.parameters():
+        if layer.name in skip:
+            continue
+        full = f"{layer.name}.{key}"
+        mine = layer.params[key]
+        theirs = params.get(full)
+        if theirs is None or theirs.shape != mine.shape:
+            there = "missing" if theirs is None else f"{list(theirs.shape)}"
+            raise UserError(f"layer {layer.name}'s {key} is {there} in the checkpoint and "
+                            f"{list(mine.shape)} in {config.file}; pass --init-from-skip "
+                            f"{layer.name} to leave it at its initialisation", file=path)
+        mine[...] = theirs
+        if layer.name not in loaded:
+            loaded.append(layer.name)
+    return loaded

@@ -7,9 +7,7 @@ one line on stderr and exit code 2; a failed run exits 1.
 
 import functools
 import json
-import os
 import sys
-import time
 
 import click
 
@@ -101,49 +99,71 @@ def main():
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps in all.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/NAME-TIME).")
 @click.option("--resume", type=click.Path(dir_okay=False), help="Continue from a checkpoint.")
+@click.option("--init-from", type=click.Path(dir_okay=False),
+              help="Start from another run's weights (fine-tuning): weights only, a fresh "
+                   "optimizer, the architecture checked.")
+@click.option("--init-from-skip", "init_skip", multiple=True, metavar="LAYER",
+              help="With --init-from: leave this layer at its initialisation (a new head). "
+                   "Repeatable.")
 @click.option("--smoke", is_flag=True, help="CI check: a few steps on a small slice; exit 0 only "
                                             "if every loss is finite and the loss fell.")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for the kernels.")
-@click.option("--quiet", is_flag=True, help="Print only epoch lines.")
+@click.option("--quiet", is_flag=True, help="Print only epoch lines (and why a run ended early).")
 @click.option("--plot", "plot_at_end", is_flag=True,
               help="Write the pictures of `convtrain plot` into the run folder at the end.")
 @reports_errors
-def train(config, overrides, epochs, max_steps, out, resume, smoke, threads, quiet,
-          plot_at_end):
-    """Train the network in CONFIG."""
+def train(config, overrides, epochs, max_steps, out, resume, init_from, init_skip, smoke,
+          threads, quiet, plot_at_end):
+    """Train the network in CONFIG.
+
+    The log (layer summary, per-layer tables, epoch lines) goes to stdout; the progress
+    bar and notes go to stderr."""
     spec = _config(config, overrides, epochs)
+    if resume and init_from:
+        raise click.UsageError("--init-from starts a new run; --resume continues one: give one")
+    if init_skip and not init_from:
+        raise click.UsageError("--init-from-skip needs --init-from")
     if plot_at_end:
         from convtrain.plots import require_pyplot
 
         require_pyplot()  # no matplotlib: say so now, not after the training
+    if spec.log.tensorboard:
+        from convtrain.tensorboard import require_tensorboardx
+
+        require_tensorboardx(spec)
     if smoke:
         _numba(threads)
-        from convtrain.train import smoke as run_smoke
+        from convtrain.smoke import smoke as run_smoke
 
         ok, line = run_smoke(spec, steps=max_steps or 20)
         click.echo(line)
         sys.exit(0 if ok else 1)
     from convtrain.checkpoint import read_checkpoint
     from convtrain.data import load_datasets
+    from convtrain.runfolder import lock_run_folder, prepare_run_folder, write_resolved_config
 
     # Everything that can be wrong with the input (config, data, checkpoint) is found
     # before a run folder is made or touched.
     datasets = load_datasets(spec)
-    checkpoint = read_checkpoint(resume) if resume else None
+    checkpoint = read_checkpoint(resume or init_from) if resume or init_from else None
     _numba(threads)
     from convtrain.train import Trainer
 
     trainer = Trainer(spec, datasets, quiet=quiet, max_steps=max_steps)
+    if init_from:
+        trainer.init_from(checkpoint, init_from, init_skip)
     if resume:
         trainer.resume_from(checkpoint, resume)
-    out = _run_folder(spec, out, resume)
-    _write_resolved(spec, out)
+    out = prepare_run_folder(spec.name, out, resume)
+    lock = lock_run_folder(out)
+    write_resolved_config(spec, out)
     if not quiet:
         from convtrain.report import summary_text
 
-        click.echo(summary_text(spec), err=True)
-    click.echo(f"run folder: {out}", err=True)
+        click.echo(summary_text(spec))
+    trainer.log.note(f"run folder: {out}")
     trainer.run(out)
+    lock.close()
     if plot_at_end:
         from convtrain.plots import plot_run
 
@@ -164,43 +184,6 @@ def plot(run_dir, out):
     _numba()
     for path in plot_run(run_dir, out):
         click.echo(path)
-
-
-def _run_folder(spec, out, resume):
-    if out is None:
-        if resume:
-            out = os.path.dirname(os.path.abspath(resume))
-        else:
-            out = os.path.join("runs", f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserError("exists and is not a folder", file=out, path="--out")
-    if not resume and os.path.isdir(out) and os.listdir(out):
-        raise UserError("run folder exists and is not empty; pass --resume "
-                        "CHECKPOINT to continue it, or another --out", file=out, path="--out")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the run folder: {exc.strerror}", file=out,
-                        path="--out") from None
-    if not os.access(out, os.W_OK):
-        raise UserError("run folder is not writable", file=out, path="--out")
-    return out
-
-
-def _write_resolved(spec, out):
-    import yaml
-
-    path = os.path.join(out, "config.yaml")
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            yaml.safe_dump(spec.resolved, handle, sort_keys=False, default_flow_style=None)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise UserError(f"cannot write the resolved config: {exc.strerror or exc}",
-                        file=path, path="--out") from None
 
 
 @main.command()

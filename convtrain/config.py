@@ -7,7 +7,7 @@ range, files are named. Errors are `ConfigError`s naming file, key path and line
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -16,7 +16,8 @@ from convtrain.layer_specs import LAYER_SPECS, as_array
 from convtrain.yamlsource import apply_override, did_you_mean, load_yaml
 
 LOSSES = ("softmax_cross_entropy", "mse", "hinge")
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+STOP_METRICS = ("val_loss", "val_acc")
 SCHEDULES = ("none", "step", "cosine")
 FORMATS = ("idx", "npz", "csv", "builtin")
 BUILTINS = ("digits",)
@@ -30,6 +31,7 @@ class OptimizerSpec:
     type: str
     lr: float
     momentum: float = 0.0
+    nesterov: bool = False
     weight_decay: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.999
@@ -42,6 +44,16 @@ class ScheduleSpec:
     every: int = 1
     gamma: float = 0.1
     min_lr: float = 0.0
+    warmup_steps: int = 0
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSpec:
+    """End the run when `metric` has not improved by more than min_delta for `patience`
+    epochs in a row (Keras's EarlyStopping)."""
+    metric: str = "val_loss"
+    patience: int = 5
+    min_delta: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,8 @@ class TrainSpec:
     epochs: int = 1
     batch_size: int = 32
     shuffle: bool = True
+    early_stopping: EarlyStoppingSpec = None
+    clip_grad_norm: float = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,7 @@ class DataSpec:
 class LogSpec:
     every: int = 50
     timing: bool = False
+    tensorboard: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,15 +161,17 @@ def load_config(path, overrides=(), text=None):
     loss = top.get_choice("loss", LOSSES, "softmax_cross_entropy")
     optimizer = _optimizer(top.section("optimizer", {"type": "sgd", "lr": 0.01}))
     schedule = _schedule(top.section("schedule", {"type": "none"}))
-    train_section = top.section("train", {})
-    train = TrainSpec(train_section.get_int("epochs", 1, minimum=1),
-                      train_section.get_int("batch_size", 32, minimum=1),
-                      train_section.get_bool("shuffle", True))
-    train_section.finish()
+    train = _train(top.section("train", {}))
     data = _data(top.section("data", {}))
+    if train.early_stopping and data.val is None and not data.val_split:
+        raise source.error(("train", "early_stopping", "metric"),
+                           f"early stopping watches {train.early_stopping.metric}, and the "
+                           f"config has no validation data (add data.val: a source, or "
+                           f"{{split: 0.1}})")
     log_section = top.section("log", {})
     log = LogSpec(log_section.get_int("every", 50, minimum=1),
-                  log_section.get_bool("timing", False))
+                  log_section.get_bool("timing", False),
+                  log_section.get_bool("tensorboard", False))
     log_section.finish()
     checkpoint_section = top.section("checkpoint", {})
     checkpoint_every = checkpoint_section.get_int("every", 0, minimum=0)
@@ -210,14 +227,40 @@ def _short(kind):
     return "conv" if kind == "conv2d" else kind
 
 
+def _train(section):
+    spec = TrainSpec(section.get_int("epochs", 1, minimum=1),
+                     section.get_int("batch_size", 32, minimum=1),
+                     section.get_bool("shuffle", True))
+    if section.has("early_stopping"):
+        stop = section.section("early_stopping")
+        early = EarlyStoppingSpec(stop.get_choice("metric", STOP_METRICS, "val_loss"),
+                                  stop.get_int("patience", 5, minimum=1),
+                                  stop.get_float("min_delta", 0.0, minimum=0.0))
+        stop.finish()
+        spec = replace(spec, early_stopping=early)
+    section.seen.add("early_stopping")
+    if section.has("clip_grad_norm"):
+        spec = replace(spec, clip_grad_norm=section.get_float("clip_grad_norm", positive=True))
+    section.seen.add("clip_grad_norm")
+    section.finish()
+    return spec
+
+
 def _optimizer(section):
     kind = section.get_choice("type", OPTIMIZERS, "sgd")
     lr = section.get_float("lr", 0.01 if kind == "sgd" else 0.001, positive=True)
-    weight_decay = section.get_float("weight_decay", 0.0, minimum=0.0)
+    # AdamW's decay is decoupled from the gradient, and PyTorch's default is 0.01.
+    weight_decay = section.get_float("weight_decay", 0.01 if kind == "adamw" else 0.0,
+                                     minimum=0.0)
     if kind == "sgd":
         momentum = section.get_float("momentum", 0.0, minimum=0.0, below=1.0)
+        nesterov = section.get_bool("nesterov", False)
+        if nesterov and momentum == 0:
+            raise section.error("nesterov", "Nesterov momentum needs a momentum above 0 "
+                                            "(optimizer.momentum: 0.9, say)")
         section.finish()
-        return OptimizerSpec(kind, lr, momentum=momentum, weight_decay=weight_decay)
+        return OptimizerSpec(kind, lr, momentum=momentum, nesterov=nesterov,
+                             weight_decay=weight_decay)
     beta1 = section.get_float("beta1", 0.9, minimum=0.0, below=1.0)
     beta2 = section.get_float("beta2", 0.999, minimum=0.0, below=1.0)
     eps = section.get_float("eps", 1e-8, positive=True)
@@ -234,6 +277,7 @@ def _schedule(section):
         spec = ScheduleSpec(kind, min_lr=section.get_float("min_lr", 0.0, minimum=0.0))
     else:
         spec = ScheduleSpec(kind)
+    spec = replace(spec, warmup_steps=section.get_int("warmup_steps", 0, minimum=0))
     section.finish()
     return spec
 

@@ -1,4 +1,5 @@
-"""Optimizers (sgd with momentum and weight decay, adam) and learning-rate schedules.
+"""Optimizers (sgd with momentum, Nesterov and weight decay; adam; adamw), learning-rate
+schedules with warmup, and gradient clipping.
 
 An optimizer keeps its state arrays per parameter, keyed "layer.param", and
 returns the update it applied to each (for the ΔW norms in the logs).
@@ -36,11 +37,12 @@ class Optimizer:
             if spec.type == "sgd":
                 sgd_update(param.reshape(-1), grad.reshape(-1),
                            self.state[f"{name}/velocity"].reshape(-1), lr, spec.momentum,
-                           spec.weight_decay, update.reshape(-1))
+                           spec.nesterov, spec.weight_decay, update.reshape(-1))
             else:
                 adam_update(param.reshape(-1), grad.reshape(-1), self.state[f"{name}/m"].reshape(-1),
                             self.state[f"{name}/v"].reshape(-1), lr, spec.beta1, spec.beta2,
-                            spec.eps, spec.weight_decay, self.steps, update.reshape(-1))
+                            spec.eps, spec.weight_decay, spec.type == "adamw", self.steps,
+                            update.reshape(-1))
             updates[name] = update
         return updates
 
@@ -48,6 +50,29 @@ class Optimizer:
         for key, value in self.state.items():
             value[...] = arrays[key]
         self.steps = steps
+
+
+def clip_gradients(network, max_norm):
+    """Scale every gradient by max_norm / ‖g‖ when the norm of all of them together, ‖g‖,
+    exceeds max_norm (PyTorch's clip_grad_norm_). Returns ‖g‖ before clipping.
+
+    The norm is summed in float64 in parameter order, so it does not depend on threads."""
+    total = math.sqrt(sum(float(np.sum(np.square(layer.grads[key], dtype=np.float64)))
+                          for layer, key in network.parameters()))
+    if total > max_norm:
+        scale = max_norm / (total + 1e-6)
+        for layer, key in network.parameters():
+            grad = layer.grads[key]
+            grad *= grad.dtype.type(scale)
+    return total
+
+
+def step_learning_rate(epoch_lr, schedule, step):
+    """lr for 1-based global `step`: the epoch's lr, ramped up linearly over the first
+    schedule.warmup_steps steps (lr·step/warmup_steps; PyTorch's LinearLR from 1/warmup)."""
+    if step < schedule.warmup_steps:
+        return epoch_lr * step / schedule.warmup_steps
+    return epoch_lr
 
 
 def learning_rate(optimizer_spec, schedule, epoch, epochs):

@@ -98,7 +98,7 @@ def test_resume_names_the_settings_the_config_changes(config, tmp_path):
     out = tmp_path / "run"
     assert _run(["train", config, "--out", str(out), "--quiet", "--max-steps", "20"]
                 ).exit_code == 0  # the end of epoch 1
-    result = _run(["train", config, "--resume", str(out / "checkpoint-last.npz"), "--quiet",
+    result = _run(["train", config, "--resume", str(out / "checkpoint-last.npz"),
                    "--max-steps", "21", "--set", "optimizer.lr=0.05",
                    "--set", "optimizer.momentum=0.5", "--set", "train.batch_size=20"])
     assert result.exit_code == 0, result.output
@@ -161,7 +161,7 @@ def test_an_unwritable_run_folder_fails_before_training(config, tmp_path, monkey
     """Tests run as root here, so the folder is made unwritable at os.access."""
     out = tmp_path / "run"
     real_access = os.access
-    monkeypatch.setattr("convtrain.cli.os.access", lambda path, mode: (
+    monkeypatch.setattr("convtrain.runfolder.os.access", lambda path, mode: (
         False if str(path) == str(out) and mode == os.W_OK else real_access(path, mode)))
     result = _run(["train", config, "--out", str(out)])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1

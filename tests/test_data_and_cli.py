@@ -102,5 +102,5 @@ def test_lenet5_config_runs_on_mnist_format_files(tmp_path, repo_root, monkeypat
     result = CliRunner().invoke(main, ["train", config, "--out", "run", "--epochs", "1",
                                        "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "epoch 1/1" in result.stderr and "val_acc" in result.stderr
+    assert "epoch 1/1" in result.stdout and "val_acc" in result.stdout
     assert (tmp_path / "run" / "checkpoint-best.npz").exists()

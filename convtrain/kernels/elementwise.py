@@ -56,29 +56,41 @@ def tanh_backward(out, dout, dx):
 
 
 @njit(parallel=True, cache=True)
-def sgd_update(w, g, velocity, lr, momentum, weight_decay, update):
-    """One SGD step in place, as PyTorch's SGD: v = momentum*v + (g + wd*w); w -= lr*v.
+def sgd_update(w, g, velocity, lr, momentum, nesterov, weight_decay, update):
+    """One SGD step in place, as PyTorch's SGD: v = momentum*v + (g + wd*w); w -= lr*v,
+    or with Nesterov momentum w -= lr*((g + wd*w) + momentum*v).
 
     w, g, velocity, update (M,); `update` receives the change applied to w.
     """
     for i in prange(w.shape[0]):
         grad = g[i] + weight_decay * w[i]
         velocity[i] = momentum * velocity[i] + grad
-        update[i] = -lr * velocity[i]
+        if nesterov:
+            update[i] = -lr * (grad + momentum * velocity[i])
+        else:
+            update[i] = -lr * velocity[i]
         w[i] += update[i]
 
 
 @njit(parallel=True, cache=True)
-def adam_update(w, g, m, v, lr, beta1, beta2, eps, weight_decay, step, update):
-    """One Adam step in place (Kingma & Ba, bias-corrected; L2 weight decay added to g).
+def adam_update(w, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step, update):
+    """One Adam step in place (Kingma & Ba, bias-corrected). Weight decay is L2 added to g,
+    or, with `decoupled` (AdamW, Loshchilov & Hutter), w shrinks by lr*wd*w before the
+    Adam step, as PyTorch's AdamW.
 
     w, g, m, v, update (M,); `step` counts from 1.
     """
     correction1 = 1.0 - beta1 ** step
     correction2 = 1.0 - beta2 ** step
     for i in prange(w.shape[0]):
-        grad = g[i] + weight_decay * w[i]
+        if decoupled:
+            grad = g[i]
+            start = w[i] - lr * weight_decay * w[i]
+        else:
+            grad = g[i] + weight_decay * w[i]
+            start = w[i]
         m[i] = beta1 * m[i] + (1.0 - beta1) * grad
         v[i] = beta2 * v[i] + (1.0 - beta2) * grad * grad
-        update[i] = -lr * (m[i] / correction1) / (math.sqrt(v[i] / correction2) + eps)
-        w[i] += update[i]
+        new = start - lr * (m[i] / correction1) / (math.sqrt(v[i] / correction2) + eps)
+        update[i] = new - w[i]
+        w[i] = new

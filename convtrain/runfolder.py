@@ -1,0 +1,92 @@
+"""The run folder: made (or reopened by --resume), locked while a run writes into it,
+and given the resolved config that reproduces the run.
+
+The lock is an flock on RUN/.lock, held for the life of the process: the kernel
+releases it when the process ends, however it ends (SIGKILL included), so a stale
+lock cannot block a resume.
+"""
+
+import fcntl
+import os
+import time
+
+from convtrain.errors import UserError
+
+LOCK = ".lock"
+RESOLVED_CONFIG = "config.yaml"
+
+
+def prepare_run_folder(name, out, resume):
+    """The folder to train into: out, else the checkpoint's folder on --resume, else
+    runs/NAME-TIME. Made if missing; refused if not writable, or if a fresh run would
+    mix into an earlier run's files."""
+    if out is None:
+        if resume:
+            out = os.path.dirname(os.path.abspath(resume))
+        else:
+            out = os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError("exists and is not a folder", file=out, path="--out")
+    if not resume and os.path.isdir(out) and set(os.listdir(out)) - {LOCK}:
+        raise UserError("run folder exists and is not empty; pass --resume "
+                        "CHECKPOINT to continue it, or another --out", file=out, path="--out")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the run folder: {exc.strerror}", file=out,
+                        path="--out") from None
+    if not os.access(out, os.W_OK):
+        raise UserError("run folder is not writable", file=out, path="--out")
+    return out
+
+
+def lock_run_folder(out):
+    """Hold RUN/.lock for the rest of this process, or stop (exit 2) before anything is
+    written when another process holds it. Returns the open lock file (keep it)."""
+    path = os.path.join(out, LOCK)
+    try:
+        handle = open(path, "a+", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot open the run folder's lock file: {exc.strerror}", file=path,
+                        path="--out") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise UserError(f"another convtrain process is training in this run folder (pid "
+                        f"{holder}); wait for it to end, or pass another --out", file=out,
+                        path="--out") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def write_resolved_config(config, out):
+    """RUN/config.yaml: the config with --set/--epochs applied and defaults filled in,
+    written atomically. `convtrain train RUN/config.yaml --resume …` continues the run
+    with exactly its settings. Returns the path."""
+    import yaml
+
+    path = os.path.join(out, RESOLVED_CONFIG)
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(config.resolved, handle, sort_keys=False, default_flow_style=None)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise UserError(f"cannot write the resolved config: {exc.strerror or exc}",
+                        file=path, path="--out") from None
+    return path
+
+
+def remove_temp_checkpoints(out):
+    """Temp files of a checkpoint write that a kill interrupted."""
+    for name in os.listdir(out):
+        if name.startswith(".tmp-") and name.endswith(".npz"):
+            os.unlink(os.path.join(out, name))

@@ -1,0 +1,122 @@
+"""Where a run's words and numbers go: the console, metrics.jsonl and TensorBoard.
+
+By the convention of command-line tools, what a run produces goes to stdout — the
+layer summary, the per-layer tables, the epoch lines and the line that says why a
+run ended early — so `convtrain train x.yaml > log.txt` keeps the log. Progress
+bars, notes ("kernels ready", "run folder: …") and warnings go to stderr, where a
+terminal still shows them. `--quiet` keeps the epoch lines and the end-of-run line;
+errors always print.
+"""
+
+import contextlib
+import json
+import os
+import sys
+
+import click
+
+from convtrain import report
+from convtrain.errors import RunFailed
+
+METRICS = "metrics.jsonl"
+
+
+class _SilentBar:
+    def update(self, steps, item=None):
+        pass
+
+
+class RunLog:
+    def __init__(self, quiet, epochs):
+        self.quiet = quiet
+        self.epochs = epochs
+        self.metrics = None
+        self.tensorboard = None
+        self.bar_active = False
+
+    def open(self, out_dir, tensorboard=False, first_step=0):
+        """Append to out_dir/metrics.jsonl (and start TensorBoard event files there)."""
+        self.metrics = open(os.path.join(out_dir, METRICS), "a", encoding="utf-8")
+        if tensorboard:
+            from convtrain.tensorboard import EventWriter
+
+            self.tensorboard = EventWriter(out_dir, first_step)
+
+    def close(self):
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        if self.metrics is not None:
+            self.metrics.close()
+
+    def record(self, record):
+        """One metrics.jsonl line, flushed: a killed run keeps every record it logged."""
+        try:
+            self.metrics.write(report.dumps(record) + "\n")
+            self.metrics.flush()
+        except OSError as exc:
+            raise RunFailed(f"cannot write {self.metrics.name}: {exc.strerror or exc}. "
+                            f"Checkpoints written so far are whole") from None
+        if self.tensorboard is not None:
+            self.tensorboard.add(record)
+
+    def result(self, text, quiet_too=False):
+        """A line of the run's log, on stdout."""
+        if quiet_too or not self.quiet:
+            self._clear_bar()
+            click.echo(text)
+
+    def note(self, text, quiet_too=False):
+        """Progress and diagnostics, on stderr."""
+        if quiet_too or not self.quiet:
+            self._clear_bar()
+            click.echo(text, err=True)
+
+    def _clear_bar(self):
+        # The bar redraws itself in place on stderr; a line printed after it would start
+        # in the middle of the bar's line.
+        if self.bar_active and sys.stderr.isatty():
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+    @contextlib.contextmanager
+    def progress_bar(self, epoch, batches, done):
+        """click's progress bar on stderr (it draws only on a terminal); silent for --quiet."""
+        if self.quiet:
+            yield _SilentBar()
+            return
+        with click.progressbar(length=batches, label=f"epoch {epoch}/{self.epochs}",
+                               file=sys.stderr, show_pos=True, show_eta=True,
+                               item_show_func=lambda loss: None if loss is None
+                               else f"loss {loss:.4f}") as bar:
+            bar.update(done)
+            self.bar_active = True
+            try:
+                yield bar
+            finally:
+                self.bar_active = False
+
+
+def tidy_metrics(metrics_path, global_step, epochs_done):
+    """Before a resumed run appends: drop the records a killed run wrote after its last
+    checkpoint (those steps run again). Returns how many were dropped."""
+    if not os.path.exists(metrics_path):
+        return 0
+    with open(metrics_path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by the kill
+        if record.get("event") == "step" and record.get("step", 0) > global_step:
+            continue
+        if record.get("event") == "epoch" and record.get("epoch", 0) > epochs_done:
+            continue
+        kept.append(line)
+    if len(kept) < len(lines):
+        tmp = metrics_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in kept))
+        os.replace(tmp, metrics_path)
+    return len(lines) - len(kept)

@@ -54,6 +54,15 @@ def _numba(threads=None):
     prepare_numba(threads)
 
 
+def _read_checkpoint(path):
+    """(read_checkpoint's result, path), or None without a path."""
+    if path is None:
+        return None
+    from convtrain.checkpoint import read_checkpoint
+
+    return read_checkpoint(path), path
+
+
 def _emit(fmt, payload, text):
     click.echo(json.dumps(payload, indent=1) if fmt == "json" else text)
 
@@ -195,15 +204,18 @@ def plot(run_dir, out):
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
               show_default=True, help="html: one self-contained page of coloured grids.")
 @click.option("--full", is_flag=True, help="Print big arrays in full instead of summaries.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="Trace a trained network's weights instead of its initialisation.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @reports_errors
-def trace(config, recipe, decimals, fmt, full, overrides):
+def trace(config, recipe, decimals, fmt, full, checkpoint, overrides):
     """Print backpropagation step by step for one sample of CONFIG."""
     spec = _config(config, overrides)
+    loaded = _read_checkpoint(checkpoint)
     _numba()
     from convtrain.trace import format_text, run_trace
 
-    result = run_trace(spec, recipe)
+    result = run_trace(spec, recipe, loaded)
     if fmt == "json":
         click.echo(json.dumps(result, indent=1))
     elif fmt == "html":
@@ -223,28 +235,33 @@ def trace(config, recipe, decimals, fmt, full, overrides):
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @reports_errors
 def evaluate(config, checkpoint, fmt, overrides):
-    """Loss and accuracy of a checkpoint on the validation data (train data if none)."""
+    """Loss, accuracy, per-class accuracy and the confusion matrix of a checkpoint on the
+    validation data (train data if none)."""
     spec = _config(config, overrides)
-    from convtrain.checkpoint import read_checkpoint
-
-    loaded = read_checkpoint(checkpoint)
+    loaded = _read_checkpoint(checkpoint)
     _numba()
+    import numpy as np
+
     from convtrain.checkpoint import load_into
     from convtrain.data import load_datasets
     from convtrain.network import Network
+    from convtrain.report import class_report, confusion_text
     from convtrain.train import evaluate as run_eval
 
     x, y, val_x, val_y = load_datasets(spec)
     network = Network(spec)
-    meta = load_into(loaded, checkpoint, spec, network)
+    meta = load_into(*loaded, spec, network)
     which = "val" if val_x is not None else "train"
     if val_x is not None:
         x, y = val_x, val_y
-    loss, acc = run_eval(network, x, y)
+    predicted = np.empty(len(y), dtype=np.int64)
+    loss, acc = run_eval(network, x, y, predictions=predicted)
+    classes = class_report(y, predicted, spec.num_outputs)
     payload = {"checkpoint": checkpoint, "data": which, "samples": int(len(y)), "loss": loss,
-               "accuracy": acc, "epochs_done": meta.get("epochs_done")}
+               "accuracy": acc, "epochs_done": meta.get("epochs_done"), **classes}
     _emit(fmt, payload, f"{which}: {len(y)} samples  loss {loss:.4f}  accuracy {acc:.4f}  "
-                        f"(checkpoint after {meta.get('epochs_done')} epochs)")
+                        f"(checkpoint after {meta.get('epochs_done')} epochs)\n"
+                        + confusion_text(classes))
 
 
 @main.command()
@@ -254,27 +271,36 @@ def evaluate(config, checkpoint, fmt, overrides):
               show_default=True)
 @click.option("--max-entries", type=click.IntRange(min=1), default=60, show_default=True,
               help="Tensors larger than this are sampled (seeded), smaller ones checked whole.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="Check at a trained network's weights instead of its initialisation.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @reports_errors
-def gradcheck(config, batch, fmt, max_entries, overrides):
+def gradcheck(config, batch, fmt, max_entries, checkpoint, overrides):
     """Check every analytic gradient against central finite differences (float64)."""
     spec = _config(config, overrides)
+    loaded = _read_checkpoint(checkpoint)
     _numba()
+    from convtrain.checkpoint import load_into
     from convtrain.gradcheck import TOLERANCE, check_gradients
     from convtrain.network import Network
     from convtrain.trace import sample_batch
 
     x, labels, origin = sample_batch(spec, batch)
     network = Network(spec, dtype="float64")
-    nudged = _nudge_zero_biases(network, spec.seed)
+    if loaded:
+        load_into(*loaded, spec, network)
+        nudged = []  # trained biases are what they are
+    else:
+        nudged = _nudge_zero_biases(network, spec.seed)
     rows = check_gradients(network, x, labels, max_entries=max_entries)
     failed = [r for r in rows if not r.passed]
     payload = {"tolerance": TOLERANCE, "inputs": origin, "passed": not failed,
-               "biases_nudged": nudged,
+               "biases_nudged": nudged, "checkpoint": checkpoint,
                "rows": [{"layer": r.layer, "argument": r.argument, "shape": list(r.shape),
                          "checked": r.checked, "total": r.total, "kinks": r.kinks,
                          "max_rel_err": r.max_rel_err, "passed": r.passed} for r in rows]}
-    lines = [f"gradcheck: {origin}, float64, five-point central differences, "
+    weights = f"weights of {checkpoint}" if checkpoint else "initial weights"
+    lines = [f"gradcheck: {origin}, {weights}, float64, five-point central differences, "
              f"tolerance {TOLERANCE:g}"]
     if nudged:
         lines.append(f"biases of {', '.join(nudged)} start at zero; set to small seeded random "

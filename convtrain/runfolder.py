@@ -1,5 +1,5 @@
 """The run folder: made (or reopened by --resume), locked while a run writes into it,
-and given the resolved config that reproduces the run.
+given the resolved config that reproduces the run, and the checkpoints written there.
 
 The lock is an flock on RUN/.lock, held for the life of the process: the kernel
 releases it when the process ends, however it ends (SIGKILL included), so a stale
@@ -8,12 +8,15 @@ lock cannot block a resume.
 
 import fcntl
 import os
+import shlex
 import time
 
-from convtrain.errors import UserError
+from convtrain.checkpoint import read_checkpoint, save_checkpoint
+from convtrain.errors import RunFailed, UserError
 
 LOCK = ".lock"
 RESOLVED_CONFIG = "config.yaml"
+LAST, BEST = "checkpoint-last.npz", "checkpoint-best.npz"
 
 
 def prepare_run_folder(name, out, resume):
@@ -90,3 +93,34 @@ def remove_temp_checkpoints(out):
     for name in os.listdir(out):
         if name.startswith(".tmp-") and name.endswith(".npz"):
             os.unlink(os.path.join(out, name))
+
+
+class RunCheckpoints:
+    """checkpoint-last.npz and checkpoint-best.npz in one run folder."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def save(self, name, network, optimizer, meta):
+        path = os.path.join(self.out, name)
+        try:
+            save_checkpoint(path, network, optimizer, meta)
+        except OSError as exc:
+            raise RunFailed(f"cannot write {path}: {exc.strerror or exc}. The checkpoint "
+                            f"there before, if any, is whole and unchanged") from None
+
+    def resume_command(self):
+        """The command that continues this run with the very settings it ran with (the
+        resolved config carries every --set and --epochs)."""
+        return (f"convtrain train {shlex.quote(os.path.join(self.out, RESOLVED_CONFIG))} "
+                f"--resume {shlex.quote(os.path.join(self.out, LAST))}")
+
+    def what_is_kept(self):
+        """The end of a divergence line: which checkpoint is left, if any."""
+        path = os.path.join(self.out, LAST)
+        if not os.path.exists(path):
+            return ("; no checkpoint was written before it (the first comes at the end of "
+                    "epoch 1, or after checkpoint.every steps); lower optimizer.lr and try again")
+        step = read_checkpoint(path)[2].get("global_step")
+        return (f". The last good checkpoint {path} (step {step}) is left as it was; lower "
+                f"optimizer.lr and try again")

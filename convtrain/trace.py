@@ -19,6 +19,7 @@ the textbook trace compares them at the printed precision and flags slips.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from convtrain.checkpoint import load_into
 from convtrain.data import load_datasets
 from convtrain.errors import ConfigError
 from convtrain.network import Network
@@ -156,11 +157,16 @@ def _trace_inputs(config):
     return x, label, origin
 
 
-def run_trace(config, recipe="exact"):
-    """Returns the trace as a JSON-ready dict (see CONTRACT.md, `trace --format json`)."""
+def run_trace(config, recipe="exact", checkpoint=None):
+    """Returns the trace as a JSON-ready dict (see CONTRACT.md, `trace --format json`).
+
+    checkpoint: (read_checkpoint's result, path) to trace a trained network's weights
+    instead of the config's initialisation."""
     textbook = recipe == "textbook"
     x, label, origin = _trace_inputs(config)
     network = Network(config, dtype="float64")
+    if checkpoint is not None:
+        load_into(*checkpoint, config, network)
     specs = config.layers
     s = _Symbols(config)
     lr = learning_rate(config.optimizer, config.schedule, 1, config.train.epochs)

@@ -7,23 +7,21 @@ go is runlog.py's business; the counters a checkpoint keeps are runstate.py's.
 """
 
 import os
-import shlex
 import signal
 import time
 
 import numpy as np
 
 from convtrain import report
-from convtrain.checkpoint import load_into, load_weights, read_checkpoint, save_checkpoint
+from convtrain.checkpoint import load_into, load_weights
 from convtrain.errors import RunFailed
 from convtrain.network import Network
 from convtrain.optim import Optimizer, clip_gradients, learning_rate, step_learning_rate
-from convtrain.runfolder import RESOLVED_CONFIG, remove_temp_checkpoints
+from convtrain.runfolder import BEST, LAST, RunCheckpoints, remove_temp_checkpoints
 from convtrain.runlog import METRICS, RunLog, tidy_metrics
 from convtrain.runstate import RunState
 
 EVAL_BATCH = 256
-LAST, BEST = "checkpoint-last.npz", "checkpoint-best.npz"
 
 
 def epoch_order(seed, epoch, count, shuffle):
@@ -32,15 +30,19 @@ def epoch_order(seed, epoch, count, shuffle):
     return np.random.default_rng([seed, 2, epoch]).permutation(count)
 
 
-def evaluate(network, x, y, batch_size=EVAL_BATCH):
-    """(mean loss, accuracy) over (x, y), forward only."""
+def evaluate(network, x, y, batch_size=EVAL_BATCH, predictions=None):
+    """(mean loss, accuracy) over (x, y), forward only; fills `predictions` (N,) with the
+    predicted classes when given."""
     total_loss, correct = 0.0, 0
     for start in range(0, len(y), batch_size):
         scores = network.forward(x[start:start + batch_size])
         labels = y[start:start + batch_size]
         loss, _, _ = network.loss_fn(scores, labels)
         total_loss += loss * len(labels)
-        correct += int(np.sum(np.argmax(scores, axis=1) == labels))
+        predicted = np.argmax(scores, axis=1)
+        correct += int(np.sum(predicted == labels))
+        if predictions is not None:
+            predictions[start:start + batch_size] = predicted
     return total_loss / len(y), correct / len(y)
 
 
@@ -82,6 +84,18 @@ def first_bad_delta(network):
     return ""
 
 
+def first_bad_parameter(network, updates):
+    """What became non-finite in the step just taken, or None. One pass over the weights:
+    a non-finite update leaves a non-finite weight too."""
+    for layer, key in network.parameters():
+        if not np.all(np.isfinite(layer.params[key])):
+            name = f"{layer.name}.{key}"
+            if not np.all(np.isfinite(updates[name])):
+                return f"the update of {name} is not finite"
+            return f"the weight {name} became non-finite"
+    return None
+
+
 class _StopFlag:
     """SIGINT sets it; the loop finishes the current step, checkpoints, and exits 130."""
 
@@ -106,7 +120,7 @@ class Trainer:
         self.optimizer = Optimizer(config.optimizer, self.network)
         self.state = RunState(config)
         self.log = RunLog(quiet, config.train.epochs)
-        self.out_dir = None
+        self.checkpoints = None
         self.notes = []  # said when the run starts, after the run folder is locked
         self.init_record = self.resume_record = None
 
@@ -135,7 +149,7 @@ class Trainer:
     def run(self, out_dir):
         """Train into the run folder out_dir (metrics.jsonl, checkpoints). Returns the best
         epoch's summary."""
-        self.out_dir = out_dir
+        self.checkpoints = RunCheckpoints(out_dir)
         for note in self.notes:
             self.log.note(note)
         x, y, val_x, val_y = self.datasets
@@ -200,7 +214,7 @@ class Trainer:
             return False
         if self._at_max_steps():
             self.log.note(f"stopped after --max-steps {self.max_steps}; continue with: "
-                          f"{self.resume_command()}")
+                          f"{self.checkpoints.resume_command()}")
             return False
         return True
 
@@ -220,14 +234,9 @@ class Trainer:
         clip = self.config.train.clip_grad_norm
         total_norm = clip_gradients(network, clip) if clip else None
         updates = self.optimizer.step(lr)
-        # One pass over the weights: a non-finite update leaves a non-finite weight too.
-        for layer, key in network.parameters():
-            if not np.all(np.isfinite(layer.params[key])):
-                name = f"{layer.name}.{key}"
-                self._diverged((f"the update of {name} is not finite"
-                                if not np.all(np.isfinite(updates[name]))
-                                else f"the weight {name} became non-finite")
-                               + first_bad_delta(network))
+        broken = first_bad_parameter(network, updates)
+        if broken:
+            self._diverged(broken + first_bad_delta(network))
         state.add_batch(loss, int(np.sum(np.argmax(scores, axis=1) == yb)), len(yb))
         if state.global_step % self.config.log.every == 0:
             layers = report.layer_record(network, updates)
@@ -249,7 +258,7 @@ class Trainer:
                 val_loss, val_acc = evaluate(self.network, val_x, val_y)
             if not np.isfinite(val_loss):
                 raise RunFailed(f"training diverged in epoch {epoch}: the validation loss is "
-                                f"{val_loss}{self._what_is_kept()}")
+                                f"{val_loss}{self.checkpoints.what_is_kept()}")
         record, improved, reason = self.state.end_epoch(epoch, val_loss, val_acc)
         record.update({"step": self.state.global_step, "seconds": seconds,
                        "images_per_s": trained / seconds if seconds > 0 else None})
@@ -261,43 +270,22 @@ class Trainer:
         return reason
 
     def checkpoint(self, name):
-        path = os.path.join(self.out_dir, name)
-        try:
-            save_checkpoint(path, self.network, self.optimizer,
-                            self.state.meta(self.optimizer.steps))
-        except OSError as exc:
-            raise RunFailed(f"cannot write {path}: {exc.strerror or exc}. The checkpoint "
-                            f"there before, if any, is whole and unchanged") from None
-
-    def resume_command(self):
-        """The command that continues this run with the very settings it ran with (the
-        run folder's resolved config carries every --set and --epochs)."""
-        return (f"convtrain train {shlex.quote(os.path.join(self.out_dir, RESOLVED_CONFIG))} "
-                f"--resume {shlex.quote(os.path.join(self.out_dir, LAST))}")
+        self.checkpoints.save(name, self.network, self.optimizer,
+                              self.state.meta(self.optimizer.steps))
 
     def _stopped_mid_epoch(self, stop):
         if stop.raised:
             self._interrupted()
         self.log.note(f"stopped after --max-steps {self.max_steps} (global step "
                       f"{self.state.global_step}); {LAST} holds the state; continue with: "
-                      f"{self.resume_command()}")
+                      f"{self.checkpoints.resume_command()}")
 
     def _interrupted(self):
         """Ctrl-C: the checkpoint is already written; say how to go on, exit 130."""
         self.log.note(f"interrupted at step {self.state.global_step}; checkpoint written. "
-                      f"Resume with: {self.resume_command()}", quiet_too=True)
+                      f"Resume with: {self.checkpoints.resume_command()}", quiet_too=True)
         raise SystemExit(130)
-
-    def _what_is_kept(self):
-        """The end of a divergence line: which checkpoint is left, if any."""
-        path = os.path.join(self.out_dir, LAST)
-        if not os.path.exists(path):
-            return ("; no checkpoint was written before it (the first comes at the end of "
-                    "epoch 1, or after checkpoint.every steps); lower optimizer.lr and try again")
-        step = read_checkpoint(path)[2].get("global_step")
-        return (f". The last good checkpoint {path} (step {step}) is left as it was; lower "
-                f"optimizer.lr and try again")
 
     def _diverged(self, what):
         raise RunFailed(f"training diverged at step {self.state.global_step}: {what}"
-                        f"{self._what_is_kept()}")
+                        f"{self.checkpoints.what_is_kept()}")

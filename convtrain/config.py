@@ -67,7 +67,13 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """Where samples come from. `path`s are relative to the working directory."""
+    """Where samples come from. `path`s are relative to the working directory.
+
+    `layout` is the order of each image's stored values: `nchw` (channels first, what
+    convtrain computes in) or `nhwc` (channels last, transposed once at load). For a flat
+    row per image (CSV, a flat NPZ) it is the order of that row: nhwc means pixel by pixel,
+    (r, g, b, r, g, b, ...). One-channel (N, H, W) data reads the same either way.
+    """
     format: str
     key_path: str
     images: str = None
@@ -79,6 +85,7 @@ class SourceSpec:
     name: str = None
     scale: float = 1.0
     limit: int = None
+    layout: str = "nchw"
 
 
 @dataclass(frozen=True)
@@ -301,6 +308,7 @@ def _data(section):
 def _source(section, key_path):
     fmt = section.get_choice("format", FORMATS)
     scale = section.get_float("scale", 1.0, positive=True)
+    layout = section.get_choice("layout", ("nchw", "nhwc"), "nchw")
     limit = section.get_int("limit", None, minimum=1) if section.has("limit") else None
     section.seen.add("limit")
     fields = {}
@@ -314,7 +322,7 @@ def _source(section, key_path):
     else:
         fields = {"name": section.get_choice("name", BUILTINS)}
     section.finish()
-    return SourceSpec(fmt, key_path, scale=scale, limit=limit, **fields)
+    return SourceSpec(fmt, key_path, scale=scale, limit=limit, layout=layout, **fields)
 
 
 def _trace(section, input_shape, last_shape, layers):

@@ -3,6 +3,10 @@
 Formats: MNIST's IDX (plain or gzip), NPZ, CSV (label first, then pixels) and
 the builtin digits. Every problem is a DataError naming the file and the config
 key (`data.train`), never a NumPy traceback.
+
+convtrain is channels first: x (N, C, H, W), input = (C, H, W). A source's
+`layout` (nchw, or nhwc for channels-last data) says in which order each
+image's values are stored; see `_as_nchw` for what each array shape may be.
 """
 
 import gzip
@@ -173,15 +177,11 @@ def _check(images, labels, names, source, input_shape, num_classes, dtype):
                         f"has {num_classes} outputs (classes 0..{num_classes - 1}; the last "
                         f"layer, layers[-1] in the config, sets that number)",
                         file=names[1], path=key_path)
-    per_sample = int(np.prod(images.shape[1:]))
-    wanted = int(np.prod(input_shape))
-    if per_sample != wanted:
-        raise DataError(f"each image has {per_sample} values (shape {list(images.shape[1:])}), "
-                        f"but input is {list(input_shape)} ({wanted} values)",
-                        file=names[0], path=key_path)
+    images = _as_nchw(images, source.layout, tuple(input_shape), names[0], key_path)
     if source.limit is not None:
         images, labels = images[:source.limit], labels[:source.limit]
-    x = images.reshape((len(images),) + tuple(input_shape)).astype(dtype)
+    # The one copy: converts, and makes a channels-last source's transposed view contiguous.
+    x = images.astype(dtype, order="C")
     if not np.all(np.isfinite(x)):
         raise DataError(f"contains values that are not finite in {dtype} (NaN or Inf)",
                         file=names[0], path=key_path)
@@ -190,7 +190,62 @@ def _check(images, labels, names, source, input_shape, num_classes, dtype):
     if not np.all(np.isfinite(x)):
         raise DataError(f"dividing the images by scale {source.scale} overflows {dtype}",
                         file=names[0], path=f"{key_path}.scale")
-    return np.ascontiguousarray(x), labels
+    return x, labels
+
+
+def _as_nchw(images, layout, input_shape, name, key_path):
+    """images (N, ...) as a view of shape (N, C, H, W), checked against input (C, H, W).
+
+    What one sample may be, by the array's dimensions:
+      4 dims  (C, H, W) exactly as input; under layout nhwc (H, W, C), transposed here;
+      3 dims  (H, W) of one channel (C = 1: MNIST, the builtin digits), either layout;
+      1 or 2  a flat row of C*H*W values (CSV, or an NPZ stored flat): no shape to check,
+              reshaped in C, H, W order, or H, W, C order (r, g, b, r, g, b, ...) under
+              layout nhwc.
+    A 4-dim array that is input's shape in the other layout is named as such, with the fix.
+    """
+    c, h, w = input_shape
+    shape, wanted = list(images.shape), list(input_shape)
+    channels_last = layout == "nhwc"
+    stored = (h, w, c) if channels_last else (c, h, w)
+    if images.ndim <= 2:
+        per_sample = int(np.prod(images.shape[1:]))
+        if per_sample != c * h * w:
+            raise DataError(f"each image has {per_sample} values (shape {shape[1:]}), "
+                            f"but input is {wanted} ({c * h * w} values)",
+                            file=name, path=key_path)
+        images = images.reshape((len(images),) + stored)
+    elif images.ndim == 3:
+        if (c, h, w) != (1,) + images.shape[1:]:
+            raise DataError(f"images have shape {shape}, read as (N, H, W): one channel of "
+                            f"{shape[1]}x{shape[2]} ({shape[1] * shape[2]} values each), but "
+                            f"input is {wanted} (C, H, W)", file=name, path=key_path)
+        return images.reshape(len(images), 1, h, w)
+    elif images.ndim == 4:
+        if images.shape[1:] != stored:
+            raise DataError(_layout_mismatch(shape, input_shape, channels_last, key_path),
+                            file=name, path=key_path)
+    else:
+        raise DataError(f"images have shape {shape}; convtrain reads (N, C, H, W), (N, H, W) "
+                        f"for one channel, or one flat row of C*H*W values per image",
+                        file=name, path=key_path)
+    return images.transpose(0, 3, 1, 2) if channels_last else images
+
+
+def _layout_mismatch(shape, input_shape, channels_last, key_path):
+    """The message for a 4-dim array that is not input's shape in the source's layout."""
+    c, h, w = input_shape
+    wanted = list(input_shape)
+    if not channels_last and tuple(shape[1:]) == (h, w, c):
+        return (f"images have shape {shape}: that is input {wanted} in channels-last order "
+                f"(N, H, W, C), but convtrain reads channels first (N, C, H, W); "
+                f"add layout: nhwc to {key_path} to transpose them at load")
+    if channels_last and tuple(shape[1:]) == (c, h, w):
+        return (f"images have shape {shape}: that is input {wanted} already channels first "
+                f"(N, C, H, W), but layout: nhwc reads them as (N, H, W, C); "
+                f"remove layout: nhwc from {key_path}")
+    order = "(N, H, W, C) as layout: nhwc says" if channels_last else "(N, C, H, W)"
+    return f"images have shape {shape}, read as {order}, but input is {wanted} (C, H, W)"
 
 
 def load_datasets(config, need_val=True):

@@ -265,6 +265,7 @@ def run_trace(config, recipe="exact", checkpoint=None):
 
     _compare_published(config, steps, textbook, replays)
     return {"recipe": recipe, "dtype": "float64", "lr": lr, "op_note": _op_note(config, textbook),
+            "weights": checkpoint[1] if checkpoint else f"initial (seed {config.seed})",
             "steps": [_jsonable(step) for step in steps]}
 
 
@@ -272,10 +273,17 @@ def _update_formula(config, name, lr, plain=False):
     """The update as a formula: plain SGD reads K ← K − lr·∂L/∂K; anything else names
     the optimizer's first step from fresh state."""
     opt = config.optimizer
+    # From fresh state a momentum buffer equals the gradient, so Nesterov's first step
+    # is (1 + μ) times the plain one.
+    boost = f"(1 + {opt.momentum:g})·" if not plain and opt.type == "sgd" and opt.nesterov else ""
     if plain or (opt.type == "sgd" and not opt.weight_decay):
-        return f"{name} ← {name} − lr·∂L/∂{name}, lr {lr:g}"
+        return f"{name} ← {name} − lr·{boost}∂L/∂{name}, lr {lr:g}"
     if opt.type == "sgd":
-        return f"{name} ← {name} − lr·(∂L/∂{name} + {opt.weight_decay:g}·{name}), lr {lr:g}"
+        return (f"{name} ← {name} − lr·{boost}(∂L/∂{name} + {opt.weight_decay:g}·{name}), "
+                f"lr {lr:g}")
+    if opt.type == "adamw":
+        return (f"{name} ← (1 − lr·{opt.weight_decay:g})·{name} − lr·m̂/(√v̂ + ε), adamw's "
+                f"first step from ∂L/∂{name}, lr {lr:g}")
     return (f"{name} ← {name} − lr·m̂/(√v̂ + ε), adam's first step from ∂L/∂{name}, "
             f"lr {lr:g}")
 

@@ -71,6 +71,20 @@ class RunLog:
             self._clear_bar()
             click.echo(text, err=True)
 
+    def stopped_early(self, epoch, reason, best_epoch):
+        self.record({"event": "early_stop", "epoch": epoch, "reason": reason,
+                     "best_epoch": best_epoch})
+        self.result(f"early stopping after epoch {epoch}: {reason}. checkpoint-best.npz "
+                    f"holds epoch {best_epoch}", quiet_too=True)
+
+    def stopped_at_max_steps(self, max_steps, resume_command):
+        self.note(f"stopped after --max-steps {max_steps}; checkpoint-last.npz holds the "
+                  f"state; continue with: {resume_command}")
+
+    def interrupted(self, step, resume_command):
+        self.note(f"interrupted at step {step}; checkpoint written. Resume with: "
+                  f"{resume_command}", quiet_too=True)
+
     def _clear_bar(self):
         # The bar redraws itself in place on stderr; a line printed after it would start
         # in the middle of the bar's line.

@@ -5,7 +5,7 @@ arrays, so that `--resume` continues exactly where the run stopped.
 
 import dataclasses
 
-from convtrain.checkpoint import describe_architecture
+from convtrain.checkpoint import describe_architecture, load_into, load_weights
 from convtrain.errors import UserError
 
 
@@ -157,3 +157,28 @@ class RunState:
                          "train_loss": record["train_loss"]}
         stop = self.early_stopping.update(record) if self.early_stopping else None
         return record, improved, stop
+
+
+def resume_run(checkpoint, path, network, optimizer, state):
+    """Load a checkpoint (read by `read_checkpoint` from path) to continue its run.
+    Returns (notes for the console, the metrics record)."""
+    meta = load_into(checkpoint, path, state.config, network, optimizer)
+    changed = state.restore(meta, path)
+    notes = [f"resuming from {path}: epoch {state.epochs_done + 1}, step "
+             f"{state.step_in_epoch} of the epoch, global step {state.global_step}"]
+    if changed:
+        notes.append(f"resume: the config changes what the checkpoint was trained with: "
+                     f"{changed}")
+    return notes, {"event": "resume", "step": state.global_step,
+                   "epochs_done": state.epochs_done, "checkpoint": path,
+                   "changed": changed or None}
+
+
+def init_run(checkpoint, path, config, network, skip=()):
+    """Start a new run from a checkpoint's weights (fine-tuning): the layers in `skip` keep
+    their initialisation; the optimizer starts fresh. Returns (notes, the metrics record)."""
+    loaded = load_weights(checkpoint, path, config, network, skip)
+    note = f"initialised from {path}: {', '.join(loaded)}"
+    if skip:
+        note += f"; {', '.join(skip)} left at their initialisation"
+    return [note], {"event": "init_from", "checkpoint": path, "skipped": list(skip)}

@@ -13,13 +13,12 @@ import time
 import numpy as np
 
 from convtrain import report
-from convtrain.checkpoint import load_into, load_weights
 from convtrain.errors import RunFailed
 from convtrain.network import Network
 from convtrain.optim import Optimizer, clip_gradients, learning_rate, step_learning_rate
 from convtrain.runfolder import BEST, LAST, RunCheckpoints, remove_temp_checkpoints
 from convtrain.runlog import METRICS, RunLog, tidy_metrics
-from convtrain.runstate import RunState
+from convtrain.runstate import RunState, init_run, resume_run
 
 EVAL_BATCH = 256
 
@@ -121,37 +120,26 @@ class Trainer:
         self.state = RunState(config)
         self.log = RunLog(quiet, config.train.epochs)
         self.checkpoints = None
-        self.notes = []  # said when the run starts, after the run folder is locked
-        self.init_record = self.resume_record = None
+        # (notes, metrics record) of --resume and --init-from, said once the run folder
+        # is locked.
+        self.opening = []
 
     def resume_from(self, checkpoint, path):
         """Continue from a checkpoint read by `read_checkpoint` from path."""
-        meta = load_into(checkpoint, path, self.config, self.network, self.optimizer)
-        changed = self.state.restore(meta, path)
-        self.notes.append(f"resuming from {path}: epoch {self.state.epochs_done + 1}, step "
-                          f"{self.state.step_in_epoch} of the epoch, global step "
-                          f"{self.state.global_step}")
-        if changed:
-            self.notes.append(f"resume: the config changes what the checkpoint was trained "
-                              f"with: {changed}")
-        self.resume_record = {"event": "resume", "step": self.state.global_step,
-                              "epochs_done": self.state.epochs_done, "checkpoint": path,
-                              "changed": changed or None}
+        self.opening.append(resume_run(checkpoint, path, self.network, self.optimizer,
+                                       self.state))
 
     def init_from(self, checkpoint, path, skip=()):
-        """Start from a checkpoint's weights (fine-tuning): the layers in `skip` keep their
-        initialisation, the optimizer starts fresh."""
-        loaded = load_weights(checkpoint, path, self.config, self.network, skip)
-        self.init_record = {"event": "init_from", "checkpoint": path, "skipped": list(skip)}
-        self.notes.append(f"initialised from {path}: {', '.join(loaded)}"
-                          + (f"; {', '.join(skip)} left at their initialisation" if skip else ""))
+        """Start from a checkpoint's weights (fine-tuning); see `init_run`."""
+        self.opening.append(init_run(checkpoint, path, self.config, self.network, skip))
 
     def run(self, out_dir):
         """Train into the run folder out_dir (metrics.jsonl, checkpoints). Returns the best
         epoch's summary."""
         self.checkpoints = RunCheckpoints(out_dir)
-        for note in self.notes:
-            self.log.note(note)
+        for notes, _ in self.opening:
+            for note in notes:
+                self.log.note(note)
         x, y, val_x, val_y = self.datasets
         compile_s = warm_up(self.network, self.optimizer, x, y)
         self.log.note(f"kernels ready in {compile_s:.1f} s (JIT compiled, or loaded from the "
@@ -168,9 +156,8 @@ class Trainer:
         previous = signal.signal(signal.SIGINT, stop)
         try:
             self.log.open(out_dir, self.config.log.tensorboard, state.global_step)
-            for record in (self.resume_record, self.init_record):
-                if record:
-                    self.log.record(record)
+            for _, record in self.opening:
+                self.log.record(record)
             self.log.record({"event": "compile", "seconds": compile_s})
             for epoch in range(state.epochs_done + 1, self.config.train.epochs + 1):
                 if not self._epoch(epoch, x, y, val_x, val_y, stop):
@@ -207,14 +194,10 @@ class Trainer:
         if stop.raised:
             self._interrupted()
         if reason:
-            self.log.record({"event": "early_stop", "epoch": epoch, "reason": reason,
-                             "best_epoch": state.best["epoch"]})
-            self.log.result(f"early stopping after epoch {epoch}: {reason}. {BEST} holds "
-                            f"epoch {state.best['epoch']}", quiet_too=True)
+            self.log.stopped_early(epoch, reason, state.best["epoch"])
             return False
         if self._at_max_steps():
-            self.log.note(f"stopped after --max-steps {self.max_steps}; continue with: "
-                          f"{self.checkpoints.resume_command()}")
+            self.log.stopped_at_max_steps(self.max_steps, self.checkpoints.resume_command())
             return False
         return True
 
@@ -276,14 +259,11 @@ class Trainer:
     def _stopped_mid_epoch(self, stop):
         if stop.raised:
             self._interrupted()
-        self.log.note(f"stopped after --max-steps {self.max_steps} (global step "
-                      f"{self.state.global_step}); {LAST} holds the state; continue with: "
-                      f"{self.checkpoints.resume_command()}")
+        self.log.stopped_at_max_steps(self.max_steps, self.checkpoints.resume_command())
 
     def _interrupted(self):
         """Ctrl-C: the checkpoint is already written; say how to go on, exit 130."""
-        self.log.note(f"interrupted at step {self.state.global_step}; checkpoint written. "
-                      f"Resume with: {self.checkpoints.resume_command()}", quiet_too=True)
+        self.log.interrupted(self.state.global_step, self.checkpoints.resume_command())
         raise SystemExit(130)
 
     def _diverged(self, what):

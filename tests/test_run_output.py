@@ -135,3 +135,20 @@ def test_a_second_run_into_a_locked_run_folder_stops_before_writing(write_config
     assert (out / "metrics.jsonl").read_bytes() == before
     assert _run(["train", config, "--resume", str(out / "checkpoint-last.npz"),
                  "--quiet"]).exit_code == 0  # the lock goes with the process that held it
+
+
+def test_every_shipped_config_round_trips_through_its_resolved_copy(repo_root, tmp_path):
+    """The printed resume command trains from RUN/config.yaml: it must read back as the
+    very config it was written from."""
+    from convtrain.config import load_config
+    from convtrain.runfolder import write_resolved_config
+
+    folder = os.path.join(repo_root, "configs")
+    for name in sorted(os.listdir(folder)):
+        config = load_config(os.path.join(folder, name), ["train.epochs=7"])
+        out = tmp_path / name
+        out.mkdir()
+        again = load_config(write_resolved_config(config, str(out)))
+        assert again.resolved == config.resolved, name
+        assert again.architecture_fingerprint() == config.architecture_fingerprint(), name
+        assert again.train.epochs == 7

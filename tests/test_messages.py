@@ -155,3 +155,57 @@ def test_resume_and_eval_name_the_first_difference_in_one_line(trained, command,
         f"error: {checkpoint}: checkpoint is of another architecture than {config}: layer "
         f"conv1's weight is [4, 1, 3, 3] in the checkpoint and [8, 1, 3, 3] in the config "
         f"(first of 3 differences; `convtrain summary {config}` lists the config's layers)"]
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def _meta(text):
+    return np.frombuffer(text.encode(), dtype=np.uint8)
+
+
+NOT_CHECKPOINTS = {
+    "objects.npz": (lambda p: _npz(p, a=np.array([{"lr": 0.1}], dtype=object)),
+                    "a .npz whose array \"a\" holds Python objects (pickled)"),
+    "array.npy": (lambda p: np.save(p, np.zeros(3)), "a single NumPy array (.npy)"),
+    "notes.txt": (lambda p: p.write_text("epoch 3: loss 0.1\n"), "a text file"),
+    "empty.npz": (lambda p: p.write_bytes(b""), "an empty file"),
+    "model.pkl": (lambda p: p.write_bytes(__import__("pickle").dumps({"w": [1.0]})),
+                  "a Python pickle"),
+    "data.npz": (lambda p: _npz(p, x=np.zeros((2, 3)), y=np.zeros(2)),
+                 "a .npz without convtrain's \"meta\" entry (arrays: x, y)"),
+    "bad-meta.npz": (lambda p: _npz(p, meta=_meta("{not json")),
+                     "a .npz whose \"meta\" entry is not convtrain's"),
+    "old-meta.npz": (lambda p: _npz(p, meta=_meta('{"epochs_done": 1}')),
+                     "a .npz whose \"meta\" entry is not convtrain's"),
+    "archive.zip": (lambda p: __import__("zipfile").ZipFile(p, "w").writestr("data.pkl", "x"),
+                    "a zip archive of files that are not NumPy arrays (data.pkl)"),
+}
+
+
+@pytest.mark.parametrize("name", NOT_CHECKPOINTS)
+def test_a_file_that_is_not_a_checkpoint_is_named_for_what_it_is(trained, name, tmp_path):
+    make, what = NOT_CHECKPOINTS[name]
+    path = tmp_path / name
+    make(path)
+    config, _ = trained
+    result = CliRunner().invoke(main, ["eval", config, "--checkpoint", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.splitlines() == [
+        f"error: {path}: not a convtrain checkpoint but {what}; expected a checkpoint-*.npz "
+        f"written by `convtrain train`"]
+    for numpy_advice in ("pickle=", "pickle.load", "unsafe", "Object arrays"):
+        assert numpy_advice not in result.stderr
+
+
+def test_resume_from_a_truncated_checkpoint_says_so(trained, tmp_path):
+    config, checkpoint = trained
+    cut = tmp_path / "checkpoint-last.npz"
+    with open(checkpoint, "rb") as handle:
+        cut.write_bytes(handle.read()[:3000])
+    result = CliRunner().invoke(main, ["train", config, "--resume", str(cut)])
+    assert result.exit_code == 2 and result.stderr.splitlines() == [
+        f"error: {cut}: not a convtrain checkpoint but a damaged or truncated .npz; expected "
+        f"a checkpoint-*.npz written by `convtrain train`"]

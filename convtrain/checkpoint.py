@@ -7,11 +7,13 @@ JSON of {epoch, step_in_epoch, global_step, optimizer_steps, best_val_acc,
 fingerprint, seed, ...} stored as uint8 bytes (no pickles anywhere).
 """
 
+import codecs
 import io
 import json
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -45,21 +47,106 @@ def save_checkpoint(path, network, optimizer, meta):
         os.close(directory)
 
 
+EXPECTED = "expected a checkpoint-*.npz written by `convtrain train`"
+
+
 def read_checkpoint(path):
-    """Returns (params {"layer.key": array}, opt_state {"layer.key/state": array}, meta)."""
+    """Returns (params {"layer.key": array}, opt_state {"layer.key/state": array}, meta).
+
+    Anything else is a UserError that says what the file is instead. Nothing in it is
+    unpickled, and NumPy's own messages (its advice to load pickles) are not passed on.
+    """
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
-        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-        meta = json.loads(arrays.pop("meta").tobytes().decode())
     except FileNotFoundError:
         raise UserError("checkpoint not found", file=path) from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-        raise UserError(f"not a convtrain checkpoint ({exc})", file=path) from None
+    except OSError as exc:
+        raise UserError(f"cannot read the checkpoint: {exc.strerror or exc}", file=path) from None
+    try:
+        arrays = _npz_arrays(raw)
+        meta = _convtrain_meta(arrays)
+    except _NotACheckpoint as exc:
+        raise UserError(f"not a convtrain checkpoint but {exc}; {EXPECTED}", file=path) from None
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
     opt = {k[len("opt/"):]: v for k, v in arrays.items() if k.startswith("opt/")}
     return params, opt, meta
+
+
+class _NotACheckpoint(Exception):
+    """Raised with what a file is instead of a checkpoint, as a phrase: "a text file"."""
+
+
+def _npz_arrays(raw):
+    """{name: array} of the .npz in raw bytes."""
+    if not raw.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip's first entry, or none
+        raise _NotACheckpoint(_what_file(raw))
+    arrays = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise _NotACheckpoint(f"a zip archive of files that are not NumPy "
+                                          f"arrays ({info.filename})")
+                name = info.filename[:-len(".npy")]
+                arrays[name] = _npy_array(archive.read(info), name)
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError):
+        raise _NotACheckpoint("a damaged or truncated .npz") from None
+    return arrays
+
+
+def _npy_array(data, name):
+    """One .npy entry of a .npz. Its header is read first, so that an array of Python
+    objects is named, never unpickled."""
+    handle = io.BytesIO(data)
+    version = np.lib.format.read_magic(handle)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise _NotACheckpoint(f"a .npz whose entry {name} is a .npy of version "
+                              f"{version[0]}.{version[1]}, which convtrain never writes")
+    _, _, dtype = read_header(handle)
+    if dtype.hasobject:
+        raise _NotACheckpoint(f"a .npz whose array \"{name}\" holds Python objects (pickled)")
+    handle.seek(0)
+    return np.lib.format.read_array(handle, allow_pickle=False)
+
+
+def _what_file(raw):
+    """What a file that is not a zip archive is, as far as its first bytes tell."""
+    if not raw:
+        return "an empty file"
+    if raw.startswith(b"\x93NUMPY"):
+        return "a single NumPy array (.npy)"
+    if raw.startswith(b"\x80"):
+        return "a Python pickle"
+    head = raw[:4096]
+    try:
+        # An incremental decoder, so that a character cut at the 4096th byte is no error.
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text:
+        return "a text file"
+    return "a file that is not a .npz (zip) archive"
+
+
+def _convtrain_meta(arrays):
+    """The "meta" entry (popped from arrays) as a dict, if it is the one convtrain writes."""
+    if "meta" not in arrays:
+        names = list(arrays)
+        if not names:
+            raise _NotACheckpoint("an empty .npz")
+        listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise _NotACheckpoint(f"a .npz without convtrain's \"meta\" entry (arrays: {listed})")
+    try:
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except (UnicodeDecodeError, ValueError):
+        meta = None
+    if not (isinstance(meta, dict) and isinstance(meta.get("fingerprint"), str)
+            and isinstance(meta.get("architecture"), str)):
+        raise _NotACheckpoint("a .npz whose \"meta\" entry is not convtrain's")
+    return meta
 
 
 def load_into(checkpoint, path, config, network, optimizer=None):

@@ -69,7 +69,7 @@ def test_a_parameter_of_another_shape_is_named_with_both_shapes(small):
 def test_a_layer_in_the_config_only_is_named(small):
     text = SMALL.replace(CONV, CONV + "  - {type: relu}\n" + CONV)
     assert _mismatch(small, text) == (
-        "the config's layer relu3 (relu) is not in the checkpoint (first of 3 differences; ")
+        "the config's layer relu2 (relu) is not in the checkpoint (first of 3 differences; ")
 
 
 def test_a_layer_in_the_checkpoint_only_is_named(small):
@@ -209,3 +209,22 @@ def test_resume_from_a_truncated_checkpoint_says_so(trained, tmp_path):
     assert result.exit_code == 2 and result.stderr.splitlines() == [
         f"error: {cut}: not a convtrain checkpoint but a damaged or truncated .npz; expected "
         f"a checkpoint-*.npz written by `convtrain train`"]
+
+
+def test_a_checkpoint_whose_parameters_are_not_its_recorded_layers_is_damaged(trained, tmp_path):
+    config, checkpoint = trained
+    with np.load(checkpoint) as archive:
+        arrays = {k: archive[k] for k in archive.files if not k.startswith("param/conv1.")}
+    edited = _npz(tmp_path / "edited.npz", **arrays)
+    result = CliRunner().invoke(main, ["eval", config, "--checkpoint", str(edited)])
+    assert result.exit_code == 2 and result.stderr.splitlines() == [
+        f"error: {edited}: damaged checkpoint: its parameters are not those of the layers its "
+        f"meta \"architecture\" lists"]
+
+
+@pytest.mark.parametrize("name", ["digits.yaml", "lenet5-mnist.yaml", "seed-example.yaml"])
+def test_every_shipped_config_matches_a_checkpoint_of_itself(repo_root, name):
+    from convtrain.checkpoint import architecture_mismatch
+
+    config = load_config(os.path.join(repo_root, "configs", name))
+    assert architecture_mismatch(_checkpoint(config), config) is None

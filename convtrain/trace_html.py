@@ -16,7 +16,7 @@ import html
 import numpy as np
 
 from convtrain.trace import (CARRIED, SLIP, SUMMARY_LIMIT, _published_verdict, _slices,
-                             published_marks)
+                             published_marks, shown)
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em;
@@ -68,14 +68,14 @@ def _numbers(array, scale, decimals, exact=None, wrong=None, marks=None):
             extra = ""
             if wrong is not None and wrong[r, c]:
                 classes.append("wrong")
-                extra = f'<span class="exact">exact {exact[r, c]:.{decimals}f}</span>'
+                extra = f'<span class="exact">exact {shown(exact[r, c], f".{decimals}f")}</span>'
             if marks is not None and marks[r, c] == SLIP:
                 classes.append("slip")
             elif marks is not None and marks[r, c] == CARRIED:
                 classes.append("carried")
             cls = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f'<td{cls} style="background:{_colour(value, scale)}">'
-                         f'{value:.{decimals}f}{extra}</td>')
+                         f'{shown(value, f".{decimals}f")}{extra}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return '<table class="grid">' + "".join(rows) + "</table>"
 
@@ -108,8 +108,8 @@ def _column(title, array, scale, decimals, big, exact=None, marks=None):
                                   mark_views[k][1] if mark_views else None))
         parts.append("</div>")
     if big:
-        parts.append(f'<div class="stats">shape {list(array.shape)}, min {array.min():.4g}, '
-                     f'max {array.max():.4g}</div>')
+        parts.append(f'<div class="stats">shape {list(array.shape)}, '
+                     f'min {shown(array.min(), ".4g")}, max {shown(array.max(), ".4g")}</div>')
     parts.append("</div>")
     return "".join(parts)
 

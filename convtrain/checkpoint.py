@@ -97,16 +97,16 @@ def _npz_arrays(raw):
                     raise _NotACheckpoint(f"a zip archive of files that are not NumPy "
                                           f"arrays ({info.filename})")
                 name = info.filename[:-len(".npy")]
-                arrays[name] = _npy_array(archive.read(info), name)
+                with archive.open(info) as member:
+                    arrays[name] = _npy_array(member, name)
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError):
         raise _NotACheckpoint("a damaged or truncated .npz") from None
     return arrays
 
 
-def _npy_array(data, name):
-    """One .npy entry of a .npz. Its header is read first, so that an array of Python
-    objects is named, never unpickled."""
-    handle = io.BytesIO(data)
+def _npy_array(handle, name):
+    """One .npy entry of a .npz, from a seekable file. Its header is read first, so that
+    an array of Python objects is named, never unpickled."""
     version = np.lib.format.read_magic(handle)
     read_header = {(1, 0): np.lib.format.read_array_header_1_0,
                    (2, 0): np.lib.format.read_array_header_2_0}.get(version)
@@ -149,7 +149,7 @@ def _convtrain_meta(arrays):
         raise _NotACheckpoint(f"a .npz without convtrain's \"meta\" entry (arrays: {listed})")
     try:
         meta = json.loads(arrays.pop("meta").tobytes().decode())
-    except (UnicodeDecodeError, ValueError):
+    except ValueError:  # not UTF-8, or not JSON
         meta = None
     if not (isinstance(meta, dict) and isinstance(meta.get("fingerprint"), str)
             and _parse_architecture(meta.get("architecture")) is not None):

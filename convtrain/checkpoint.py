@@ -7,14 +7,17 @@ JSON of {epoch, step_in_epoch, global_step, optimizer_steps, best_val_acc,
 fingerprint, seed, ...} stored as uint8 bytes (no pickles anywhere).
 """
 
+import codecs
 import io
 import json
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
+from convtrain.architecture import architecture_mismatch, checkpoint_architecture, parse_architecture
 from convtrain.errors import UserError
 from convtrain.yamlsource import did_you_mean
 
@@ -46,31 +49,120 @@ def save_checkpoint(path, network, optimizer, meta):
         os.close(directory)
 
 
+EXPECTED = "expected a checkpoint-*.npz written by `convtrain train`"
+
+
 def read_checkpoint(path):
-    """Returns (params {"layer.key": array}, opt_state {"layer.key/state": array}, meta)."""
+    """Returns (params {"layer.key": array}, opt_state {"layer.key/state": array}, meta).
+
+    Anything else is a UserError that says what the file is instead. Nothing in it is
+    unpickled, and NumPy's own messages (its advice to load pickles) are not passed on.
+    """
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
-        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-        meta = json.loads(arrays.pop("meta").tobytes().decode())
     except FileNotFoundError:
         raise UserError("checkpoint not found", file=path) from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-        raise UserError(f"not a convtrain checkpoint ({exc})", file=path) from None
+    except OSError as exc:
+        raise UserError(f"cannot read the checkpoint: {exc.strerror or exc}", file=path) from None
+    try:
+        arrays = _npz_arrays(raw)
+        meta = _convtrain_meta(arrays)
+    except _NotACheckpoint as exc:
+        raise UserError(f"not a convtrain checkpoint but {exc}; {EXPECTED}", file=path) from None
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
     opt = {k[len("opt/"):]: v for k, v in arrays.items() if k.startswith("opt/")}
+    if checkpoint_architecture(params, meta) is None:
+        raise UserError("damaged checkpoint: its parameters are not those of the layers its "
+                        "meta \"architecture\" lists", file=path)
     return params, opt, meta
+
+
+class _NotACheckpoint(Exception):
+    """Raised with what a file is instead of a checkpoint, as a phrase: "a text file"."""
+
+
+def _npz_arrays(raw):
+    """{name: array} of the .npz in raw bytes."""
+    if not raw.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip's first entry, or none
+        raise _NotACheckpoint(_what_file(raw))
+    arrays = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise _NotACheckpoint(f"a zip archive of files that are not NumPy "
+                                          f"arrays ({info.filename})")
+                name = info.filename[:-len(".npy")]
+                with archive.open(info) as member:
+                    arrays[name] = _npy_array(member, name)
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError):
+        raise _NotACheckpoint("a damaged or truncated .npz") from None
+    return arrays
+
+
+def _npy_array(handle, name):
+    """One .npy entry of a .npz, from a seekable file. Its header is read first, so that
+    an array of Python objects is named, never unpickled."""
+    version = np.lib.format.read_magic(handle)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise _NotACheckpoint(f"a .npz whose entry {name} is a .npy of version "
+                              f"{version[0]}.{version[1]}, which convtrain never writes")
+    _, _, dtype = read_header(handle)
+    if dtype.hasobject:
+        raise _NotACheckpoint(f"a .npz whose array \"{name}\" holds Python objects (pickled)")
+    handle.seek(0)
+    return np.lib.format.read_array(handle, allow_pickle=False)
+
+
+def _what_file(raw):
+    """What a file that is not a zip archive is, as far as its first bytes tell."""
+    if not raw:
+        return "an empty file"
+    if raw.startswith(b"\x93NUMPY"):
+        return "a single NumPy array (.npy)"
+    if raw.startswith(b"\x80"):
+        return "a Python pickle"
+    head = raw[:4096]
+    try:
+        # An incremental decoder, so that a character cut at the 4096th byte is no error.
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text:
+        return "a text file"
+    return "a file that is not a .npz (zip) archive"
+
+
+def _convtrain_meta(arrays):
+    """The "meta" entry (popped from arrays) as a dict, if it is the one convtrain writes."""
+    if "meta" not in arrays:
+        names = list(arrays)
+        if not names:
+            raise _NotACheckpoint("an empty .npz")
+        listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise _NotACheckpoint(f"a .npz without convtrain's \"meta\" entry (arrays: {listed})")
+    try:
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except ValueError:  # not UTF-8, or not JSON
+        meta = None
+    if not (isinstance(meta, dict) and isinstance(meta.get("fingerprint"), str)
+            and parse_architecture(meta.get("architecture")) is not None):
+        raise _NotACheckpoint("a .npz whose \"meta\" entry is not convtrain's")
+    return meta
 
 
 def load_into(checkpoint, path, config, network, optimizer=None):
     """Load a checkpoint (read by `read_checkpoint` from path) of this architecture into
-    network (and optimizer). Returns its meta."""
+    network (and optimizer); one of another architecture is a UserError naming the first
+    difference. Returns its meta."""
     params, opt, meta = checkpoint
-    if meta.get("fingerprint") != config.architecture_fingerprint():
-        theirs = meta.get("architecture", "unknown")
-        raise UserError(f"checkpoint is of another architecture ({theirs}) than "
-                        f"{config.file} ({describe_architecture(config)})", file=path)
+    difference = architecture_mismatch(checkpoint, config)
+    if difference:
+        raise UserError(f"checkpoint is of another architecture than {config.file}: "
+                        f"{difference}", file=path)
     network.load_state(params)
     if optimizer is not None:
         if meta.get("optimizer") != config.optimizer.type:
@@ -80,34 +172,24 @@ def load_into(checkpoint, path, config, network, optimizer=None):
     return meta
 
 
-def describe_architecture(config):
-    parts = [f"{s.type}{list(s.out_shape)}" for s in config.layers]
-    return f"{config.dtype} {list(config.input)} -> " + " -> ".join(parts)
-
-
 def load_weights(checkpoint, path, config, network, skip=()):
     """Copy a checkpoint's weights into network for fine-tuning (`train --init-from`):
-    every layer but those named in `skip` must have the same parameter shapes there.
-    Returns the names of the layers loaded."""
+    the architectures must match but for the layers named in `skip`, which keep their
+    initialisation. Returns the names of the layers loaded."""
     params = checkpoint[0]
     names = [spec.name for spec in config.layers]
     for name in skip:
         if name not in names:
             raise UserError(f"no layer named '{name}' in {config.file}"
                             f"{did_you_mean(name, names)}", path="--init-from-skip")
+    difference = architecture_mismatch(checkpoint, config, skip)
+    if difference:
+        raise UserError(f"checkpoint is of another architecture than {config.file}: "
+                        f"{difference}; --init-from-skip LAYER leaves a layer at its "
+                        f"initialisation", file=path)
     loaded = []
     for layer, key in network.parameters():
-        if layer.name in skip:
-            continue
-        full = f"{layer.name}.{key}"
-        mine = layer.params[key]
-        theirs = params.get(full)
-        if theirs is None or theirs.shape != mine.shape:
-            there = "missing" if theirs is None else f"{list(theirs.shape)}"
-            raise UserError(f"layer {layer.name}'s {key} is {there} in the checkpoint and "
-                            f"{list(mine.shape)} in {config.file}; pass --init-from-skip "
-                            f"{layer.name} to leave it at its initialisation", file=path)
-        mine[...] = theirs
-        if layer.name not in loaded:
+        if layer.name not in skip:
+            layer.params[key][...] = params[f"{layer.name}.{key}"]
             loaded.append(layer.name)
-    return loaded
+    return list(dict.fromkeys(loaded))

@@ -5,7 +5,8 @@ arrays, so that `--resume` continues exactly where the run stopped.
 
 import dataclasses
 
-from convtrain.checkpoint import describe_architecture, load_into, load_weights
+from convtrain.architecture import describe_architecture
+from convtrain.checkpoint import load_into, load_weights
 from convtrain.errors import UserError
 
 

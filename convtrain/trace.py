@@ -403,8 +403,19 @@ def _slices(array):
                 yield (f"[filter {f}, channel {c}]" if array.shape[:2] != (1, 1) else ""), array[f, c]
 
 
+def shown(value, spec):
+    """format(value, spec), without the minus sign of a number that shows as zero.
+
+    Two things print as -0.0000 otherwise: the -0.0 that ReLU gives for a negative input
+    (it is leaky ReLU with slope 0, and 0·x is -0.0 for x < 0; max-pool and the deltas
+    carry it on), and a small negative value rounded to the decimals shown.
+    """
+    text = format(value, spec)
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
+
 def _grid(array, decimals, marks=None):
-    rows = [[f"{v:.{decimals}f}" for v in row] for row in array]
+    rows = [[shown(v, f".{decimals}f") for v in row] for row in array]
     width = max(len(c) for row in rows for c in row)
     lines = []
     for r, row in enumerate(rows):
@@ -417,8 +428,9 @@ def _grid(array, decimals, marks=None):
 
 
 def _summary(array):
-    return (f"shape {list(array.shape)}: min {array.min():.4g}  max {array.max():.4g}  "
-            f"mean {array.mean():.4g}  ‖·‖ {np.linalg.norm(array):.4g}  (--full prints it)")
+    return (f"shape {list(array.shape)}: min {shown(array.min(), '.4g')}  "
+            f"max {shown(array.max(), '.4g')}  mean {shown(array.mean(), '.4g')}  "
+            f"‖·‖ {np.linalg.norm(array):.4g}  (--full prints it)")
 
 
 def published_marks(step, shape):

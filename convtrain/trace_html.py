@@ -3,9 +3,10 @@
 Each step is a card: its formula, then every 2-D slice of its array as a grid whose
 cells are coloured by value (blue negative, red positive, white zero; one scale per
 step). Small slices show their numbers; slices over `trace.SUMMARY_LIMIT` entries are a
-heat map without numbers. For the textbook recipe, a wrong cell is outlined and shows
-the exact value under its own; the example's printed numbers appear as a third grid
-whose slips (!) and carried slips (^) are marked as in the text view.
+heat map without numbers. A slice wider than its card scrolls sideways inside it. For the
+textbook recipe, a wrong cell is outlined and shows the exact value under its own; the
+example's printed numbers appear as a third grid whose slips (!) and carried slips (^)
+are marked as in the text view.
 
 The page is HTML and inline CSS only: no script, font or image from anywhere, so it
 opens offline and in any browser.
@@ -16,11 +17,11 @@ import html
 import numpy as np
 
 from convtrain.trace import (CARRIED, SLIP, SUMMARY_LIMIT, _published_verdict, _slices,
-                             published_marks)
+                             published_marks, shown)
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em;
-       color: #1d2330; background: #fbfbfd; padding: 0 1em; }
+       color: #1d2330; background: #fbfbfd; padding: 0 1em; overflow-wrap: break-word; }
 h1 { font-size: 1.5em; margin-bottom: 0.2em; }
 .note { color: #4b5468; max-width: 60em; }
 .legend span { display: inline-block; padding: 0 0.5em; margin-right: 0.6em; }
@@ -33,8 +34,9 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; }
 .formula { font-family: ui-monospace, monospace; background: #f2f3f7; padding: 0.2em 0.5em;
            border-radius: 4px; display: inline-block; }
 .columns { display: flex; flex-wrap: wrap; gap: 1.6em; margin-top: 0.6em; }
+.column { min-width: 0; max-width: 100%; }
 .column h3 { font-size: 0.85em; color: #4b5468; margin: 0 0 0.3em; font-weight: 600; }
-.slice { margin-bottom: 0.6em; }
+.slice { margin-bottom: 0.6em; overflow-x: auto; }
 .slice .label { font-size: 0.8em; color: #6b7385; }
 table.grid { border-collapse: collapse; }
 table.grid td { border: 1px solid #e3e5ec; padding: 0.25em 0.45em; text-align: right;
@@ -68,14 +70,14 @@ def _numbers(array, scale, decimals, exact=None, wrong=None, marks=None):
             extra = ""
             if wrong is not None and wrong[r, c]:
                 classes.append("wrong")
-                extra = f'<span class="exact">exact {exact[r, c]:.{decimals}f}</span>'
+                extra = f'<span class="exact">exact {shown(exact[r, c], f".{decimals}f")}</span>'
             if marks is not None and marks[r, c] == SLIP:
                 classes.append("slip")
             elif marks is not None and marks[r, c] == CARRIED:
                 classes.append("carried")
             cls = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f'<td{cls} style="background:{_colour(value, scale)}">'
-                         f'{value:.{decimals}f}{extra}</td>')
+                         f'{shown(value, f".{decimals}f")}{extra}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return '<table class="grid">' + "".join(rows) + "</table>"
 
@@ -108,8 +110,8 @@ def _column(title, array, scale, decimals, big, exact=None, marks=None):
                                   mark_views[k][1] if mark_views else None))
         parts.append("</div>")
     if big:
-        parts.append(f'<div class="stats">shape {list(array.shape)}, min {array.min():.4g}, '
-                     f'max {array.max():.4g}</div>')
+        parts.append(f'<div class="stats">shape {list(array.shape)}, '
+                     f'min {shown(array.min(), ".4g")}, max {shown(array.max(), ".4g")}</div>')
     parts.append("</div>")
     return "".join(parts)
 

@@ -1,6 +1,8 @@
 """`convtrain trace --format html`: a self-contained page, checked as written and as
 headless Chromium renders it (Debian's chromium package; .ci/run installs it)."""
 
+import html
+import json
 import os
 import re
 import shutil
@@ -87,3 +89,62 @@ def test_the_console_check_would_see_an_error(tmp_path):
     page = tmp_path / "bad.html"
     page.write_text("<html><body><script>undefined_function()</script></body></html>")
     assert _console_errors(_chromium("--dump-dom", page.as_uri()).stderr)
+
+
+WIDE = """name: wide
+dtype: float64
+input: [1, 4, 4]
+layers:
+  - {type: flatten}
+  - {type: dense, units: 120}
+  - {type: relu}
+  - {type: dense, units: 10}
+trace:
+  input: [[[.7, -.3, -.7, .5], [.9, -.5, -.2, .9], [-.1, .8, -.3, -.5], [0, .2, -.1, .6]]]
+  target: 3
+"""
+# Added to a copy of the page (the page itself has no script): after layout, the cards
+# whose content sticks out of them, whether the page scrolls sideways, and the slices
+# that scroll inside their card, as JSON in <pre id="measured">.
+MEASURE = """<script>
+const scrolls = el => ["auto", "scroll"].includes(getComputedStyle(el).overflowX);
+const result = {
+  page_overflows: document.documentElement.scrollWidth > document.documentElement.clientWidth,
+  cards_overflowing: [...document.querySelectorAll("section.step")]
+    .filter(card => card.scrollWidth > card.clientWidth).map(card => card.id),
+  slices_scrolling: [...document.querySelectorAll(".slice")]
+    .filter(s => s.scrollWidth > s.clientWidth && scrolls(s)).length,
+};
+const pre = document.createElement("pre");
+pre.id = "measured";
+pre.textContent = JSON.stringify(result);
+document.body.appendChild(pre);
+</script>"""
+
+
+def _measured(page, tmp_path, width):
+    path = tmp_path / "measured.html"
+    path.write_text(page.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
+    proc = _chromium(f"--window-size={width},900", "--dump-dom", path.as_uri())
+    assert proc.returncode == 0 and _console_errors(proc.stderr) == [], proc.stderr[-2000:]
+    found = re.search(r'<pre id="measured">(.*?)</pre>', proc.stdout)
+    assert found, proc.stdout[-2000:]
+    return json.loads(html.unescape(found.group(1)))
+
+
+@needs_browser
+@pytest.mark.parametrize("width", [1200, 480])
+def test_wide_rows_scroll_inside_their_card(write_config, tmp_path, width):
+    """A dense layer of 120 units gives rows of 120 numbers: each scrolls inside its card,
+    and neither the cards nor the page grow sideways."""
+    page = _html([write_config(WIDE, "wide.yaml")])
+    measured = _measured(page, tmp_path, width)
+    assert measured["cards_overflowing"] == []
+    assert not measured["page_overflows"]
+    assert measured["slices_scrolling"] >= 4  # A2, A3, δ2, δ3 (and more on a narrow window)
+
+
+@needs_browser
+def test_the_worked_example_fits_a_narrow_window(textbook_page, tmp_path):
+    measured = _measured(textbook_page.read_text(encoding="utf-8"), tmp_path, 480)
+    assert measured["cards_overflowing"] == [] and not measured["page_overflows"]

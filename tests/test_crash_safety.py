@@ -77,15 +77,19 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_same_weights(config, tmp
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while (proc.poll() is None and time.time() < deadline
-           and _steps_logged(killed / "metrics.jsonl") < kill_after):
+           and (_steps_logged(killed / "metrics.jsonl") < kill_after
+                or not (killed / "checkpoint-last.npz").exists())):
         time.sleep(0.001 * random.randrange(1, 20))
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill ({kill_after})"
 
-    result = _run(["train", config, "--resume", str(killed / "checkpoint-last.npz"),
-                   "--quiet"])
-    assert result.exit_code == 0, result.output
+    # A step takes about a millisecond and the polling above up to 20: on a busy machine
+    # the kill can land after the last checkpoint, when there is nothing left to resume.
+    if read_checkpoint(str(killed / "checkpoint-last.npz"))[2]["epochs_done"] < 4:
+        result = _run(["train", config, "--resume", str(killed / "checkpoint-last.npz"),
+                       "--quiet"])
+        assert result.exit_code == 0, result.output
     assert _same(_weights(reference), _weights(killed)), f"killed after step {kill_after}"
     records = [json.loads(line) for line in open(killed / "metrics.jsonl")]
     steps = [r["step"] for r in records if r["event"] == "step"]

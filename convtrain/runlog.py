@@ -59,6 +59,17 @@ class RunLog:
         if self.tensorboard is not None:
             self.tensorboard.add(record)
 
+    def step(self, network, updates, fields):
+        """The per-layer record and table after a step; fields: epoch, step, loss, lr and
+        any extras for the record."""
+        layers = report.layer_record(network, updates)
+        for name, times in (network.timings or {}).items():
+            layers[name].update(times)
+        record = {"event": "step", **fields, "layers": layers}
+        self.record(record)
+        self.result(report.layer_table(fields["step"], fields["epoch"], fields["loss"],
+                                       fields["lr"], layers))
+
     def result(self, text, quiet_too=False):
         """A line of the run's log, on stdout."""
         if quiet_too or not self.quiet:

@@ -222,15 +222,9 @@ class Trainer:
             self._diverged(broken + first_bad_delta(network))
         state.add_batch(loss, int(np.sum(np.argmax(scores, axis=1) == yb)), len(yb))
         if state.global_step % self.config.log.every == 0:
-            layers = report.layer_record(network, updates)
-            for name, times in (network.timings or {}).items():
-                layers[name].update(times)
-            record = {"event": "step", "epoch": epoch, "step": state.global_step,
-                      "loss": loss, "lr": lr, "layers": layers}
-            if clip:
-                record["grad_norm_total"] = total_norm
-            self.log.record(record)
-            self.log.result(report.layer_table(state.global_step, epoch, loss, lr, layers))
+            extra = {"grad_norm_total": total_norm} if clip else {}
+            self.log.step(network, updates, {"epoch": epoch, "step": state.global_step,
+                                             "loss": loss, "lr": lr, **extra})
         return loss
 
     def _end_epoch(self, epoch, seconds, trained, val_x, val_y):

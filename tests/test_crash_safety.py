@@ -16,25 +16,11 @@ from click.testing import CliRunner
 
 from convtrain.checkpoint import read_checkpoint
 from convtrain.cli import main
+from nets import small_cnn
 
-CONFIG = """name: crash
-seed: 11
-input: [1, 8, 8]
-layers:
-  - {type: conv2d, filters: 4, kernel: 3, padding: same}
-  - {type: relu}
-  - {type: maxpool, size: 2}
-  - {type: flatten}
-  - {type: dense, units: 10}
-optimizer: {type: sgd, lr: 0.1, momentum: 0.9}
-schedule: {type: step, every: 1, gamma: 0.7}
-train: {epochs: 4, batch_size: 16}
-data:
-  train: {format: builtin, name: digits, scale: 16, limit: 400}
-  val: {split: 0.2}
-log: {every: 1}
-checkpoint: {every: 1}
-"""
+CONFIG = small_cnn("crash", seed=11, epochs=4, batch_size=16, log_every=1,
+                   schedule="{type: step, every: 1, gamma: 0.7}",
+                   extra="checkpoint: {every: 1}\n")
 
 
 def _run(args):

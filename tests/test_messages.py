@@ -12,19 +12,9 @@ from convtrain.checkpoint import load_into
 from convtrain.cli import main
 from convtrain.config import load_config
 from convtrain.errors import UserError
+from nets import small_cnn
 
-SMALL = """name: small
-input: [1, 8, 8]
-layers:
-  - {type: conv2d, filters: 4, kernel: 3, padding: same}
-  - {type: relu}
-  - {type: maxpool, size: 2}
-  - {type: flatten}
-  - {type: dense, units: 10}
-train: {epochs: 1, batch_size: 16}
-data:
-  train: {format: builtin, name: digits, scale: 16, limit: 64}
-"""
+SMALL = small_cnn("small", epochs=1, batch_size=16, limit=64, val_split=None, optimizer=None)
 CONV = "  - {type: conv2d, filters: 4, kernel: 3, padding: same}\n"
 
 

@@ -14,23 +14,9 @@ from click.testing import CliRunner
 
 from convtrain.checkpoint import read_checkpoint
 from convtrain.cli import main
+from nets import small_cnn
 
-CONFIG = """name: talk
-seed: 5
-input: [1, 8, 8]
-layers:
-  - {type: conv2d, filters: 4, kernel: 3, padding: same}
-  - {type: relu}
-  - {type: maxpool, size: 2}
-  - {type: flatten}
-  - {type: dense, units: 10}
-optimizer: {type: sgd, lr: 0.1, momentum: 0.9}
-train: {epochs: 2, batch_size: 32}
-data:
-  train: {format: builtin, name: digits, scale: 16, limit: 320}
-  val: {split: 0.2}
-log: {every: 4}
-"""
+CONFIG = small_cnn("talk", seed=5, epochs=2, limit=320, log_every=4)
 
 
 def _run(args):

@@ -10,24 +10,10 @@ from click.testing import CliRunner
 
 from convtrain.checkpoint import read_checkpoint
 from convtrain.cli import main
+from nets import small_cnn
 
-SMALL = """name: small
-seed: 4
-input: [1, 8, 8]
-layers:
-  - {type: conv2d, filters: 4, kernel: 3, padding: same}
-  - {type: relu}
-  - {type: maxpool, size: 2}
-  - {type: flatten}
-  - {type: dense, units: 10}
-optimizer: {type: sgd, lr: 0.1, momentum: 0.9}
-schedule: {type: step, every: 1, gamma: 0.5}
-train: {epochs: 3, batch_size: 32}
-data:
-  train: {format: builtin, name: digits, scale: 16, limit: 500}
-  val: {split: 0.2}
-log: {every: 4}
-"""
+SMALL = small_cnn("small", seed=4, epochs=3, limit=500, log_every=4,
+                  schedule="{type: step, every: 1, gamma: 0.5}")
 
 
 def _run(args):

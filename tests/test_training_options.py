@@ -15,23 +15,9 @@ from convtrain.config import load_config
 from convtrain.kernels.elementwise import adam_update, sgd_update
 from convtrain.network import Network
 from convtrain.optim import clip_gradients
+from nets import small_cnn
 
-BASE = """name: opts
-seed: 3
-input: [1, 8, 8]
-layers:
-  - {type: conv2d, filters: 4, kernel: 3, padding: same}
-  - {type: relu}
-  - {type: maxpool, size: 2}
-  - {type: flatten}
-  - {type: dense, units: 10}
-optimizer: {type: sgd, lr: 0.1, momentum: 0.9}
-train: {epochs: 3, batch_size: 32}
-data:
-  train: {format: builtin, name: digits, scale: 16, limit: 400}
-  val: {split: 0.2}
-log: {every: 1}
-"""
+BASE = small_cnn("opts", seed=3, epochs=3, log_every=1)
 
 # 320 training samples / 32 = 10 steps an epoch.
 OPTIONS = {

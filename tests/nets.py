@@ -1,0 +1,28 @@
+"""The small CNN most tests train: four 3×3 filters, ReLU, 2×2 max-pool and a dense layer
+of 10, on a slice of the builtin 8×8 digits. Each test file sets what it varies."""
+
+LAYERS = """layers:
+  - {type: conv2d, filters: 4, kernel: 3, padding: same}
+  - {type: relu}
+  - {type: maxpool, size: 2}
+  - {type: flatten}
+  - {type: dense, units: 10}
+"""
+
+
+def small_cnn(name, seed=0, epochs=1, batch_size=32, limit=400, val_split=0.2,
+              optimizer="{type: sgd, lr: 0.1, momentum: 0.9}", schedule=None,
+              log_every=None, extra=""):
+    """YAML text of the small CNN. Line 1 is name:, 11 is train: (12 with a schedule)."""
+    lines = [f"name: {name}", f"seed: {seed}", "input: [1, 8, 8]", LAYERS.rstrip("\n")]
+    if optimizer:
+        lines.append(f"optimizer: {optimizer}")
+    if schedule:
+        lines.append(f"schedule: {schedule}")
+    lines += [f"train: {{epochs: {epochs}, batch_size: {batch_size}}}", "data:",
+              f"  train: {{format: builtin, name: digits, scale: 16, limit: {limit}}}"]
+    if val_split:
+        lines.append(f"  val: {{split: {val_split}}}")
+    if log_every:
+        lines.append(f"log: {{every: {log_every}}}")
+    return "\n".join(lines) + "\n" + extra

@@ -36,7 +36,11 @@ class RunLog:
 
     def open(self, out_dir, tensorboard=False, first_step=0):
         """Append to out_dir/metrics.jsonl (and start TensorBoard event files there)."""
-        self.metrics = open(os.path.join(out_dir, METRICS), "a", encoding="utf-8")
+        path = os.path.join(out_dir, METRICS)
+        try:
+            self.metrics = open(path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise RunFailed(f"cannot open {path}: {exc.strerror or exc}") from None
         if tensorboard:
             from convtrain.tensorboard import EventWriter
 

@@ -2,13 +2,14 @@
 installs, and results that do not depend on the threading layer."""
 
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from convtrain import runtime
+from convtrain import __version__, runtime
 from convtrain.checkpoint import read_checkpoint
 
 SETTINGS = ("OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER_PRIORITY", "NUMBA_CACHE_DIR")
@@ -57,6 +58,51 @@ def test_writable_install_keeps_numbas_own_cache(monkeypatch):
     _clear(monkeypatch)
     runtime.prepare_environment()
     assert "NUMBA_CACHE_DIR" not in os.environ
+
+
+def test_the_kernel_cache_is_per_user_outside_the_package_and_keyed_by_the_sources(
+        monkeypatch, tmp_path):
+    """Never the package folder: pip leaves files it did not install there, and the folder
+    left behind shadows an editable install (tests/test_install.py). Keyed by a hash of every
+    kernel module, because Numba's own check looks only at the function's own file
+    (numba#9483): an edit to another kernel module must not load stale machine code."""
+    _clear(monkeypatch)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    runtime.prepare_environment()
+    cache = os.environ["NUMBA_CACHE_DIR"]
+    assert cache == runtime.kernel_cache_dir() and os.path.isdir(cache)
+    assert os.path.dirname(cache) == str(tmp_path / "cache" / "convtrain")
+    assert os.path.basename(cache).startswith(f"kernels-{__version__}-")
+
+    kernels = tmp_path / "kernels"
+    shutil.copytree(os.path.join(os.path.dirname(runtime.__file__), "kernels"), kernels,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(runtime, "KERNELS", str(kernels))
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    assert runtime.kernel_cache_dir() == cache
+    with open(kernels / "pool.py", "a") as handle:
+        handle.write("# an edit\n")
+    assert runtime.kernel_cache_dir() != cache
+
+
+def test_the_users_numba_cache_dir_wins(monkeypatch, tmp_path):
+    _clear(monkeypatch)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
+    runtime.prepare_environment()
+    assert os.environ["NUMBA_CACHE_DIR"] == runtime.kernel_cache_dir() == str(tmp_path / "mine")
+
+
+def test_an_unusable_cache_home_falls_back_to_a_temporary_folder(monkeypatch, tmp_path):
+    """Not to Numba's default, the package folder. Tests run as root, so the unusable cache
+    home is a file, under which no folder can be made."""
+    _clear(monkeypatch)
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file"))
+    monkeypatch.setattr(runtime.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    runtime.prepare_environment()
+    cache = os.environ["NUMBA_CACHE_DIR"]
+    assert os.path.dirname(cache) == str(tmp_path / "tmp") and os.access(cache, os.W_OK)
 
 
 def test_weights_do_not_depend_on_the_threading_layer(repo_root, write_config, tmp_path):

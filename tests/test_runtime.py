@@ -1,5 +1,5 @@
-"""Process settings (convtrain.runtime): thread defaults, the kernel cache on read-only
-installs, and results that do not depend on the threading layer."""
+"""Process settings (convtrain.runtime): thread defaults, where the kernel cache goes, and
+results that do not depend on the threading layer."""
 
 import os
 import shutil
@@ -39,25 +39,6 @@ def test_defaults_are_set_and_the_users_values_win(monkeypatch):
     runtime.prepare_environment()
     assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
     assert os.environ["NUMBA_THREADING_LAYER_PRIORITY"] == "workqueue omp tbb"
-
-
-def test_read_only_install_caches_kernels_under_the_users_cache_home(monkeypatch, tmp_path):
-    """Tests run as root here, so a read-only folder is simulated at os.access."""
-    _clear(monkeypatch)
-    package_dir = os.path.dirname(runtime.__file__)
-    real_access = os.access
-    monkeypatch.setattr(runtime.os, "access", lambda path, mode: (
-        False if os.path.samefile(path, package_dir) and mode == os.W_OK
-        else real_access(path, mode)))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    runtime.prepare_environment()
-    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "convtrain" / "numba")
-
-
-def test_writable_install_keeps_numbas_own_cache(monkeypatch):
-    _clear(monkeypatch)
-    runtime.prepare_environment()
-    assert "NUMBA_CACHE_DIR" not in os.environ
 
 
 def test_the_kernel_cache_is_per_user_outside_the_package_and_keyed_by_the_sources(

@@ -110,6 +110,15 @@ def keep_freed_memory():
     mallopt(m_trim_threshold, 1 << 30)   # keep up to 1 GB of freed heap
 
 
+def available_cores():
+    """The cores this process may run on: its CPU affinity (taskset, cpusets), which can be
+    fewer than the machine has. Numba sizes its default thread count the same way."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity outside Linux
+        return os.cpu_count() or 1
+
+
 def prepare_numba(threads=None):
     """prepare_environment(), then set numba's thread count (importing numba)."""
     import sys

@@ -8,9 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from convtrain import __version__, runtime
 from convtrain.checkpoint import read_checkpoint
+from convtrain.cli import main
 
 SETTINGS = ("OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER_PRIORITY", "NUMBA_CACHE_DIR")
 
@@ -109,3 +111,24 @@ def test_weights_do_not_depend_on_the_threading_layer(repo_root, write_config, t
         weights[layer] = read_checkpoint(str(out / "checkpoint-last.npz"))[0]
     assert all(np.array_equal(weights["workqueue"][k], weights["omp"][k])
                for k in weights["omp"])
+
+
+def test_more_threads_than_cores_warns_in_one_line(monkeypatch, repo_root):
+    """The core count is the process's affinity, patched here so that the test does not
+    depend on the machine."""
+    import numba
+
+    monkeypatch.setattr(runtime, "available_cores", lambda: 1)
+    config = os.path.join(repo_root, "configs", "digits.yaml")
+    runner = CliRunner()
+    try:
+        for threads, warned in (("2", True), ("1", False)):
+            result = runner.invoke(main, ["time", config, "--batch", "2", "--iters", "1",
+                                          "--threads", threads])
+            assert result.exit_code == 0, result.output
+            warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+            assert warnings == ([
+                "warning: --threads 2 is more than the 1 core available to this process; "
+                "the extra threads only take turns (slower, same results)"] if warned else [])
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)

@@ -28,11 +28,22 @@ def prepare_environment():
     # OpenBLAS reads this when it loads: NumPy's and SciPy's copies alike.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # OpenMP's workers spin briefly between parallel loops instead of sleeping, which
-    # saves a wake-up per kernel call (about 30% of a LeNet step here); workqueue
-    # ships with numba and is the fallback where no OpenMP runtime is installed, so
-    # tbb (numba wants it in the list) is never reached. The results do not depend on
-    # the layer: every kernel's summation order is fixed.
+    # saves a wake-up per kernel call (LeNet step 2.2 ms, 6.6 ms with workqueue's sleeping
+    # workers, 4.4 ms with OMP_WAIT_POLICY=passive; 2 idle cores); workqueue ships with
+    # numba and is the fallback where no OpenMP runtime is installed, so tbb (numba wants
+    # it in the list) is never reached. The results do not depend on the layer: every
+    # kernel's summation order is fixed.
     os.environ.setdefault("NUMBA_THREADING_LAYER_PRIORITY", "omp workqueue tbb")
+    # But GNU OpenMP spins 300,000 rounds (about 3 ms) by default, and where another
+    # process wants the cores too (a shared CI runner), a spinning thread holds its core
+    # while the thread that its loop waits for sits descheduled: beside one busy process
+    # a LeNet step took 15-120 ms and a digits step 3-140 ms (0.5 ms idle). 3,000 rounds
+    # (tens of µs) still bridge the gap from one kernel call to the next, then the thread
+    # sleeps: LeNet 2.4 ms idle, 6 ms beside one busy process; digits 0.55 and 2.3 ms.
+    # (One thread: LeNet 3.5 ms either way.) A wait policy or spin count of the user's
+    # own wins.
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", "3000")
     keep_freed_memory()
     if not os.environ.get("NUMBA_CACHE_DIR"):
         os.environ["NUMBA_CACHE_DIR"] = _writable(kernel_cache_dir())

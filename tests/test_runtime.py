@@ -14,7 +14,8 @@ from convtrain import __version__, runtime
 from convtrain.checkpoint import read_checkpoint
 from convtrain.cli import main
 
-SETTINGS = ("OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER_PRIORITY", "NUMBA_CACHE_DIR")
+SETTINGS = ("OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER_PRIORITY", "NUMBA_CACHE_DIR",
+            "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +42,22 @@ def test_defaults_are_set_and_the_users_values_win(monkeypatch):
     runtime.prepare_environment()
     assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
     assert os.environ["NUMBA_THREADING_LAYER_PRIORITY"] == "workqueue omp tbb"
+
+
+def test_openmp_spins_briefly_unless_the_user_chose_a_wait_policy(monkeypatch):
+    """libgomp's default spin (about 3 ms) made a step 10-300x slower beside one busy
+    process; a short spin keeps the idle-machine speed. A wait policy of the user's
+    implies its own spin count, so none is set then."""
+    _clear(monkeypatch)
+    runtime.prepare_environment()
+    assert os.environ["GOMP_SPINCOUNT"] == "3000"
+    monkeypatch.setenv("GOMP_SPINCOUNT", "100")
+    runtime.prepare_environment()
+    assert os.environ["GOMP_SPINCOUNT"] == "100"
+    _clear(monkeypatch)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")
+    runtime.prepare_environment()
+    assert "GOMP_SPINCOUNT" not in os.environ
 
 
 def test_the_kernel_cache_is_per_user_outside_the_package_and_keyed_by_the_sources(

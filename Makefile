@@ -8,15 +8,26 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-install: $(BIN)/python
-	$(BIN)/python -m pip install --quiet .
+# demo and test install the same way, editable, so running them in any order never swaps a
+# regular install for an editable one: that swap had pip delete site-packages/convtrain and
+# anything it had not installed there (Numba's kernel cache, before convtrain moved it to
+# ~/.cache) stayed behind as a folder without __init__.py, a namespace package shadowing the
+# checkout. The second line removes such a folder from a venv made before that fix; after an
+# editable install nothing of convtrain's belongs in site-packages.
+define EDITABLE_INSTALL
+	$(BIN)/python -m pip install --quiet -e '.$(1)'
+	for d in $(VENV)/lib/python*/site-packages/convtrain; do \
+	    [ ! -d "$$d" ] || [ -e "$$d/__init__.py" ] || rm -rf "$$d"; done
+endef
 
-demo: $(BIN)/python
-	$(BIN)/python -m pip install --quiet .
+install: $(BIN)/python
+	$(call EDITABLE_INSTALL,)
+
+demo: install
 	$(BIN)/convtrain train configs/digits.yaml
 
 test: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(call EDITABLE_INSTALL,[test])
 	$(BIN)/python -m pytest -q
 
 clean:

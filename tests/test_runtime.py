@@ -1,17 +1,21 @@
-"""Process settings (convtrain.runtime): thread defaults, the kernel cache on read-only
-installs, and results that do not depend on the threading layer."""
+"""Process settings (convtrain.runtime): thread defaults, where the kernel cache goes, and
+results that do not depend on the threading layer."""
 
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
-from convtrain import runtime
+from convtrain import __version__, runtime
 from convtrain.checkpoint import read_checkpoint
+from convtrain.cli import main
 
-SETTINGS = ("OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER_PRIORITY", "NUMBA_CACHE_DIR")
+SETTINGS = ("OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER_PRIORITY", "NUMBA_CACHE_DIR",
+            "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
 
 
 @pytest.fixture(autouse=True)
@@ -40,23 +44,65 @@ def test_defaults_are_set_and_the_users_values_win(monkeypatch):
     assert os.environ["NUMBA_THREADING_LAYER_PRIORITY"] == "workqueue omp tbb"
 
 
-def test_read_only_install_caches_kernels_under_the_users_cache_home(monkeypatch, tmp_path):
-    """Tests run as root here, so a read-only folder is simulated at os.access."""
-    _clear(monkeypatch)
-    package_dir = os.path.dirname(runtime.__file__)
-    real_access = os.access
-    monkeypatch.setattr(runtime.os, "access", lambda path, mode: (
-        False if os.path.samefile(path, package_dir) and mode == os.W_OK
-        else real_access(path, mode)))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    runtime.prepare_environment()
-    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "convtrain" / "numba")
-
-
-def test_writable_install_keeps_numbas_own_cache(monkeypatch):
+def test_openmp_spins_briefly_unless_the_user_chose_a_wait_policy(monkeypatch):
+    """libgomp's default spin (about 3 ms) made a step 10-300x slower beside one busy
+    process; a short spin keeps the idle-machine speed. A wait policy of the user's
+    implies its own spin count, so none is set then."""
     _clear(monkeypatch)
     runtime.prepare_environment()
-    assert "NUMBA_CACHE_DIR" not in os.environ
+    assert os.environ["GOMP_SPINCOUNT"] == "3000"
+    monkeypatch.setenv("GOMP_SPINCOUNT", "100")
+    runtime.prepare_environment()
+    assert os.environ["GOMP_SPINCOUNT"] == "100"
+    _clear(monkeypatch)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")
+    runtime.prepare_environment()
+    assert "GOMP_SPINCOUNT" not in os.environ
+
+
+def test_the_kernel_cache_is_per_user_outside_the_package_and_keyed_by_the_sources(
+        monkeypatch, tmp_path):
+    """Never the package folder: pip leaves files it did not install there, and the folder
+    left behind shadows an editable install (tests/test_install.py). Keyed by a hash of every
+    kernel module, because Numba's own check looks only at the function's own file
+    (numba#9483): an edit to another kernel module must not load stale machine code."""
+    _clear(monkeypatch)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    runtime.prepare_environment()
+    cache = os.environ["NUMBA_CACHE_DIR"]
+    assert cache == runtime.kernel_cache_dir() and os.path.isdir(cache)
+    assert os.path.dirname(cache) == str(tmp_path / "cache" / "convtrain")
+    assert os.path.basename(cache).startswith(f"kernels-{__version__}-")
+
+    kernels = tmp_path / "kernels"
+    shutil.copytree(os.path.join(os.path.dirname(runtime.__file__), "kernels"), kernels,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(runtime, "KERNELS", str(kernels))
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    assert runtime.kernel_cache_dir() == cache
+    with open(kernels / "pool.py", "a") as handle:
+        handle.write("# an edit\n")
+    assert runtime.kernel_cache_dir() != cache
+
+
+def test_the_users_numba_cache_dir_wins(monkeypatch, tmp_path):
+    _clear(monkeypatch)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
+    runtime.prepare_environment()
+    assert os.environ["NUMBA_CACHE_DIR"] == runtime.kernel_cache_dir() == str(tmp_path / "mine")
+
+
+def test_an_unusable_cache_home_falls_back_to_a_temporary_folder(monkeypatch, tmp_path):
+    """Not to Numba's default, the package folder. Tests run as root, so the unusable cache
+    home is a file, under which no folder can be made."""
+    _clear(monkeypatch)
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file"))
+    monkeypatch.setattr(runtime.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    runtime.prepare_environment()
+    cache = os.environ["NUMBA_CACHE_DIR"]
+    assert os.path.dirname(cache) == str(tmp_path / "tmp") and os.access(cache, os.W_OK)
 
 
 def test_weights_do_not_depend_on_the_threading_layer(repo_root, write_config, tmp_path):
@@ -82,3 +128,24 @@ def test_weights_do_not_depend_on_the_threading_layer(repo_root, write_config, t
         weights[layer] = read_checkpoint(str(out / "checkpoint-last.npz"))[0]
     assert all(np.array_equal(weights["workqueue"][k], weights["omp"][k])
                for k in weights["omp"])
+
+
+def test_more_threads_than_cores_warns_in_one_line(monkeypatch, repo_root):
+    """The core count is the process's affinity, patched here so that the test does not
+    depend on the machine."""
+    import numba
+
+    monkeypatch.setattr(runtime, "available_cores", lambda: 1)
+    config = os.path.join(repo_root, "configs", "digits.yaml")
+    runner = CliRunner()
+    try:
+        for threads, warned in (("2", True), ("1", False)):
+            result = runner.invoke(main, ["time", config, "--batch", "2", "--iters", "1",
+                                          "--threads", threads])
+            assert result.exit_code == 0, result.output
+            warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+            assert warnings == ([
+                "warning: --threads 2 is more than the 1 core available to this process; "
+                "the extra threads only take turns (slower, same results)"] if warned else [])
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)

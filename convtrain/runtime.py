@@ -34,14 +34,14 @@ def prepare_environment():
     # it in the list) is never reached. The results do not depend on the layer: every
     # kernel's summation order is fixed.
     os.environ.setdefault("NUMBA_THREADING_LAYER_PRIORITY", "omp workqueue tbb")
-    # But GNU OpenMP spins 300,000 rounds (about 3 ms) by default, and where another
-    # process wants the cores too (a shared CI runner), a spinning thread holds its core
-    # while the thread that its loop waits for sits descheduled: beside one busy process
-    # a LeNet step took 15-120 ms and a digits step 3-140 ms (0.5 ms idle). 3,000 rounds
-    # (tens of µs) still bridge the gap from one kernel call to the next, then the thread
-    # sleeps: LeNet 2.4 ms idle, 6 ms beside one busy process; digits 0.55 and 2.3 ms.
-    # (One thread: LeNet 3.5 ms either way.) A wait policy or spin count of the user's
-    # own wins.
+    # But GNU OpenMP spins 300,000 rounds (about 3 ms) by default, and where other
+    # processes want the cores too (a shared CI runner), a spinning thread holds its core
+    # while the thread its loop waits for sits descheduled: with one or two busy processes
+    # beside it, a LeNet step (2.3 ms idle) took 14-206 ms and a digits step (0.5 ms) up
+    # to 163 ms. 3,000 rounds (about 30 µs) still bridge the gap from one kernel call to
+    # the next, then the thread sleeps: LeNet 2.4 ms idle, 6.3-6.8 ms beside busy
+    # processes; digits 0.54 and 2.2-2.7 ms. (One thread: LeNet 3.6 ms idle, 3.6-5.2 ms
+    # busy.) A wait policy or spin count of the user's own wins.
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ.setdefault("GOMP_SPINCOUNT", "3000")
     keep_freed_memory()

@@ -14,9 +14,12 @@ $(BIN)/python:
 # ~/.cache) stayed behind as a folder without __init__.py, a namespace package shadowing the
 # checkout. The second line removes such a folder from a venv made before that fix; after an
 # editable install nothing of convtrain's belongs in site-packages.
+# setuptools warns on every editable install of a flat layout that a folder named like the
+# package in the working directory takes precedence over it: here that folder is the
+# package itself, so the 12-line warning says nothing and is filtered.
 define EDITABLE_INSTALL
-	$(BIN)/python -m pip install --quiet -e '.$(1)'
-	for d in $(VENV)/lib/python*/site-packages/convtrain; do \
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.$(1)'
+	@for d in $(VENV)/lib/python*/site-packages/convtrain; do \
 	    [ ! -d "$$d" ] || [ -e "$$d/__init__.py" ] || rm -rf "$$d"; done
 endef
 

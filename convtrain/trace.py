@@ -265,7 +265,7 @@ def run_trace(config, recipe="exact", checkpoint=None):
 
     _compare_published(config, steps, textbook, replays)
     return {"recipe": recipe, "dtype": "float64", "lr": lr, "op_note": _op_note(config, textbook),
-            "weights": checkpoint[1] if checkpoint else f"initial (seed {config.seed})",
+            "weights": checkpoint[1] if checkpoint else "initial, from the config",
             "steps": [_jsonable(step) for step in steps]}
 
 
@@ -457,7 +457,8 @@ def _published_verdict(step, size):
 
 
 def format_text(result, decimals=4, full=False):
-    lines = [f"recipe: {result['recipe']}   (float64; lr {result['lr']:g})",
+    lines = [f"recipe: {result['recipe']}   (float64; lr {result['lr']:g}; weights "
+             f"{result['weights']})",
              f"note: {result['op_note']}", ""]
     textbook = result["recipe"] == "textbook"
     for step in result["steps"]:

@@ -7,7 +7,6 @@ JSON of {epoch, step_in_epoch, global_step, optimizer_steps, best_val_acc,
 fingerprint, seed, ...} stored as uint8 bytes (no pickles anywhere).
 """
 
-import codecs
 import io
 import json
 import os
@@ -19,6 +18,7 @@ import numpy as np
 
 from convtrain.architecture import architecture_mismatch, checkpoint_architecture, parse_architecture
 from convtrain.errors import UserError
+from convtrain.filekind import what_file
 from convtrain.yamlsource import did_you_mean
 
 
@@ -85,7 +85,7 @@ class _NotACheckpoint(Exception):
 def _npz_arrays(raw):
     """{name: array} of the .npz in raw bytes."""
     if not raw.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip's first entry, or none
-        raise _NotACheckpoint(_what_file(raw))
+        raise _NotACheckpoint(what_file(raw))
     arrays = {}
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
@@ -115,25 +115,6 @@ def _npy_array(handle, name):
         raise _NotACheckpoint(f"a .npz whose array \"{name}\" holds Python objects (pickled)")
     handle.seek(0)
     return np.lib.format.read_array(handle, allow_pickle=False)
-
-
-def _what_file(raw):
-    """What a file that is not a zip archive is, as far as its first bytes tell."""
-    if not raw:
-        return "an empty file"
-    if raw.startswith(b"\x93NUMPY"):
-        return "a single NumPy array (.npy)"
-    if raw.startswith(b"\x80"):
-        return "a Python pickle"
-    head = raw[:4096]
-    try:
-        # An incremental decoder, so that a character cut at the 4096th byte is no error.
-        text = codecs.getincrementaldecoder("utf-8")().decode(head)
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and "\x00" not in text:
-        return "a text file"
-    return "a file that is not a .npz (zip) archive"
 
 
 def _convtrain_meta(arrays):

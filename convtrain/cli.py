@@ -61,6 +61,10 @@ def _numba(threads=None):
     prepare_numba(threads)
 
 
+def _epochs(count):
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
+
+
 def _read_checkpoint(path):
     """(read_checkpoint's result, path), or None without a path."""
     if path is None:
@@ -143,7 +147,7 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
         from convtrain.plots import require_pyplot
 
         require_pyplot()  # no matplotlib: say so now, not after the training
-    if spec.log.tensorboard:
+    if spec.log.tensorboard and not smoke:  # a smoke run writes no run folder
         from convtrain.tensorboard import require_tensorboardx
 
         require_tensorboardx(spec)
@@ -267,7 +271,7 @@ def evaluate(config, checkpoint, fmt, overrides):
     payload = {"checkpoint": checkpoint, "data": which, "samples": int(len(y)), "loss": loss,
                "accuracy": acc, "epochs_done": meta.get("epochs_done"), **classes}
     _emit(fmt, payload, f"{which}: {len(y)} samples  loss {loss:.4f}  accuracy {acc:.4f}  "
-                        f"(checkpoint after {meta.get('epochs_done')} epochs)\n"
+                        f"(checkpoint after {_epochs(meta.get('epochs_done'))})\n"
                         + confusion_text(classes))
 
 

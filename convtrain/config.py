@@ -253,8 +253,19 @@ def _train(section):
     return spec
 
 
+OPTIMIZER_KEYS = {"sgd": ("type", "lr", "weight_decay", "momentum", "nesterov"),
+                  "adam": ("type", "lr", "weight_decay", "beta1", "beta2", "eps")}
+OPTIMIZER_KEYS["adamw"] = OPTIMIZER_KEYS["adam"]
+
+
 def _optimizer(section):
     kind = section.get_choice("type", OPTIMIZERS, "sgd")
+    for key in section.raw:
+        owners = [name for name, keys in OPTIMIZER_KEYS.items() if key in keys]
+        if owners and kind not in owners:
+            raise section.error(key, f"'{key}' is a key of {' and '.join(owners)}, not of "
+                                     f"{kind}; {kind} takes: "
+                                     f"{', '.join(OPTIMIZER_KEYS[kind][1:])}")
     lr = section.get_float("lr", 0.01 if kind == "sgd" else 0.001, positive=True)
     # AdamW's decay is decoupled from the gradient, and PyTorch's default is 0.01.
     weight_decay = section.get_float("weight_decay", 0.01 if kind == "adamw" else 0.0,

@@ -18,6 +18,7 @@ from importlib import resources
 import numpy as np
 
 from convtrain.errors import DataError
+from convtrain.filekind import what_file
 
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -62,6 +63,9 @@ def read_idx(path, key_path):
 
 def read_npz(path, x_key, y_key, key_path):
     raw = _read_bytes(path, key_path)
+    if not raw.startswith((b"PK", b"\x93NUMPY")):
+        # NumPy would try it as a pickle and advise loading it unsafely.
+        raise DataError(f"not an .npz archive but {what_file(raw)}", file=path, path=key_path)
     try:
         archive = np.load(io.BytesIO(raw), allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:

@@ -9,6 +9,8 @@ lock cannot block a resume.
 import fcntl
 import os
 import shlex
+import shutil
+import sys
 import time
 
 from convtrain.checkpoint import read_checkpoint, save_checkpoint
@@ -95,6 +97,21 @@ def remove_temp_checkpoints(out):
             os.unlink(os.path.join(out, name))
 
 
+def invoked_as():
+    """The command that started this process, in a form to paste: `convtrain` where that
+    name on PATH is this very program, else the path it was started by
+    (`.venv/bin/convtrain` after `make demo`), or `python -m convtrain`."""
+    started = sys.argv[0] if sys.argv else ""
+    if os.path.basename(started) == "convtrain":
+        on_path = shutil.which("convtrain")
+        if on_path and os.path.realpath(on_path) == os.path.realpath(started):
+            return "convtrain"
+        return shlex.quote(started)
+    if started.endswith(os.path.join("convtrain", "__main__.py")):
+        return f"{shlex.quote(sys.executable)} -m convtrain"
+    return "convtrain"
+
+
 class RunCheckpoints:
     """checkpoint-last.npz and checkpoint-best.npz in one run folder."""
 
@@ -112,7 +129,7 @@ class RunCheckpoints:
     def resume_command(self):
         """The command that continues this run with the very settings it ran with (the
         resolved config carries every --set and --epochs)."""
-        return (f"convtrain train {shlex.quote(os.path.join(self.out, RESOLVED_CONFIG))} "
+        return (f"{invoked_as()} train {shlex.quote(os.path.join(self.out, RESOLVED_CONFIG))} "
                 f"--resume {shlex.quote(os.path.join(self.out, LAST))}")
 
     def what_is_kept(self):

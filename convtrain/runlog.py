@@ -94,7 +94,7 @@ class RunLog:
 
     def stopped_at_max_steps(self, max_steps, resume_command):
         self.note(f"stopped after --max-steps {max_steps}; checkpoint-last.npz holds the "
-                  f"state; continue with: {resume_command}")
+                  f"state; continue with: {resume_command}", quiet_too=True)
 
     def interrupted(self, step, resume_command):
         self.note(f"interrupted at step {step}; checkpoint written. Resume with: "
@@ -109,8 +109,9 @@ class RunLog:
 
     @contextlib.contextmanager
     def progress_bar(self, epoch, batches, done):
-        """click's progress bar on stderr (it draws only on a terminal); silent for --quiet."""
-        if self.quiet:
+        """click's progress bar on stderr, on a terminal only (elsewhere click would still
+        print its label once an epoch, noise in a CI log); silent for --quiet."""
+        if self.quiet or not sys.stderr.isatty():
             yield _SilentBar()
             return
         with click.progressbar(length=batches, label=f"epoch {epoch}/{self.epochs}",

@@ -181,5 +181,5 @@ def init_run(checkpoint, path, config, network, skip=()):
     loaded = load_weights(checkpoint, path, config, network, skip)
     note = f"initialised from {path}: {', '.join(loaded)}"
     if skip:
-        note += f"; {', '.join(skip)} left at their initialisation"
+        note += f"; left at initialisation: {', '.join(skip)}"
     return [note], {"event": "init_from", "checkpoint": path, "skipped": list(skip)}

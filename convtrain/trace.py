@@ -23,7 +23,7 @@ from convtrain.checkpoint import load_into
 from convtrain.data import load_datasets
 from convtrain.errors import ConfigError
 from convtrain.network import Network
-from convtrain.optim import Optimizer, learning_rate
+from convtrain.optim import Optimizer, learning_rate, step_learning_rate
 
 SUMMARY_LIMIT = 144  # arrays with more entries per 2-D slice are summarised in text
 SLIP, CARRIED = 1, 2
@@ -169,7 +169,9 @@ def run_trace(config, recipe="exact", checkpoint=None):
         load_into(*checkpoint, config, network)
     specs = config.layers
     s = _Symbols(config)
-    lr = learning_rate(config.optimizer, config.schedule, 1, config.train.epochs)
+    # The lr of training's very first step (warmup included).
+    lr = step_learning_rate(learning_rate(config.optimizer, config.schedule, 1,
+                                          config.train.epochs), config.schedule, 1)
     steps = []
 
     def add(spec_name, what, formula, value, exact=None, note=None):

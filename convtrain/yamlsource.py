@@ -26,7 +26,12 @@ def format_path(path):
 
 
 def did_you_mean(word, choices):
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    choices = [str(c) for c in choices]
+    # A choice that differs only in case is the likeliest typo ('adamW' means adamw, not adam).
+    same = [c for c in choices if c.lower() == str(word).lower()]
+    lowered = {c.lower(): c for c in choices}
+    close = same or [lowered[c] for c in difflib.get_close_matches(str(word).lower(), lowered,
+                                                                   n=1, cutoff=0.6)]
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
@@ -37,6 +42,7 @@ class Source:
         self.tree = tree
         self.file = file
         self.lines = lines
+        self.overrides = {}  # key path -> the `--set KEY=VALUE` that wrote it
 
     def line_of(self, path):
         """Line of the closest recorded ancestor of `path` (1-based), or None."""
@@ -48,8 +54,20 @@ class Source:
         return None
 
     def error(self, path, message):
-        return ConfigError(message, file=self.file, path=format_path(path) or None,
+        file, setting = self.file, self.override_near(path)
+        if setting:
+            file = f"{file} with --set {setting}"
+        return ConfigError(message, file=file, path=format_path(path) or None,
                            line=self.line_of(path))
+
+    def override_near(self, path):
+        """The `--set` that wrote at path, inside it or above it (None if none did): an
+        error there is as likely the flag's as the file's."""
+        path = tuple(path)
+        for written, assignment in self.overrides.items():
+            if path and (written[:len(path)] == path or path[:len(written)] == written):
+                return assignment
+        return None
 
 
 def load_yaml(file, text=None):
@@ -202,3 +220,4 @@ def apply_override(source, assignment):
         else:
             raise ConfigError(f"--set {key}: '{format_path(path)}' is a value, not a mapping or list")
     source.lines[path] = None
+    source.overrides[path] = assignment

@@ -72,7 +72,7 @@ def test_sigint_checkpoints_and_exits_130(tmp_path, repo_root):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "Resume with: convtrain train" in err and "Traceback" not in err
+    assert "Resume with: " in err and " -m convtrain train " in err and "Traceback" not in err
     result = CliRunner().invoke(main, ["eval", config, "--checkpoint",
                                        str(out / "checkpoint-last.npz")])
     assert result.exit_code == 0

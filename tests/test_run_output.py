@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from click.testing import CliRunner
 
 from convtrain.checkpoint import read_checkpoint
@@ -51,9 +52,10 @@ def test_the_resume_command_printed_after_ctrl_c_keeps_epochs_and_set(write_conf
     assert proc.returncode == 130, err
     line = next(x for x in err.splitlines() if "Resume with: " in x)
     command = shlex.split(line.split("Resume with: ", 1)[1])
-    assert command[:2] == ["convtrain", "train"]
+    assert command[:3] == [sys.executable, "-m", "convtrain"]  # as this run was started
+    command = command[3:]
     done = read_checkpoint(str(out / "checkpoint-last.npz"))[2]["global_step"]
-    result = _run(command[1:] + ["--max-steps", str(done + 3), "--quiet"])
+    result = _run(command + ["--max-steps", str(done + 3), "--quiet"])
     assert result.exit_code == 0, result.output
     resumed = [r for r in _records(out) if r["event"] == "step" and r["step"] > done]
     assert [r["step"] for r in resumed] == [done + 1, done + 2, done + 3]
@@ -106,6 +108,7 @@ def test_the_log_goes_to_stdout_and_the_progress_notes_to_stderr(write_config, t
     assert "conv1       conv2d" in out  # the summary table
     assert "run folder: " in err and "kernels ready in" in err
     assert "run folder" not in out and "kernels ready" not in out
+    assert "epoch 1/2\n" not in err  # no progress-bar label off a terminal
 
 
 def test_a_second_run_into_a_locked_run_folder_stops_before_writing(write_config, tmp_path):
@@ -138,3 +141,50 @@ def test_every_shipped_config_round_trips_through_its_resolved_copy(repo_root, t
         assert again.resolved == config.resolved, name
         assert again.architecture_fingerprint() == config.architecture_fingerprint(), name
         assert again.train.epochs == 7
+
+
+def test_the_printed_commands_start_as_this_process_did(monkeypatch, tmp_path):
+    from convtrain import runfolder
+
+    program = tmp_path / "venv bin" / "convtrain"
+    program.parent.mkdir()
+    program.write_text("")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(sys, "argv", [str(program), "train"])
+    assert runfolder.invoked_as() == shlex.quote(str(program))
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", str(program.parent))
+    assert runfolder.invoked_as() == "convtrain"
+    monkeypatch.setattr(sys, "argv", ["/x/convtrain/__main__.py", "train"])
+    assert runfolder.invoked_as() == f"{shlex.quote(sys.executable)} -m convtrain"
+
+
+def test_quiet_still_says_how_to_continue_after_max_steps(write_config, tmp_path):
+    result = _run(["train", write_config(CONFIG), "--out", str(tmp_path / "run"), "--quiet",
+                   "--max-steps", "2"])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr.startswith("stopped after --max-steps 2; checkpoint-last.npz holds "
+                                    "the state; continue with: convtrain train ")
+
+
+@pytest.mark.parametrize("flag, expected", [
+    ("optimizer.type=adamW", "with --set optimizer.type=adamW: optimizer.type: unknown value "
+                             "'adamW' (did you mean 'adamw'?)"),
+    ("optimiser.lr=0.1", "with --set optimiser.lr=0.1: optimiser: unknown key 'optimiser' "
+                         "(did you mean 'optimizer'?)"),
+    ("optimizer.type=adam", ":10: optimizer.momentum: 'momentum' is a key of sgd, not of adam; "
+                            "adam takes: lr, weight_decay, beta1, beta2, eps"),
+])
+def test_config_errors_point_at_the_likely_slip(write_config, flag, expected):
+    result = _run(["summary", write_config(CONFIG), "--set", flag])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert expected in result.stderr, result.stderr
+
+
+def test_a_text_file_given_as_npz_data_is_named_for_what_it_is(write_config, tmp_path):
+    (tmp_path / "notes.npz").write_text("a: 1\n")
+    config = write_config(CONFIG.replace("{format: builtin, name: digits, scale: 16, limit: 320}",
+                                         f"{{format: npz, path: {tmp_path / 'notes.npz'}}}"))
+    result = _run(["train", config, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "pickle" not in result.stderr
+    assert result.stderr.endswith("data.train: not an .npz archive but a text file\n")

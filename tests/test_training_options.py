@@ -289,3 +289,5 @@ def test_tensorboard_without_tensorboardx_is_one_line(base, monkeypatch, tmp_pat
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "pip install 'convtrain[tensorboard]'" in result.stderr
     assert not (tmp_path / "run").exists()
+    smoke = _run(["train", base, "--smoke", "--set", "log.tensorboard=true"])
+    assert smoke.exit_code == 0, smoke.output  # a smoke run writes no event files

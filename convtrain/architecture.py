@@ -45,20 +45,23 @@ def architecture_mismatch(checkpoint, config, skip=()):
 _ONLY_THE_FINGERPRINT = (
     "its dtype, input, layer types, output shapes and parameters match the config, but its "
     "architecture fingerprint does not; the fingerprint also covers the names of "
-    "parameter-free layers, which the checkpoint does not record: was one renamed?")
+    "parameter-free layers, which this (older) checkpoint does not record: was one renamed?")
 
 
 @dataclass
 class _Layer:
     """One layer as a checkpoint or a config describes it."""
-    name: str  # None for a checkpoint's parameter-free layers: it does not record them
+    name: str  # None for a parameter-free layer of a checkpoint that predates layer_names
     type: str
     out_shape: tuple
     params: dict  # key -> shape
 
-    def key(self):
-        # Parameters are stored by layer name, so a layer that has them is that name;
-        # a parameter-free one is only its type.
+    def key(self, named):
+        # With every name known (checkpoints record them since layer_names), a layer is
+        # its name and type. Before that only a layer with parameters was its name (its
+        # arrays are stored by it); a parameter-free one was only its type.
+        if named:
+            return (self.name, self.type)
         return ("params", self.name) if self.params else ("type", self.type)
 
 
@@ -85,11 +88,17 @@ def checkpoint_architecture(params, meta):
     for full_key, array in params.items():
         name, _, key = full_key.rpartition(".")
         shapes.setdefault(name, {})[key] = tuple(array.shape)
-    layers = [_Layer(None, kind, out_shape, {}) for kind, out_shape in sequence]
+    names = meta.get("layer_names")
+    if not (isinstance(names, list) and len(names) == len(sequence)):
+        names = [None] * len(sequence)
+    layers = [_Layer(name, kind, out_shape, {})
+              for name, (kind, out_shape) in zip(names, sequence)]
     with_params = [layer for layer in layers if _has_params(layer.type)]
     if len(with_params) != len(shapes):
         return None
     for layer, (name, keys) in zip(with_params, shapes.items()):
+        if layer.name not in (None, name):
+            return None
         layer.name, layer.params = name, keys
     dtypes = [str(array.dtype) for array in params.values()]
     return _Architecture(dtypes[0] if dtypes else dtype, input_shape, layers)
@@ -136,8 +145,10 @@ def _differences(theirs, ours, skip):
         found.append(f"the input is {_shape(theirs.input)} in the checkpoint and "
                      f"{_shape(ours.input)} in the config")
     their_in, our_in = theirs.input, ours.input
-    matcher = difflib.SequenceMatcher(None, [layer.key() for layer in theirs.layers],
-                                      [layer.key() for layer in ours.layers], autojunk=False)
+    named = all(layer.name is not None for layer in theirs.layers)
+    matcher = difflib.SequenceMatcher(None, [layer.key(named) for layer in theirs.layers],
+                                      [layer.key(named) for layer in ours.layers],
+                                      autojunk=False)
     for _, i1, i2, j1, j2 in matcher.get_opcodes():
         paired = min(i2 - i1, j2 - j1)
         for t, o in zip(theirs.layers[i1:i1 + paired], ours.layers[j1:j1 + paired]):
@@ -147,7 +158,7 @@ def _differences(theirs, ours, skip):
         for index in range(i1 + paired, i2):
             t = theirs.layers[index]
             if t.name not in skip:
-                which = t.name if t.name is not None else index + 1
+                which = t.name if t.name is not None else f"number {index + 1}"
                 found.append(f"the checkpoint's layer {which} ({t.type}) is not in the config")
             their_in = t.out_shape
         for o in ours.layers[j1 + paired:j2]:
@@ -159,11 +170,12 @@ def _differences(theirs, ours, skip):
 
 def _layer_differences(t, o, same_input, our_in):
     """Differences between the checkpoint's layer t and the config's layer o, paired."""
+    if t.name is not None and t.name != o.name:
+        return [f"where the config has layer {o.name} ({o.type}), the checkpoint has "
+                f"{t.name} ({t.type})"]
     if t.type != o.type:
         return [f"layer {o.name} is a {t.type} in the checkpoint and a {o.type} in the config"]
     found = []
-    if t.name is not None and t.name != o.name:
-        found.append(f"layer {o.name} is named {t.name} in the checkpoint")
     for key in dict.fromkeys([*t.params, *o.params]):
         theirs, ours = t.params.get(key), o.params.get(key)
         if theirs is None:

@@ -96,6 +96,7 @@ class RunState:
                 "settings": training_settings(config),
                 "fingerprint": config.architecture_fingerprint(),
                 "architecture": describe_architecture(config),
+                "layer_names": [spec.name for spec in config.layers],
                 "early_stopping": self.early_stopping and self.early_stopping.state()}
 
     def restore(self, meta, path):

@@ -65,7 +65,7 @@ def test_a_layer_in_the_config_only_is_named(small):
 
 def test_a_layer_in_the_checkpoint_only_is_named(small):
     assert _mismatch(small, SMALL.replace("  - {type: relu}\n", "")) == (
-        "the checkpoint's layer 2 (relu) is not in the config (first of 2 differences; ")
+        "the checkpoint's layer number 2 (relu) is not in the config (first of 2 differences; ")
     # Layers with parameters are matched by name: dense5 is in both.
     text = SMALL.replace("  - {type: dense, units: 10}\n", "  - {type: dense, units: 64}\n"
                                                            "  - {type: dense, units: 10}\n")
@@ -219,3 +219,20 @@ def test_every_shipped_config_matches_a_checkpoint_of_itself(repo_root, name):
 
     config = load_config(os.path.join(repo_root, "configs", name))
     assert architecture_mismatch(_checkpoint(config), config) is None
+
+
+def test_a_checkpoint_that_records_its_layer_names_is_compared_name_by_name(small,
+                                                                              write_config,
+                                                                              tmp_path):
+    """Checkpoints written by `train` record every layer's name (layer_names), so the first
+    difference is named even where a parameter-free layer stands."""
+    out = tmp_path / "run"
+    assert CliRunner().invoke(main, ["train", small, "--out", str(out), "--quiet"]
+                              ).exit_code == 0
+    other = write_config(SMALL.replace("  - {type: maxpool, size: 2}\n",
+                                       "  - {type: avgpool, size: 2}\n"), "other.yaml")
+    result = CliRunner().invoke(main, ["eval", other, "--checkpoint",
+                                       str(out / "checkpoint-last.npz")])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert ("where the config has layer avgpool3 (avgpool), the checkpoint has maxpool3 "
+            "(maxpool)") in result.stderr

@@ -128,6 +128,10 @@ def _has_params(kind):
     return spec is not None and spec.param_shapes is not LayerSpec.param_shapes
 
 
+def _a(kind):
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
 def _shape(shape):
     return str(list(shape))
 
@@ -174,7 +178,8 @@ def _layer_differences(t, o, same_input, our_in):
         return [f"where the config has layer {o.name} ({o.type}), the checkpoint has "
                 f"{t.name} ({t.type})"]
     if t.type != o.type:
-        return [f"layer {o.name} is a {t.type} in the checkpoint and a {o.type} in the config"]
+        return [f"layer {o.name} is {_a(t.type)} in the checkpoint and {_a(o.type)} in the "
+                f"config"]
     found = []
     for key in dict.fromkeys([*t.params, *o.params]):
         theirs, ours = t.params.get(key), o.params.get(key)

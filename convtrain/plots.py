@@ -54,6 +54,9 @@ def read_metrics(run_dir):
                 break
             raise UserError("not a JSON record", file=path, line=number) from None
     if not any(r.get("event") == "step" for r in records):
+        if any(r.get("event") == "epoch" for r in records):
+            raise UserError("no step records: the run took fewer steps than log.every, so "
+                            "there is nothing to plot (lower log.every)", file=path)
         raise UserError("no step records yet: nothing to plot (is the run still compiling?)",
                         file=path)
     return records

@@ -196,7 +196,7 @@ DATA_CASES = {
                                           y=np.zeros(2)) or
                     "{format: npz, path: " + str(p / "d.npz") + "}", ["images must be numbers"]),
     "npz-garbage": (lambda p, i: _write(p / "d.npz", b"not a zip") or
-                    "{format: npz, path: " + str(p / "d.npz") + "}", ["not a readable .npz"]),
+                    "{format: npz, path: " + str(p / "d.npz") + "}", ["not an .npz archive but a text file"]),
     "csv-not-number": (lambda p, i: _write(p / "d.csv", b"1," + b"0," * 15 + b"0\n2,x" +
                                            b",0" * 15 + b"\n") or
                        "{format: csv, path: " + str(p / "d.csv") + "}",

@@ -191,6 +191,23 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
             click.echo(f"wrote {path}", err=True)
 
 
+@main.command(name="compile")
+@click.argument("configs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--threads", type=click.IntRange(min=1), help="Threads for the kernels.")
+@reports_errors
+def compile_command(configs, threads):
+    """Compile and cache every kernel that training CONFIGS uses (for a Docker build step
+    or a CI cache-warming step); prints the cache folder and the seconds."""
+    specs = [_config(path) for path in configs]  # every config is checked before compiling
+    _numba(threads)
+    from convtrain.compiling import compile_config
+    from convtrain.runtime import kernel_cache_dir
+
+    for path, spec in zip(configs, specs):
+        click.echo(f"{path}: {compile_config(spec)}")
+    click.echo(f"kernel cache: {kernel_cache_dir()}")
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False),

@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 
+from convtrain.compiling import cache_counts, ready_note
 from convtrain.data import load_datasets
 from convtrain.network import Network
 from convtrain.optim import Optimizer
@@ -12,14 +13,23 @@ from convtrain.train import evaluate, warm_up
 
 def smoke(config, steps, samples=256):
     """A few steps on a small slice: ok only if every loss is finite and the slice's loss fell.
+    The line says how long the kernels took to be ready (compiled, or loaded from the cache)
+    apart from the steps, so that a slow CI run says why.
 
     Returns (ok, line)."""
     x, y, _, _ = load_datasets(config, need_val=False)
     x, y = x[:samples], y[:samples]
     network = Network(config)
     optimizer = Optimizer(config.optimizer, network)
+    counts, started = cache_counts(), time.perf_counter()
     warm_up(network, optimizer, x, y)
+    kernels = ready_note(time.perf_counter() - started, counts)
     started = time.perf_counter()
+    ok, outcome = _steps(network, optimizer, x, y, steps, config)
+    return ok, f"{outcome}; steps {time.perf_counter() - started:.1f} s, {kernels}"
+
+
+def _steps(network, optimizer, x, y, steps, config):
     before, _ = evaluate(network, x, y)
     batch = min(config.train.batch_size, len(y))
     for step in range(steps):
@@ -30,11 +40,10 @@ def smoke(config, steps, samples=256):
             return False, f"smoke: FAILED — loss became {loss} at step {step + 1}"
         optimizer.step(config.optimizer.lr)
     after, _ = evaluate(network, x, y)
-    seconds = time.perf_counter() - started
     if not np.isfinite(after):
         return False, f"smoke: FAILED — loss on the slice became {after} after {steps} steps"
     if not after < before:
         return False, (f"smoke: FAILED — loss did not go down in {steps} steps on {len(y)} "
                        f"samples: {before:.4f} -> {after:.4f}")
     return True, (f"smoke: ok — {steps} steps on {len(y)} samples, loss {before:.4f} -> "
-                  f"{after:.4f}, all finite ({seconds:.1f} s)")
+                  f"{after:.4f}, all finite")

@@ -158,22 +158,21 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
         ok, line = run_smoke(spec, steps=max_steps or 20)
         click.echo(line)
         sys.exit(0 if ok else 1)
-    from convtrain.checkpoint import read_checkpoint
     from convtrain.data import load_datasets
     from convtrain.runfolder import lock_run_folder, prepare_run_folder, write_resolved_config
 
     # Everything that can be wrong with the input (config, data, checkpoint) is found
     # before a run folder is made or touched.
     datasets = load_datasets(spec)
-    checkpoint = read_checkpoint(resume or init_from) if resume or init_from else None
+    loaded = _read_checkpoint(resume or init_from)
     _numba(threads)
     from convtrain.train import Trainer
 
     trainer = Trainer(spec, datasets, quiet=quiet, max_steps=max_steps)
     if init_from:
-        trainer.init_from(checkpoint, init_from, init_skip)
+        trainer.init_from(*loaded, init_skip)
     if resume:
-        trainer.resume_from(checkpoint, resume)
+        trainer.resume_from(*loaded)
     out = prepare_run_folder(spec.name, out, resume)
     lock = lock_run_folder(out)
     write_resolved_config(spec, out)

@@ -17,6 +17,9 @@ from convtrain.yamlsource import apply_override, did_you_mean, load_yaml
 
 LOSSES = ("softmax_cross_entropy", "mse", "hinge")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+ADAM_KEYS = ("type", "lr", "weight_decay", "beta1", "beta2", "eps")
+OPTIMIZER_KEYS = {"sgd": ("type", "lr", "weight_decay", "momentum", "nesterov"),
+                  "adam": ADAM_KEYS, "adamw": ADAM_KEYS}
 STOP_METRICS = ("val_loss", "val_acc")
 SCHEDULES = ("none", "step", "cosine")
 FORMATS = ("idx", "npz", "csv", "builtin")
@@ -251,11 +254,6 @@ def _train(section):
     section.seen.add("clip_grad_norm")
     section.finish()
     return spec
-
-
-OPTIMIZER_KEYS = {"sgd": ("type", "lr", "weight_decay", "momentum", "nesterov"),
-                  "adam": ("type", "lr", "weight_decay", "beta1", "beta2", "eps")}
-OPTIMIZER_KEYS["adamw"] = OPTIMIZER_KEYS["adam"]
 
 
 def _optimizer(section):

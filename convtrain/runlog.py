@@ -17,6 +17,7 @@ import click
 
 from convtrain import report
 from convtrain.errors import RunFailed
+from convtrain.runfolder import BEST, LAST
 
 METRICS = "metrics.jsonl"
 
@@ -89,21 +90,21 @@ class RunLog:
     def stopped_early(self, epoch, reason, best_epoch):
         self.record({"event": "early_stop", "epoch": epoch, "reason": reason,
                      "best_epoch": best_epoch})
-        self.result(f"early stopping after epoch {epoch}: {reason}. checkpoint-best.npz "
-                    f"holds epoch {best_epoch}", quiet_too=True)
+        self.result(f"early stopping after epoch {epoch}: {reason}. {BEST} holds epoch "
+                    f"{best_epoch}", quiet_too=True)
 
     def stopped_at_max_steps(self, max_steps, resume_command):
-        self.note(f"stopped after --max-steps {max_steps}; checkpoint-last.npz holds the "
-                  f"state; continue with: {resume_command}", quiet_too=True)
+        self.note(f"stopped after --max-steps {max_steps}; {LAST} holds the state; "
+                  f"continue with: {resume_command}", quiet_too=True)
 
     def interrupted(self, step, resume_command):
         self.note(f"interrupted at step {step}; checkpoint written. Resume with: "
                   f"{resume_command}", quiet_too=True)
 
     def _clear_bar(self):
-        # The bar redraws itself in place on stderr; a line printed after it would start
-        # in the middle of the bar's line.
-        if self.bar_active and sys.stderr.isatty():
+        # The bar redraws itself in place on stderr (only ever a terminal); a line printed
+        # after it would start in the middle of the bar's line.
+        if self.bar_active:
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
 

@@ -1,49 +1,228 @@
-"""Compiling the kernels ahead of a run (`convtrain compile`), and counting what a warm-up
-compiled against what it loaded from Numba's cache, so that a slow start says why."""
+"""Getting the kernels ready before a run: Numba compiles each kernel signature a run uses
+the first time it is called (seconds each), or loads it from its on-disk cache (milliseconds).
 
+On an empty cache, compiling one after another is the slow start of every CI run. So
+`ready_kernels` first learns which signatures the run will call, without running a kernel
+(`planned_calls`), and where some are missing from the cache, compiles them in several
+processes at once (`compile_in_processes`), each writing its share into the shared cache;
+the warm-up that follows loads them all. With a warm cache it only loads.
+"""
+
+import importlib
+import pickle
+import signal
+import subprocess
+import sys
 import time
+from contextlib import contextmanager
 
+import numba
 import numpy as np
 
 from convtrain.kernels import conv, dense, elementwise, pool
 from convtrain.network import Network
 from convtrain.optim import Optimizer
-from convtrain.train import warm_up
 
 KERNEL_MODULES = (conv, dense, elementwise, pool)
+
+# Seconds each kernel took to compile on an empty cache (scripts/compile_times.py on
+# configs/digits.yaml and a config with every other layer type, on the 2-core development
+# machine), the functions it calls included. Only their ratios matter: they balance the
+# work between processes. A kernel missing here counts as UNLISTED_S.
+COMPILE_S = {
+    "conv2d_forward": 2.6, "conv2d_backward_weight": 2.3, "conv2d_backward_input": 1.6,
+    "maxpool_forward": 0.8, "avgpool_forward": 0.8, "avgpool_backward": 0.6,
+    "conv2d_backward_bias": 0.6, "maxpool2x2_forward": 0.55, "maxpool_backward": 0.5,
+    "adam_update": 0.45, "dense_backward_params": 0.35, "sgd_update": 0.3,
+}
+UNLISTED_S = 0.2
+# A compile process's start (Python, NumPy, Numba, the kernel modules: 0.25 s) and its first
+# parallel kernel's extra (about 0.2 s), before it compiles at the pace of this one.
+SPAWN_S = 0.4
 
 
 def kernel_dispatchers():
     """The Numba dispatcher of every compiled function of the kernels."""
     return [value for module in KERNEL_MODULES for value in vars(module).values()
-            if hasattr(value, "stats") and hasattr(value, "py_func")]
+            if _is_dispatcher(value)]
 
 
-def cache_counts():
-    """(signatures compiled, signatures loaded from the cache) in this process so far."""
-    compiled = loaded = 0
-    for dispatcher in kernel_dispatchers():
-        compiled += sum(dispatcher.stats.cache_misses.values())
-        loaded += sum(dispatcher.stats.cache_hits.values())
-    return compiled, loaded
+def _is_dispatcher(value):
+    return hasattr(value, "stats") and hasattr(value, "py_func")
 
 
-def ready_note(seconds, before):
-    """'kernels ready in 12.8 s (18 compiled, 0 loaded from the cache)'; before: the
-    counts when the warm-up started."""
-    compiled, loaded = (now - then for now, then in zip(cache_counts(), before))
-    return (f"kernels ready in {seconds:.1f} s ({compiled} compiled, {loaded} loaded from "
-            f"the cache)")
+def warm_up(network, optimizer, x, y):
+    """Run every kernel this network uses once, so JIT compilation (or loading the
+    cache) happens here and never inside a timed epoch. Weights are left unchanged."""
+    started = time.perf_counter()
+    saved = {k: v.copy() for k, v in network.state().items()}
+    saved_opt = {k: v.copy() for k, v in optimizer.state.items()}
+    steps = optimizer.steps
+    network.loss_and_gradients(x[:2], y[:2])
+    optimizer.step(0.0)
+    network.load_state(saved)
+    optimizer.load_state(saved_opt, steps)
+    return time.perf_counter() - started
+
+
+def ready_kernels(network, optimizer, x, y):
+    """Compile (in several processes where that pays) or load every kernel signature the
+    warm-up calls, then warm up. Returns (seconds, 'kernels ready in 6.2 s (12 compiled
+    in 2 processes, 0 loaded from the cache)')."""
+    started = time.perf_counter()
+    calls = planned_calls(network, optimizer, x, y)
+    missing = [call for call in calls if not _cached(*call)]
+    processes = compile_in_processes(missing, numba.get_num_threads())
+    warm_up(network, optimizer, x, y)
+    seconds = time.perf_counter() - started
+    where = f" in {processes} processes" if processes > 1 else ""
+    return seconds, (f"kernels ready in {seconds:.1f} s ({len(missing)} compiled{where}, "
+                     f"{len(calls) - len(missing)} loaded from the cache)")
 
 
 def compile_config(config):
     """Compile (or load) every kernel a training run of config uses: forward, backward,
     the optimizer's update, in the config's dtype. Needs no data. Returns the note."""
-    before = cache_counts()
     network = Network(config)
     optimizer = Optimizer(config.optimizer, network)
     x = np.zeros((2,) + tuple(config.input), dtype=network.dtype)
-    labels = np.zeros(2, dtype=np.int64)
-    started = time.perf_counter()
-    warm_up(network, optimizer, x, labels)
-    return ready_note(time.perf_counter() - started, before)
+    return ready_kernels(network, optimizer, x, np.zeros(2, dtype=np.int64))[1]
+
+
+def planned_calls(network, optimizer, x, y):
+    """[(dispatcher, signature)]: each kernel signature warm_up would call, in call order,
+    each once. Learned by a warm-up in which every kernel call is only recorded: no kernel
+    runs (the arrays it would fill stay as allocated) and nothing is compiled."""
+    calls = []
+
+    def recorder(dispatcher):
+        def record(*args):
+            call = (dispatcher, tuple(numba.typeof(arg) for arg in args))
+            if call not in calls:
+                calls.append(call)
+        return record
+
+    with _kernels_replaced(recorder), np.errstate(all="ignore"):
+        warm_up(network, optimizer, x, y)
+    return calls
+
+
+@contextmanager
+def _kernels_replaced(make_stand_in):
+    """Within: every convtrain module outside the kernels that holds a kernel under a name
+    (`from convtrain.kernels.conv import conv2d_forward`) holds make_stand_in(kernel)."""
+    kernels = set(kernel_dispatchers())
+    replaced = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("convtrain.") and not name.startswith("convtrain.kernels"):
+            for attribute, value in list(vars(module).items()):
+                if _is_dispatcher(value) and value in kernels:
+                    replaced.append((module, attribute, value))
+                    setattr(module, attribute, make_stand_in(value))
+    try:
+        yield
+    finally:
+        for module, attribute, value in replaced:
+            setattr(module, attribute, value)
+
+
+def _cached(dispatcher, signature):
+    """Whether the signature is compiled in this process or in Numba's on-disk cache.
+    Loading the cache entry to find out takes about 3 ms; warm_up loads it again."""
+    if tuple(signature) in dispatcher.overloads:
+        return True
+    # Numba has no public query for the cache; this is the lookup Dispatcher.compile
+    # makes before compiling. Where it is not there, everything counts as missing.
+    try:
+        return dispatcher._cache.load_overload(signature, dispatcher.targetctx) is not None
+    except AttributeError:
+        return False
+
+
+def compile_in_processes(calls, processes):
+    """Compile calls [(dispatcher, signature)] into Numba's cache, sharing them among up to
+    `processes` processes: this one and others started for the purpose. Returns how many
+    processes compiled.
+
+    A started process that fails leaves its share to the warm-up after, which compiles
+    whatever is still missing: the result is the same, only slower."""
+    shares = _shares(calls, processes)
+    helpers = []
+    try:
+        for share in shares[1:]:
+            work = [(d.py_func.__module__, d.py_func.__name__, s) for d, s in share]
+            helpers.append(_start_compiling(work))
+        for dispatcher, signature in shares[0]:
+            dispatcher.compile(signature)
+        for helper in helpers:
+            helper.wait()
+        return 1 + len(helpers)
+    finally:
+        for helper in helpers:
+            if helper.poll() is None:
+                helper.kill()
+
+
+# A started process runs this. Not multiprocessing: it would run the user's main script
+# again in each process, which a script without `if __name__ == "__main__"` cannot take.
+_COMPILE_SCRIPT = """import pickle, sys
+path, work = pickle.load(sys.stdin.buffer)
+sys.path[:] = path
+from convtrain.compiling import compile_work
+compile_work(pickle.loads(work))
+"""
+
+
+def _start_compiling(work):
+    """A process compiling work [(module, function name, signature)] into the cache; it
+    inherits the environment (NUMBA_CACHE_DIR) and sys.path, and prints nothing."""
+    helper = subprocess.Popen([sys.executable, "-c", _COMPILE_SCRIPT], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with helper.stdin:
+        pickle.dump((sys.path, pickle.dumps(work)), helper.stdin)
+    return helper
+
+
+def compile_work(work):
+    """Compile work [(module, function name, signature)]: in a started process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the process that started it
+    for module, name, signature in work:
+        getattr(importlib.import_module(module), name).compile(signature)
+
+
+def _shares(calls, processes):
+    """calls split into at most `processes` lists, the first for this process, balanced by
+    COMPILE_S (longest first, each to the process that would finish it soonest; started
+    processes begin SPAWN_S late). Calls whose kernels call a common function go to one
+    process, so that no two processes write the same function's cache entry at once
+    (Numba's cache index is read, changed and rewritten, and could lose an entry)."""
+    groups = []
+    for call in calls:
+        reach = _reach(call[0])
+        joined = [group for group in groups if group[0] & reach]
+        for group in joined:
+            groups.remove(group)
+            reach |= group[0]
+        groups.append((reach, [c for group in joined for c in group[1]] + [call]))
+    costs = [sum(COMPILE_S.get(d.py_func.__name__, UNLISTED_S) for d, _ in group)
+             for _, group in groups]
+    finish = [0.0] + [SPAWN_S] * (processes - 1)
+    shares = [[] for _ in finish]
+    for cost, (_, group) in sorted(zip(costs, groups), key=lambda pair: -pair[0]):
+        soonest = min(range(len(finish)), key=lambda p: finish[p] + cost)
+        finish[soonest] += cost
+        shares[soonest] += group
+    return [shares[0]] + [share for share in shares[1:] if share]
+
+
+def _reach(dispatcher):
+    """The dispatcher and every kernel function it calls, directly or not."""
+    reach, pending = set(), [dispatcher]
+    while pending:
+        function = pending.pop()
+        reach.add(function)
+        for name in function.py_func.__code__.co_names:
+            value = function.py_func.__globals__.get(name)
+            if _is_dispatcher(value) and value not in reach:
+                pending.append(value)
+    return reach

@@ -4,11 +4,11 @@ import time
 
 import numpy as np
 
-from convtrain.compiling import cache_counts, ready_note
+from convtrain.compiling import ready_kernels
 from convtrain.data import load_datasets
 from convtrain.network import Network
 from convtrain.optim import Optimizer
-from convtrain.train import evaluate, warm_up
+from convtrain.train import evaluate
 
 
 def smoke(config, steps, samples=256):
@@ -21,9 +21,7 @@ def smoke(config, steps, samples=256):
     x, y = x[:samples], y[:samples]
     network = Network(config)
     optimizer = Optimizer(config.optimizer, network)
-    counts, started = cache_counts(), time.perf_counter()
-    warm_up(network, optimizer, x, y)
-    kernels = ready_note(time.perf_counter() - started, counts)
+    _, kernels = ready_kernels(network, optimizer, x, y)
     started = time.perf_counter()
     ok, outcome = _steps(network, optimizer, x, y, steps, config)
     return ok, f"{outcome}; steps {time.perf_counter() - started:.1f} s, {kernels}"

@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 
+from convtrain.compiling import ready_kernels
 from convtrain.network import Network
 from convtrain.optim import Optimizer
-from convtrain.train import warm_up
 
 
 def time_network(config, batch, iters):
@@ -19,7 +19,7 @@ def time_network(config, batch, iters):
     optimizer = Optimizer(config.optimizer, network)
     x = rng.standard_normal((batch,) + tuple(config.input)).astype(network.dtype)
     labels = rng.integers(0, config.num_outputs, size=batch)
-    compile_s = warm_up(network, optimizer, x, labels)
+    compile_s, _ = ready_kernels(network, optimizer, x, labels)
     forward = {layer.name: [] for layer in network.layers}
     backward = {layer.name: [] for layer in network.layers}
     steps = []

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from convtrain import report
+from convtrain.compiling import ready_kernels
 from convtrain.errors import RunFailed
 from convtrain.network import Network
 from convtrain.optim import Optimizer, clip_gradients, learning_rate, step_learning_rate
@@ -43,20 +44,6 @@ def evaluate(network, x, y, batch_size=EVAL_BATCH, predictions=None):
         if predictions is not None:
             predictions[start:start + batch_size] = predicted
     return total_loss / len(y), correct / len(y)
-
-
-def warm_up(network, optimizer, x, y):
-    """Run every kernel this network uses once, so JIT compilation (or loading the
-    cache) happens here and never inside a timed epoch. Weights are left unchanged."""
-    started = time.perf_counter()
-    saved = {k: v.copy() for k, v in network.state().items()}
-    saved_opt = {k: v.copy() for k, v in optimizer.state.items()}
-    steps = optimizer.steps
-    network.loss_and_gradients(x[:2], y[:2])
-    optimizer.step(0.0)
-    network.load_state(saved)
-    optimizer.load_state(saved_opt, steps)
-    return time.perf_counter() - started
 
 
 def first_bad_output(network, xb):
@@ -141,9 +128,8 @@ class Trainer:
             for note in notes:
                 self.log.note(note)
         x, y, val_x, val_y = self.datasets
-        compile_s = warm_up(self.network, self.optimizer, x, y)
-        self.log.note(f"kernels ready in {compile_s:.1f} s (JIT compiled, or loaded from the "
-                      f"cache); not counted in epoch times")
+        compile_s, kernels = ready_kernels(self.network, self.optimizer, x, y)
+        self.log.note(f"{kernels}; not counted in epoch times")
         state = self.state
         if state.resumed:
             remove_temp_checkpoints(out_dir)

@@ -2,10 +2,11 @@
 
     .venv/bin/python scripts/compile_times.py configs/digits.yaml [configs/lenet5-mnist.yaml ...]
 
-Compiles what `convtrain compile` compiles, config after config in one process (a kernel a
-later config shares is not compiled again), into a fresh temporary NUMBA_CACHE_DIR, and
-prints one row per kernel signature compiled: its inclusive seconds (the functions it calls
-compiled inside it), and the total. Times come from Numba's own "numba:compile" events.
+Compiles what `convtrain compile` compiles, but one kernel after another in one process
+(`convtrain compile` shares them among processes), config after config (a kernel a later
+config shares is not compiled again), into a fresh temporary NUMBA_CACHE_DIR, and prints one
+row per kernel signature compiled: its inclusive seconds (the functions it calls compiled
+inside it), and the total. Times come from Numba's own "numba:compile" events.
 """
 
 import os
@@ -21,16 +22,24 @@ def main(paths):
     prepare_numba()
     from numba.core import event
 
-    from convtrain.compiling import compile_config
+    import numpy as np
+
+    from convtrain.compiling import planned_calls
     from convtrain.config import load_config
+    from convtrain.network import Network
+    from convtrain.optim import Optimizer
 
     rows, started = [], time.perf_counter()
     for path in paths:
         config = load_config(path)
+        network = Network(config)
+        x = np.zeros((2,) + tuple(config.input), dtype=network.dtype)
+        calls = planned_calls(network, Optimizer(config.optimizer, network), x,
+                              np.zeros(2, dtype=np.int64))
         with event.install_recorder("numba:compile") as recorder:
-            note = compile_config(config)
+            for dispatcher, signature in calls:
+                dispatcher.compile(signature)
         rows += _kernel_rows(recorder.buffer, path)
-        print(f"{path}: {note}", file=sys.stderr)
     total = time.perf_counter() - started
     print(f"{'config':<28}{'kernel':<38}{'seconds':>9}")
     for path, name, seconds in sorted(rows, key=lambda row: -row[2]):

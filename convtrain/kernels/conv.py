@@ -45,23 +45,23 @@ import numpy as np
 from numba import njit, prange, uint64
 
 
+# im2col and col2im each do both of their steps in one function: Numba re-optimizes a
+# called function's machine code inside every caller, and the conv kernels' parallel loops
+# already add two levels of callers, so one level fewer saves about 0.5 s of compilation
+# per conv kernel (scripts/compile_times.py).
 @njit(cache=True)
-def shift_columns(xs, stride_w, shifted):
-    """shifted[c, kw, ih, ow] = xs[c, ih, ow*SW + kw]: xs (C, HP, WP) -> shifted (C, KW, HP, OW)."""
+def im2col(xs, kernel_h, stride_h, stride_w, shifted, cols):
+    """One sample's windows: xs (C, HP, WP) -> cols (C*KH*KW, OH*OW), through shifted
+    (C, KW, HP, OW), a scratch buffer."""
     channels, kernel_w, in_h, out_w = shifted.shape
+    # Step 1: shifted[c, kw, ih, ow] = xs[c, ih, ow*SW + kw].
     stride_w = uint64(stride_w)
     for c in range(uint64(channels)):
         for kw in range(uint64(kernel_w)):
             for ih in range(uint64(in_h)):
                 for ow in range(uint64(out_w)):
                     shifted[c, kw, ih, ow] = xs[c, ih, ow * stride_w + kw]
-
-
-@njit(cache=True)
-def stack_windows(shifted, kernel_h, stride_h, cols):
-    """cols[(c*KH + kh)*KW + kw, oh*OW + ow] = shifted[c, kw, oh*SH + kh, ow]:
-    shifted (C, KW, HP, OW) -> cols (C*KH*KW, OH*OW)."""
-    channels, kernel_w, in_h, out_w = shifted.shape
+    # Step 2: cols[(c*KH + kh)*KW + kw, oh*OW + ow] = shifted[c, kw, oh*SH + kh, ow].
     runs = shifted.reshape((channels, kernel_w, in_h * out_w))
     kernel_h, stride_h, out_w = uint64(kernel_h), uint64(stride_h), uint64(out_w)
     out_h = uint64(cols.shape[1]) // out_w
@@ -82,10 +82,12 @@ def stack_windows(shifted, kernel_h, stride_h, cols):
 
 
 @njit(cache=True)
-def unstack_windows(dcols, kernel_h, stride_h, dshifted):
-    """The adjoint of stack_windows: dshifted (C, KW, HP, OW), which it overwrites, receives
-    the sum of the dcols (C*KH*KW, OH*OW) entries copied from each of its entries."""
+def col2im(dcols, kernel_h, stride_h, stride_w, dshifted, dxs):
+    """The adjoint of im2col: dxs (C, HP, WP), which it overwrites, receives the sum of the
+    dcols (C*KH*KW, OH*OW) entries copied from each of its entries, through dshifted
+    (C, KW, HP, OW), a scratch buffer."""
     channels, kernel_w, in_h, out_w = dshifted.shape
+    # The adjoint of step 2: dshifted receives each dcols entry at the place step 2 took it.
     runs = dshifted.reshape((channels, kernel_w, in_h * out_w))
     runs[:] = 0.0
     kernel_h, stride_h, out_w = uint64(kernel_h), uint64(stride_h), uint64(out_w)
@@ -104,36 +106,14 @@ def unstack_windows(dcols, kernel_h, stride_h, dshifted):
                         for ow in range(out_w):
                             runs[c, kw, start + ow] += dcols[row, oh * out_w + ow]
                 row += uint64(1)
-
-
-@njit(cache=True)
-def unshift_columns(dshifted, stride_w, dxs):
-    """The adjoint of shift_columns: dxs (C, HP, WP), which it overwrites, receives the sum
-    of the dshifted (C, KW, HP, OW) entries copied from each of its entries, kw in order."""
-    channels, kernel_w, in_h, out_w = dshifted.shape
+    # The adjoint of step 1, kw in order.
     stride_w = uint64(stride_w)
     dxs[:] = 0.0
     for c in range(uint64(channels)):
         for kw in range(uint64(kernel_w)):
             for ih in range(uint64(in_h)):
-                for ow in range(uint64(out_w)):
+                for ow in range(out_w):
                     dxs[c, ih, ow * stride_w + kw] += dshifted[c, kw, ih, ow]
-
-
-@njit(cache=True)
-def im2col(xs, kernel_h, stride_h, stride_w, shifted, cols):
-    """One sample's windows: xs (C, HP, WP) -> cols (C*KH*KW, OH*OW), through shifted
-    (C, KW, HP, OW), a scratch buffer."""
-    shift_columns(xs, stride_w, shifted)
-    stack_windows(shifted, kernel_h, stride_h, cols)
-
-
-@njit(cache=True)
-def col2im(dcols, kernel_h, stride_h, stride_w, dshifted, dxs):
-    """The adjoint of im2col: dcols (C*KH*KW, OH*OW) -> dxs (C, HP, WP), which it
-    overwrites, through dshifted (C, KW, HP, OW), a scratch buffer."""
-    unstack_windows(dcols, kernel_h, stride_h, dshifted)
-    unshift_columns(dshifted, stride_w, dxs)
 
 
 @njit(parallel=True, cache=True)

@@ -1,37 +1,140 @@
-"""`convtrain compile`: every kernel a config's training uses, compiled into the cache, so
-that the next run (a CI smoke test, say) loads them all and compiles nothing."""
+"""Getting the kernels ready: `convtrain compile` fills the cache that the next run (a CI
+smoke test, say) loads, also after a reinstall at the same path; the signatures a run will
+call are learned without running a kernel; compiling is shared among processes safely."""
 
+import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 from click.testing import CliRunner
 
+from convtrain import compiling
 from convtrain.cli import main
+from convtrain.config import load_config
+from convtrain.network import Network
+from convtrain.optim import Optimizer
+from convtrain.runtime import available_cores
 from nets import small_cnn
 
+TWO_CONVS = small_cnn("two-convs").replace(
+    "  - {type: maxpool, size: 2}\n",
+    "  - {type: maxpool, size: 2}\n  - {type: conv2d, filters: 4, kernel: 3}\n"
+    "  - {type: tanh}\n")
 
-def _convtrain(args, cache, cwd):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
-    return subprocess.run([sys.executable, "-m", "convtrain"] + args, cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+
+def _pip_install(repo_root, target, *extra):
+    """Install the checkout into target as a user's `pip install .` would (a wheel, not
+    editable), without the network: the build backend is the test environment's."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--target", str(target), *extra, str(repo_root)],
+                   check=True, capture_output=True, timeout=300)
 
 
-def test_compile_fills_the_cache_that_the_next_smoke_run_loads(write_config, tmp_path,
-                                                               repo_root):
-    config = write_config(small_cnn("cached"))
-    cache = tmp_path / "kernels"
-    first = _convtrain(["compile", config], cache, repo_root)
-    assert first.returncode == 0, first.stderr
-    lines = first.stdout.splitlines()
-    assert lines[-1] == f"kernel cache: {cache}"
-    compiled = int(lines[0].split("(")[1].split(" compiled")[0])
-    assert compiled > 0 and lines[0].endswith(f"({compiled} compiled, 0 loaded from the cache)")
-    smoke = _convtrain(["train", config, "--smoke"], cache, repo_root)
-    assert smoke.returncode == 0, smoke.stderr
-    line = smoke.stdout.strip()
-    assert line.startswith("smoke: ok — 20 steps on 256 samples") and "; steps " in line
-    assert "(0 compiled, " in line and not line.endswith("(0 compiled, 0 loaded from the cache)")
+def test_compile_then_reinstall_at_the_same_path_then_smoke_compiles_nothing(
+        write_config, tmp_path, repo_root):
+    config = write_config(TWO_CONVS)
+    target = tmp_path / "site"
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(PYTHONPATH=str(target), XDG_CACHE_HOME=str(tmp_path / "cache"))
+
+    def installed(*args):  # the installed command, run outside the checkout
+        result = subprocess.run([str(target / "bin" / "convtrain"), *args], cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()
+
+    _pip_install(repo_root, target)
+    where = subprocess.run([sys.executable, "-c", "import convtrain; print(convtrain.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert where.stdout.startswith(str(target))
+
+    first = installed("compile", config)
+    compiled = int(first[0].split("(")[1].split(" compiled")[0])
+    processes = " in 2 processes" if available_cores() > 1 else ""
+    assert first[0] == (f"{config}: kernels ready in {first[0].split()[4]} s ({compiled} "
+                        f"compiled{processes}, 0 loaded from the cache)")
+    assert compiled >= 10
+    assert first[1].startswith(f"kernel cache: {tmp_path / 'cache' / 'convtrain' / 'kernels-'}")
+
+    _pip_install(repo_root, target, "--upgrade", "--force-reinstall")
+    smoke = installed("train", config, "--smoke")
+    assert smoke[0].startswith("smoke: ok — 20 steps on 256 samples")
+    assert smoke[0].endswith(f"(0 compiled, {compiled} loaded from the cache)")
+
+
+def _network(text, dtype="float32"):
+    config = load_config("net.yaml", text=text + f"dtype: {dtype}\n")
+    network = Network(config)
+    x = np.zeros((2,) + tuple(config.input), dtype=network.dtype)
+    return network, Optimizer(config.optimizer, network), x, np.zeros(2, dtype=np.int64)
+
+
+# In a fresh process, so that the kernels' overloads are exactly what the warm-up asked
+# Numba for (compiled or loaded): a kernel the recorder missed would show up here.
+WARM_UP_SIGNATURES = """
+import json, sys
+import numpy as np
+from convtrain import compiling
+from convtrain.config import load_config
+from convtrain.network import Network
+from convtrain.optim import Optimizer
+config = load_config(sys.argv[1])
+network = Network(config)
+optimizer = Optimizer(config.optimizer, network)
+x, y = np.zeros((2,) + tuple(config.input), dtype=network.dtype), np.zeros(2, dtype=np.int64)
+planned = compiling.planned_calls(network, optimizer, x, y)
+assert all(not kernel.overloads for kernel in compiling.kernel_dispatchers())  # none ran
+compiling.warm_up(network, optimizer, x, y)
+helpers = set().union(*(compiling._reach(k) - {k} for k in compiling.kernel_dispatchers()))
+called = [(k.py_func.__name__, str(s)) for k in compiling.kernel_dispatchers()
+          if k not in helpers for s in k.overloads]
+print(json.dumps([sorted((k.py_func.__name__, str(tuple(s))) for k, s in planned),
+                  sorted(called)]))
+"""
+
+
+def test_planned_calls_are_the_signatures_the_warm_up_calls(write_config, tmp_path):
+    config = write_config(TWO_CONVS.replace("  - {type: relu}\n", "  - {type: sigmoid}\n"))
+    result = subprocess.run([sys.executable, "-c", WARM_UP_SIGNATURES, config], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    planned, called = json.loads(result.stdout)
+    assert planned == called
+    names = {name for name, _ in planned}
+    assert {"conv2d_forward", "conv2d_backward_input", "tanh_backward", "sigmoid_forward",
+            "maxpool2x2_forward", "sgd_update"} <= names
+
+
+def test_planned_calls_leave_the_network_as_it_was():
+    network, optimizer, x, y = _network(TWO_CONVS)
+    before = {key: value.copy() for key, value in network.state().items()}
+    compiling.planned_calls(network, optimizer, x, y)
+    for key, value in network.state().items():
+        np.testing.assert_array_equal(value, before[key])
+    from convtrain.layers import activation, conv  # the real kernels are back in place
+
+    assert conv.conv2d_forward is compiling.conv.conv2d_forward
+    assert activation.Tanh.forward_kernel is compiling.elementwise.tanh_forward
+
+
+def test_kernels_sharing_a_function_compile_in_one_process_and_the_rest_balance():
+    network, optimizer, x, y = _network(TWO_CONVS)
+    calls = compiling.planned_calls(network, optimizer, x, y)
+    shares = compiling._shares(calls, 3)
+    assert sorted(calls, key=calls.index) == sorted((c for share in shares for c in share),
+                                                    key=calls.index)
+    owner = {call[0].py_func.__name__: index for index, share in enumerate(shares)
+             for call in share}
+    # both call im2col: one process writes its cache entry
+    assert owner["conv2d_forward"] == owner["conv2d_backward_weight"]
+    assert len(shares) == 3 and all(shares)
+    seconds = [sum(compiling.COMPILE_S.get(d.py_func.__name__, compiling.UNLISTED_S)
+                   for d, _ in share) + (compiling.SPAWN_S if index else 0.0)
+               for index, share in enumerate(shares)]
+    assert max(seconds) - min(seconds) < max(compiling.COMPILE_S.values())
+    assert [len(share) for share in compiling._shares(calls, 1)] == [len(calls)]
 
 
 def test_compile_checks_every_config_before_compiling(write_config):

@@ -73,8 +73,9 @@ def ready_kernels(network, optimizer, x, y):
     warm-up calls, then warm up. Returns (seconds, 'kernels ready in 6.2 s (12 compiled
     in 2 processes, 0 loaded from the cache)')."""
     started = time.perf_counter()
-    calls = planned_calls(network, optimizer, x, y)
-    missing = [call for call in calls if not _cached(*call)]
+    calls = [(kernel, signature) for kernel, signature in planned_calls(network, optimizer, x, y)
+             if signature not in kernel.overloads]  # not ready in this process already
+    missing = [call for call in calls if not _in_cache(*call)]
     processes = compile_in_processes(missing, numba.get_num_threads())
     warm_up(network, optimizer, x, y)
     seconds = time.perf_counter() - started
@@ -144,11 +145,9 @@ def _kernels_replaced(make_stand_in):
             setattr(holder, attribute, value)
 
 
-def _cached(dispatcher, signature):
-    """Whether the signature is compiled in this process or in Numba's on-disk cache.
-    Loading the cache entry to find out takes about 3 ms; warm_up loads it again."""
-    if tuple(signature) in dispatcher.overloads:
-        return True
+def _in_cache(dispatcher, signature):
+    """Whether Numba's on-disk cache holds the signature. Loading the entry to find out
+    takes about 3 ms; warm_up loads it again."""
     # Numba has no public query for the cache; this is the lookup Dispatcher.compile
     # makes before compiling. Where it is not there, everything counts as missing.
     try:

@@ -168,7 +168,10 @@ def compile_in_processes(calls, processes):
     try:
         for share in shares[1:]:
             work = [(d.py_func.__module__, d.py_func.__name__, s) for d, s in share]
-            helpers.append(_start_compiling(work))
+            try:
+                helpers.append(_start_compiling(work))
+            except OSError:  # no interpreter to start (an embedded Python): the warm-up compiles
+                break  # the rest
         for dispatcher, signature in shares[0]:
             dispatcher.compile(signature)
         for helper in helpers:

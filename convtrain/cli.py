@@ -59,6 +59,12 @@ def _numba(threads=None):
                    f"core{'s' if cores > 1 else ''} available to this process; the extra "
                    f"threads only take turns (slower, same results)", err=True)
     prepare_numba(threads)
+    from convtrain.runtime import unwritable_cache_dir
+
+    if unwritable_cache_dir():
+        click.echo(f"warning: {unwritable_cache_dir()}: cannot create or write the kernel "
+                   f"cache folder; kernels compile again in every run (set XDG_CACHE_HOME or "
+                   f"NUMBA_CACHE_DIR to a writable folder)", err=True)
 
 
 def _epochs(count):
@@ -159,7 +165,11 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
         click.echo(line)
         sys.exit(0 if ok else 1)
     from convtrain.data import load_datasets
-    from convtrain.runfolder import lock_run_folder, prepare_run_folder, write_resolved_config
+    from convtrain.runfolder import (
+        lock_run_folder,
+        prepare_run_folder,
+        write_resolved_config,
+    )
 
     # Everything that can be wrong with the input (config, data, checkpoint) is found
     # before a run folder is made or touched.
@@ -192,18 +202,34 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
 
 @main.command(name="compile")
 @click.argument("configs", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--threads", type=click.IntRange(min=1), help="Threads for the kernels.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a key (in every config).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Threads for the kernels; also the most processes compiling.")
 @reports_errors
-def compile_command(configs, threads):
+def compile_command(configs, overrides, threads):
     """Compile and cache every kernel that training CONFIGS uses (for a Docker build step
     or a CI cache-warming step); prints the cache folder and the seconds."""
-    specs = [_config(path) for path in configs]  # every config is checked before compiling
-    _numba(threads)
-    from convtrain.compiling import compile_config
-    from convtrain.runtime import kernel_cache_dir
+    specs = [_config(path, overrides) for path in configs]  # all checked before compiling
+    from convtrain.runtime import (
+        kernel_cache_dir,
+        prepare_environment,
+        unwritable_cache_dir,
+    )
 
-    for path, spec in zip(configs, specs):
-        click.echo(f"{path}: {compile_config(spec)}")
+    prepare_environment()
+    if unwritable_cache_dir():
+        raise UserError(f"{unwritable_cache_dir()}: cannot create or write the kernel cache "
+                        f"folder, so nothing compiled would be kept; set XDG_CACHE_HOME (or "
+                        f"NUMBA_CACHE_DIR) to a writable folder")
+    _numba(threads)
+    from convtrain.compiling import compile_configs
+
+    note, counts = compile_configs(specs)
+    for path, (used, new) in zip(configs, counts):
+        shared = f" ({used - new} also in the configs before)" if new < used else ""
+        click.echo(f"{path}: {used} kernel signatures{shared}")
+    click.echo(note)
     click.echo(f"kernel cache: {kernel_cache_dir()}")
 
 
@@ -392,8 +418,8 @@ def time_command(config, batch, iters, threads, fmt, overrides):
 
     result = time_network(spec, batch or spec.train.batch_size, iters)
     lines = [f"{spec.name}: batch {result['batch']}, {spec.dtype}, {result['threads']} threads "
-             f"({result['threading_layer']}), median of {iters} iterations "
-             f"(kernels ready in {result['compile_s']:.1f} s, not counted)",
+             f"({result['threading_layer']}), median of {iters} iterations; "
+             f"{result['kernels']}, not counted",
              f"{'layer':<12}{'type':<12}{'forward ms':>12}{'backward ms':>13}"]
     for row in result["layers"]:
         lines.append(f"{row['name']:<12}{row['type']:<12}{row['forward_ms']:>12.3f}"

@@ -9,10 +9,12 @@ the warm-up that follows loads them all. With a warm cache it only loads.
 """
 
 import importlib
+import os
 import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 
@@ -22,6 +24,7 @@ import numpy as np
 from convtrain.kernels import conv, dense, elementwise, pool
 from convtrain.network import Network
 from convtrain.optim import Optimizer
+from convtrain.runtime import available_cores
 
 KERNEL_MODULES = (conv, dense, elementwise, pool)
 
@@ -72,25 +75,41 @@ def ready_kernels(network, optimizer, x, y):
     """Compile (in several processes where that pays) or load every kernel signature the
     warm-up calls, then warm up. Returns (seconds, 'kernels ready in 6.2 s (12 compiled
     in 2 processes, 0 loaded from the cache)')."""
+    return ready_all([(network, optimizer, x, y)])[:2]
+
+
+def ready_all(steps):
+    """ready_kernels for several networks' steps [(network, optimizer, x, y)] at once, so
+    that all their missing kernels share the processes. Returns (seconds, note, for each
+    step the kernel signatures it calls that no step before it calls)."""
     started = time.perf_counter()
-    calls = [(kernel, signature) for kernel, signature in planned_calls(network, optimizer, x, y)
-             if signature not in kernel.overloads]  # not ready in this process already
+    calls, new = [], []
+    for step in steps:
+        new.append([call for call in planned_calls(*step) if call not in calls])
+        calls += new[-1]
+    calls = [call for call in calls if call[1] not in call[0].overloads]  # not in this process
     missing = [call for call in calls if not _in_cache(*call)]
-    processes = compile_in_processes(missing, numba.get_num_threads())
-    warm_up(network, optimizer, x, y)
+    processes = compile_in_processes(missing, min(numba.get_num_threads(), available_cores()))
+    for step in steps:
+        warm_up(*step)
     seconds = time.perf_counter() - started
     where = f" in {processes} processes" if processes > 1 else ""
     return seconds, (f"kernels ready in {seconds:.1f} s ({len(missing)} compiled{where}, "
-                     f"{len(calls) - len(missing)} loaded from the cache)")
+                     f"{len(calls) - len(missing)} loaded from the cache)"), new
 
 
-def compile_config(config):
-    """Compile (or load) every kernel a training run of config uses: forward, backward,
-    the optimizer's update, in the config's dtype. Needs no data. Returns the note."""
-    network = Network(config)
-    optimizer = Optimizer(config.optimizer, network)
-    x = np.zeros((2,) + tuple(config.input), dtype=network.dtype)
-    return ready_kernels(network, optimizer, x, np.zeros(2, dtype=np.int64))[1]
+def compile_configs(configs):
+    """Compile (or load) every kernel training each config uses: forward, backward, the
+    optimizer's update, in the config's dtype. Needs no data. Returns (the note, for each
+    config (kernel signatures it uses, how many of them no config before it uses))."""
+    steps = []
+    for config in configs:
+        network = Network(config)
+        x = np.zeros((2,) + tuple(config.input), dtype=network.dtype)
+        steps.append((network, Optimizer(config.optimizer, network), x,
+                      np.zeros(2, dtype=np.int64)))
+    _, note, new = ready_all(steps)
+    return note, [(len(planned_calls(*step)), len(fresh)) for step, fresh in zip(steps, new)]
 
 
 def planned_calls(network, optimizer, x, y):
@@ -181,6 +200,7 @@ def compile_in_processes(calls, processes):
         for helper in helpers:
             if helper.poll() is None:
                 helper.kill()
+            helper.stdin.close()
 
 
 # A started process runs this. Not multiprocessing: it would run the user's main script
@@ -195,17 +215,27 @@ compile_work(pickle.loads(work))
 
 def _start_compiling(work):
     """A process compiling work [(module, function name, signature)] into the cache; it
-    inherits the environment (NUMBA_CACHE_DIR) and sys.path, and prints nothing."""
+    inherits the environment (NUMBA_CACHE_DIR) and sys.path, and prints nothing. Its stdin
+    stays open until this process closes it or ends."""
     helper = subprocess.Popen([sys.executable, "-c", _COMPILE_SCRIPT], stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    with helper.stdin:
-        pickle.dump((sys.path, pickle.dumps(work)), helper.stdin)
+    pickle.dump((sys.path, pickle.dumps(work)), helper.stdin)
+    helper.stdin.flush()
     return helper
 
 
 def compile_work(work):
-    """Compile work [(module, function name, signature)]: in a started process."""
+    """Compile work [(module, function name, signature)]: in a started process, which ends
+    as soon as the process that started it does (its stdin closes), however that ends: a
+    SIGTERM or SIGKILL there runs no cleanup, and a helper left compiling could write the
+    cache at the same time as a retried run."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the process that started it
+
+    def end_with_the_starter():
+        sys.stdin.buffer.read()
+        os._exit(1)
+
+    threading.Thread(target=end_with_the_starter, daemon=True).start()
     for module, name, signature in work:
         getattr(importlib.import_module(module), name).compile(signature)
 

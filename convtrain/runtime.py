@@ -5,8 +5,10 @@ the kernels) calls it too, so scripts and tests get the same settings. Importing
 `convtrain` itself changes nothing.
 """
 
+import atexit
 import hashlib
 import os
+import shutil
 import tempfile
 
 from convtrain import __version__
@@ -85,17 +87,31 @@ def _kernels_hash():
     return digest.hexdigest()[:12]
 
 
+_unwritable = None  # the cache folder wanted, where it could not be written
+
+
+def unwritable_cache_dir():
+    """The kernel cache folder that could not be created or written (the kernels then go to
+    a temporary folder and compile again in every process), or None."""
+    return _unwritable
+
+
 def _writable(folder):
     """`folder`, created; or, where it cannot be (a read-only or missing home), a new private
-    temporary folder. Numba would fall back to the package folder, the one place the cache
-    must not go; a temporary folder costs a compile per process instead."""
+    temporary folder, removed when this process exits. Numba would fall back to the package
+    folder, the one place the cache must not go; a temporary folder costs a compile per
+    process instead."""
+    global _unwritable
     try:
         os.makedirs(folder, exist_ok=True)
         if os.access(folder, os.W_OK):
             return folder
     except OSError:
         pass
-    return tempfile.mkdtemp(prefix="convtrain-kernels-")
+    _unwritable = folder
+    temporary = tempfile.mkdtemp(prefix="convtrain-kernels-")
+    atexit.register(shutil.rmtree, temporary, ignore_errors=True)
+    return temporary
 
 
 def keep_freed_memory():

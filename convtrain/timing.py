@@ -19,7 +19,7 @@ def time_network(config, batch, iters):
     optimizer = Optimizer(config.optimizer, network)
     x = rng.standard_normal((batch,) + tuple(config.input)).astype(network.dtype)
     labels = rng.integers(0, config.num_outputs, size=batch)
-    compile_s, _ = ready_kernels(network, optimizer, x, labels)
+    compile_s, kernels = ready_kernels(network, optimizer, x, labels)
     forward = {layer.name: [] for layer in network.layers}
     backward = {layer.name: [] for layer in network.layers}
     steps = []
@@ -47,7 +47,7 @@ def time_network(config, batch, iters):
     step_ms = 1e3 * float(np.median(steps))
     import numba  # loaded by the kernels already; asked only after they have run
 
-    return {"batch": batch, "iters": iters, "compile_s": compile_s,
+    return {"batch": batch, "iters": iters, "compile_s": compile_s, "kernels": kernels,
             "threads": numba.get_num_threads(), "threading_layer": numba.threading_layer(),
             "layers": rows,
             "forward_ms": sum(r["forward_ms"] for r in rows),

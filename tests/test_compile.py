@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 from click.testing import CliRunner
@@ -51,12 +52,12 @@ def test_compile_then_reinstall_at_the_same_path_then_smoke_compiles_nothing(
     assert where.stdout.startswith(str(target))
 
     first = installed("compile", config)
-    compiled = int(first[0].split("(")[1].split(" compiled")[0])
+    compiled = int(first[0].split(": ")[1].split()[0])
+    assert first[0] == f"{config}: {compiled} kernel signatures" and compiled >= 10
     processes = " in 2 processes" if available_cores() > 1 else ""
-    assert first[0] == (f"{config}: kernels ready in {first[0].split()[4]} s ({compiled} "
+    assert first[1] == (f"kernels ready in {first[1].split()[3]} s ({compiled} "
                         f"compiled{processes}, 0 loaded from the cache)")
-    assert compiled >= 10
-    assert first[1].startswith(f"kernel cache: {tmp_path / 'cache' / 'convtrain' / 'kernels-'}")
+    assert first[2].startswith(f"kernel cache: {tmp_path / 'cache' / 'convtrain' / 'kernels-'}")
 
     _pip_install(repo_root, target, "--upgrade", "--force-reinstall")
     smoke = installed("train", config, "--smoke")
@@ -135,6 +136,47 @@ def test_kernels_sharing_a_function_compile_in_one_process_and_the_rest_balance(
                for index, share in enumerate(shares)]
     assert max(seconds) - min(seconds) < max(compiling.COMPILE_S.values())
     assert [len(share) for share in compiling._shares(calls, 1)] == [len(calls)]
+
+
+def test_compile_of_several_configs_says_what_they_share(write_config, tmp_path):
+    first = write_config(small_cnn("first"), "first.yaml")
+    second = write_config(TWO_CONVS, "second.yaml")
+    result = CliRunner().invoke(main, ["compile", first, second, "--set", "seed=3"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    used = int(lines[0].split(": ")[1].split()[0])
+    assert lines[0] == f"{first}: {used} kernel signatures"
+    assert lines[1].startswith(f"{second}: {used + 3} kernel signatures ({used} also in the "
+                               f"configs before)")  # conv2d_backward_input, tanh forward, backward
+    assert lines[2].startswith("kernels ready in ") and lines[3].startswith("kernel cache: ")
+
+
+def test_compile_refuses_a_cache_folder_it_cannot_write(write_config, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = "/proc/no-cache-here"  # not even root can make a folder in /proc
+    result = subprocess.run([sys.executable, "-m", "convtrain", "compile",
+                             write_config(small_cnn("x"))], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == ("error: /proc/no-cache-here/convtrain/kernels-" +
+                             result.stderr.split("kernels-")[1].split(":")[0] +
+                             ": cannot create or write the kernel cache folder, so nothing "
+                             "compiled would be kept; set XDG_CACHE_HOME (or NUMBA_CACHE_DIR) "
+                             "to a writable folder\n")
+
+
+def test_a_compiling_process_ends_when_the_process_that_started_it_does(tmp_path, monkeypatch):
+    """However the starter ends (a SIGKILL runs no cleanup), its end closes the helper's
+    stdin, and the helper stops at once instead of writing the cache on its own."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))  # empty: compiling takes seconds
+    network, optimizer, x, y = _network(TWO_CONVS)
+    work = [(k.py_func.__module__, k.py_func.__name__, s)
+            for k, s in compiling.planned_calls(network, optimizer, x, y)]
+    helper = compiling._start_compiling(work)
+    time.sleep(1.0)
+    assert helper.poll() is None  # still compiling
+    helper.stdin.close()  # what the starter's end does
+    assert helper.wait(timeout=5) == 1
 
 
 def test_compile_checks_every_config_before_compiling(write_config):

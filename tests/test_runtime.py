@@ -99,10 +99,13 @@ def test_an_unusable_cache_home_falls_back_to_a_temporary_folder(monkeypatch, tm
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file"))
     monkeypatch.setattr(runtime.tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(runtime, "_unwritable", None)  # restored after, for the other tests
     (tmp_path / "tmp").mkdir()
     runtime.prepare_environment()
     cache = os.environ["NUMBA_CACHE_DIR"]
     assert os.path.dirname(cache) == str(tmp_path / "tmp") and os.access(cache, os.W_OK)
+    wanted = str(tmp_path / "a-file" / "convtrain" / "kernels-")
+    assert runtime.unwritable_cache_dir().startswith(wanted)  # for the CLI's warning
 
 
 def test_weights_do_not_depend_on_the_threading_layer(repo_root, write_config, tmp_path):

@@ -12,11 +12,11 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from convtrain.layer_specs import LAYER_SPECS, LayerSpec
+from convtrain.layer_specs import LAYER_SPECS, LayerSpec, walk
 
 
 def describe_architecture(config):
-    parts = [f"{s.type}{list(s.out_shape)}" for s in config.layers]
+    parts = [f"{s.type}{list(s.out_shape)}" for s in walk(config.layers)]
     return f"{config.dtype} {list(config.input)} -> " + " -> ".join(parts)
 
 
@@ -75,7 +75,8 @@ class _Architecture:
 def _config_architecture(config):
     return _Architecture(config.dtype, tuple(config.input), [
         _Layer(s.name, s.type, tuple(s.out_shape),
-               {k: tuple(v) for k, v in s.param_shapes().items()}) for s in config.layers])
+               {k: tuple(v) for k, v in {**s.param_shapes(), **s.buffer_shapes()}.items()})
+        for s in walk(config.layers)])
 
 
 def checkpoint_architecture(params, meta):
@@ -93,7 +94,7 @@ def checkpoint_architecture(params, meta):
         names = [None] * len(sequence)
     layers = [_Layer(name, kind, out_shape, {})
               for name, (kind, out_shape) in zip(names, sequence)]
-    with_params = [layer for layer in layers if _has_params(layer.type)]
+    with_params = [layer for layer in layers if _has_arrays(layer.type)]
     if len(with_params) != len(shapes):
         return None
     for layer, (name, keys) in zip(with_params, shapes.items()):
@@ -122,10 +123,12 @@ def parse_architecture(text):
     return whole.group(1), tuple(json.loads(whole.group(2))), sequence
 
 
-def _has_params(kind):
-    """Whether layers of this type have parameters: their spec defines param_shapes."""
+def _has_arrays(kind):
+    """Whether a checkpoint holds arrays for layers of this type: their spec defines
+    param_shapes or buffer_shapes."""
     spec = LAYER_SPECS.get(kind)
-    return spec is not None and spec.param_shapes is not LayerSpec.param_shapes
+    return spec is not None and (spec.param_shapes is not LayerSpec.param_shapes
+                                 or spec.buffer_shapes is not LayerSpec.buffer_shapes)
 
 
 def _a(kind):

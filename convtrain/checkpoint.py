@@ -16,9 +16,14 @@ import zlib
 
 import numpy as np
 
-from convtrain.architecture import architecture_mismatch, checkpoint_architecture, parse_architecture
+from convtrain.architecture import (
+    architecture_mismatch,
+    checkpoint_architecture,
+    parse_architecture,
+)
 from convtrain.errors import UserError
 from convtrain.filekind import what_file
+from convtrain.layer_specs import walk
 from convtrain.yamlsource import did_you_mean
 
 
@@ -158,7 +163,7 @@ def load_weights(checkpoint, path, config, network, skip=()):
     the architectures must match but for the layers named in `skip`, which keep their
     initialisation. Returns the names of the layers loaded."""
     params = checkpoint[0]
-    names = [spec.name for spec in config.layers]
+    names = [spec.name for spec in walk(config.layers)]
     for name in skip:
         if name not in names:
             raise UserError(f"no layer named '{name}' in {config.file}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from convtrain.fields import Section
-from convtrain.layer_specs import LAYER_SPECS, as_array
+from convtrain.layer_specs import LAYER_SPECS, ResidualSpec, as_array, walk
 from convtrain.yamlsource import apply_override, did_you_mean, load_yaml
 
 LOSSES = ("softmax_cross_entropy", "mse", "hinge")
@@ -143,10 +143,14 @@ class Config:
     def architecture_fingerprint(self):
         """Hash of everything that fixes parameter shapes: a checkpoint must match it."""
         arch = {"input": list(self.input), "dtype": self.dtype,
-                "layers": [[s.type, s.name, list(s.out_shape),
-                            {k: list(v) for k, v in s.param_shapes().items()}]
-                           for s in self.layers]}
+                "layers": [[s.type, s.name, list(s.out_shape), _array_shapes(s)]
+                           for s in walk(self.layers)]}
         return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _array_shapes(spec):
+    """{key: shape} of the arrays a checkpoint holds for the layer: parameters, buffers."""
+    return {k: list(v) for k, v in {**spec.param_shapes(), **spec.buffer_shapes()}.items()}
 
 
 def load_config(path, overrides=(), text=None):
@@ -205,19 +209,32 @@ def _layers(top, input_shape):
     items = top.get_raw("layers")
     if not isinstance(items, list) or not items:
         raise top.error("layers", "must be a non-empty list of layers, each a mapping with `type`")
-    specs, resolved, names, shape = [], [], set(), input_shape
+    specs, resolved = _layer_list(top.source, ("layers",), items, input_shape, "", set())
+    top.resolved["layers"] = resolved
+    return specs
+
+
+def _layer_list(source, path, items, shape, prefix, names):
+    """The specs of a list of layers at `path` taking `shape`, their names prefixed (a
+    residual block's layers: `res1.`); names holds every full name so far. Returns (specs,
+    their resolved mappings)."""
+    specs, resolved = [], []
+    default_prefix = "shortcut_" if path[-1] == "shortcut" else ""
     for index, item in enumerate(items):
-        section = Section(top.source, ("layers", index), item, f"layer {index}")
+        section = Section(source, path + (index,), item, f"layer {index}")
         kind = section.get_str("type")
         if kind not in LAYER_SPECS:
             raise section.error("type", f"unknown layer type '{kind}'"
                                         f"{did_you_mean(kind, LAYER_SPECS)}; known types: "
                                         f"{', '.join(LAYER_SPECS)}")
-        name = section.get_str("name", f"{_short(kind)}{index + 1}")
+        name = prefix + section.get_str("name", f"{default_prefix}{_short(kind)}{index + 1}")
         if name in names:
             raise section.error("name", f"layer name '{name}' is used twice")
         names.add(name)
-        spec = LAYER_SPECS[kind].parse(section, index, name, shape)
+        if kind == "residual":
+            spec = _residual(section, index, name, shape, names)
+        else:
+            spec = LAYER_SPECS[kind].parse(section, index, name, shape)
         section.finish()
         for what, count in (("parameters", spec.param_count),
                             ("output values per sample", int(np.prod(spec.out_shape))),
@@ -229,12 +246,35 @@ def _layers(top, input_shape):
         specs.append(spec)
         resolved.append(section.resolved)
         shape = spec.out_shape
-    top.resolved["layers"] = resolved
-    return tuple(specs)
+    return tuple(specs), resolved
+
+
+def _residual(section, index, name, in_shape, names):
+    """A residual block: body (required) and shortcut (optional) lists, whose outputs add."""
+    branches = {}
+    for key in ("body", "shortcut"):
+        items = section.get_raw(key) if key == "body" else section.get_raw(key, [])
+        if not isinstance(items, list) or (key == "body" and not items):
+            raise section.error(key, f"must be a {'non-empty ' if key == 'body' else ''}list "
+                                     f"of layers, each a mapping with `type`")
+        branches[key], section.resolved[key] = _layer_list(
+            section.source, section.path + (key,), items, in_shape, name + ".", names)
+    body, shortcut = branches["body"], branches["shortcut"]
+    body_out = body[-1].out_shape
+    short_out = shortcut[-1].out_shape if shortcut else tuple(in_shape)
+    if body_out != short_out:
+        what = "its shortcut gives" if shortcut else "its input (the identity shortcut) is"
+        raise section.error(None, f"residual block '{name}': its body gives {list(body_out)} "
+                                  f"but {what} {list(short_out)}; the two must match to be "
+                                  f"added (a shortcut of a 1x1 conv2d with the body's filters "
+                                  f"and stride makes them match)")
+    return ResidualSpec(index, name, tuple(in_shape), body_out, body, shortcut)
 
 
 def _short(kind):
-    return "conv" if kind == "conv2d" else kind
+    """The stem of a generated layer name: conv3, bn4, res5, gap6."""
+    return {"conv2d": "conv", "batchnorm": "bn", "residual": "res",
+            "globalavgpool": "gap"}.get(kind, kind)
 
 
 def _train(section):

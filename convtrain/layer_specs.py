@@ -87,6 +87,14 @@ class LayerSpec:
         """Values of working memory the kernels need per sample beyond input and output."""
         return 0
 
+    def buffer_shapes(self):
+        """State that is not trained but kept in checkpoints (batchnorm's running statistics)."""
+        return {}
+
+    def children(self):
+        """The layers inside this one (a residual block's), in order."""
+        return ()
+
     @property
     def param_count(self):
         return int(sum(np.prod(s) for s in self.param_shapes().values()))
@@ -245,6 +253,99 @@ class FlattenSpec(LayerSpec):
         return cls(index, name, tuple(in_shape), (int(np.prod(in_shape)),))
 
 
+@dataclass(frozen=True)
+class BatchNormSpec(LayerSpec):
+    """Per channel of an image (over N, H, W), or per feature of a vector (over N)."""
+    momentum: float = 0.1
+    eps: float = 1e-5
+    affine: bool = True
+    gamma: np.ndarray = field(default=None, compare=False, repr=False)
+    beta: np.ndarray = field(default=None, compare=False, repr=False)
+    running_mean: np.ndarray = field(default=None, compare=False, repr=False)
+    running_var: np.ndarray = field(default=None, compare=False, repr=False)
+
+    type = "batchnorm"
+
+    @classmethod
+    def parse(cls, section, index, name, in_shape):
+        momentum = section.get_float("momentum", 0.1, minimum=0.0, maximum=1.0)
+        eps = section.get_float("eps", 1e-5, positive=True)
+        affine = section.get_bool("affine", True)
+        channels = (in_shape[0],)
+        gamma, beta = as_array(section, "gamma", channels), as_array(section, "beta", channels)
+        for key, given in (("gamma", gamma), ("beta", beta)):
+            if given is not None and not affine:
+                raise section.error(key, "given, but the layer has `affine: false`")
+        running_mean = as_array(section, "running_mean", channels)
+        running_var = as_array(section, "running_var", channels)
+        if running_var is not None and np.any(running_var < 0):
+            raise section.error("running_var", "has a negative variance")
+        return cls(index, name, tuple(in_shape), tuple(in_shape), momentum, eps, affine,
+                   gamma, beta, running_mean, running_var)
+
+    def param_shapes(self):
+        return {"weight": self.in_shape[:1], "bias": self.in_shape[:1]} if self.affine else {}
+
+    def buffer_shapes(self):
+        return {"running_mean": self.in_shape[:1], "running_var": self.in_shape[:1]}
+
+    def flops(self):
+        return 4 * int(np.prod(self.in_shape))
+
+
+@dataclass(frozen=True)
+class GlobalAvgPoolSpec(LayerSpec):
+    type = "globalavgpool"
+
+    @classmethod
+    def parse(cls, section, index, name, in_shape):
+        _require_image(section, in_shape, cls.type)
+        return cls(index, name, tuple(in_shape), (in_shape[0],))
+
+    def flops(self):
+        return int(np.prod(self.in_shape))
+
+
+@dataclass(frozen=True)
+class DropoutSpec(LayerSpec):
+    rate: float = 0.5
+
+    type = "dropout"
+
+    @classmethod
+    def parse(cls, section, index, name, in_shape):
+        rate = section.get_float("rate", 0.5, minimum=0.0, below=1.0)
+        return cls(index, name, tuple(in_shape), tuple(in_shape), rate)
+
+
+@dataclass(frozen=True)
+class ResidualSpec(LayerSpec):
+    """output = body(x) + shortcut(x); no shortcut layers: the identity. Its layers' names
+    are full names, the block's name first: `res1.conv1`."""
+    body: tuple = ()
+    shortcut: tuple = ()
+
+    type = "residual"
+
+    def children(self):
+        return self.body + self.shortcut
+
+    @property
+    def param_count(self):
+        return sum(child.param_count for child in self.children())
+
+    def flops(self):
+        return sum(child.flops() for child in self.children()) + int(np.prod(self.out_shape))
+
+
+def walk(specs):
+    """Every layer spec, depth first: a residual block, then its body, then its shortcut."""
+    for spec in specs:
+        yield spec
+        yield from walk(spec.children())
+
+
 LAYER_SPECS = {spec.type: spec for spec in (
     Conv2dSpec, DenseSpec, ReluSpec, LeakyReluSpec, SigmoidSpec, TanhSpec,
-    MaxPoolSpec, AvgPoolSpec, FlattenSpec)}
+    MaxPoolSpec, AvgPoolSpec, FlattenSpec, BatchNormSpec, GlobalAvgPoolSpec, DropoutSpec,
+    ResidualSpec)}

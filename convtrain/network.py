@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from convtrain.layers import build_layer
+from convtrain.layers import Mode, build_layer
 from convtrain.losses import LOSSES
 
 
@@ -19,13 +19,31 @@ class Network:
         self.dtype = np.dtype(dtype or config.dtype)
         rng = np.random.default_rng(config.seed if seed is None else seed)
         self.layers = [build_layer(spec, self.dtype, rng) for spec in config.layers]
+        # Training or not, and the global step: set here, read by batchnorm and dropout.
+        self.mode = Mode(config.seed)
+        for layer in self.all_layers():
+            layer.mode = self.mode
         self.loss_fn = LOSSES[config.loss]
         self.deltas = {}
         # Set to {} to have forward/backward record per-layer milliseconds of their last call.
         self.timings = None
 
-    def forward(self, x):
-        """x (N, *input) -> scores (N, K)."""
+    def all_layers(self):
+        """Every layer, depth first: a residual block, then its body, then its shortcut."""
+        found = []
+
+        def visit(layers):
+            for layer in layers:
+                found.append(layer)
+                visit(layer.children())
+
+        visit(self.layers)
+        return found
+
+    def forward(self, x, training=False):
+        """x (N, *input) -> scores (N, K). training: batch statistics and dropout, as in a
+        training step; otherwise running statistics and no dropout (validation, eval)."""
+        self.mode.training = training
         out = x.astype(self.dtype, copy=False)
         for layer in self.layers:
             started = time.perf_counter()
@@ -49,6 +67,7 @@ class Network:
             self.deltas[layer.name] = delta
             started = time.perf_counter()
             delta = layer.backward(delta, need_dx)
+            self.deltas.update(layer.nested_deltas())
             self._time(layer, "backward_ms", started)
         return delta
 
@@ -57,18 +76,22 @@ class Network:
 
         Returns (loss, scores, dx); dx is None when input_grad is False.
         """
-        scores = self.forward(x)
+        scores = self.forward(x, training=True)
         loss, dscores, _ = self.loss_fn(scores, labels)
         dx = self.backward(dscores, input_grad)
         return loss, scores, dx
 
     def parameters(self):
-        """[(layer, key)] for every parameter array, in layer order."""
-        return [(layer, key) for layer in self.layers for key in layer.params]
+        """[(layer, key)] for every parameter array, in layer order (depth first)."""
+        return [(layer, key) for layer in self.all_layers() for key in layer.params]
 
     def state(self):
-        return {f"{layer.name}.{key}": layer.params[key] for layer, key in self.parameters()}
+        """{"layer.key": array}: the parameters, then the buffers (running statistics)."""
+        state = {f"{layer.name}.{key}": layer.params[key] for layer, key in self.parameters()}
+        for layer in self.all_layers():
+            state.update({f"{layer.name}.{key}": value for key, value in layer.buffers.items()})
+        return state
 
     def load_state(self, arrays):
-        for layer, key in self.parameters():
-            layer.params[key][...] = arrays[f"{layer.name}.{key}"]
+        for key, value in self.state().items():
+            value[...] = arrays[key]

@@ -8,6 +8,7 @@ import dataclasses
 from convtrain.architecture import describe_architecture
 from convtrain.checkpoint import load_into, load_weights
 from convtrain.errors import UserError
+from convtrain.layer_specs import walk
 
 
 def training_settings(config):
@@ -96,7 +97,7 @@ class RunState:
                 "settings": training_settings(config),
                 "fingerprint": config.architecture_fingerprint(),
                 "architecture": describe_architecture(config),
-                "layer_names": [spec.name for spec in config.layers],
+                "layer_names": [spec.name for spec in walk(config.layers)],
                 "early_stopping": self.early_stopping and self.early_stopping.state()}
 
     def restore(self, meta, path):

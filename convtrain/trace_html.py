@@ -16,8 +16,15 @@ import html
 
 import numpy as np
 
-from convtrain.trace import (CARRIED, SLIP, SUMMARY_LIMIT, _published_verdict, _slices,
-                             published_marks, shown)
+from convtrain.trace import (
+    CARRIED,
+    SLIP,
+    SUMMARY_LIMIT,
+    _published_verdict,
+    _slices,
+    published_marks,
+    shown,
+)
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em;

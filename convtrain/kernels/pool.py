@@ -126,3 +126,31 @@ def avgpool_backward(dout, pool_h, pool_w, stride_h, stride_w, dx):
                 for ph in range(pool_h):
                     for pw in range(pool_w):
                         dx[n, c, top + ph, left + pw] += share
+
+
+@njit(parallel=True, cache=True)
+def globalavgpool_forward(x_flat, out):
+    """out[n, c] = the mean of x[n, c] over H and W. x_flat (N, C, H*W) -> out (N, C)."""
+    n_samples, channels, plane = x_flat.shape
+    scale = 1.0 / plane
+    # Iteration nc owns out[n, c]; each plane is summed in order, in float64.
+    for nc in prange(n_samples * channels):
+        n = nc // channels
+        c = nc - n * channels
+        acc = 0.0
+        for i in range(uint64(plane)):
+            acc += x_flat[n, c, i]
+        out[n, c] = acc * scale
+
+
+@njit(parallel=True, cache=True)
+def globalavgpool_backward(dout, dx_flat):
+    """Spreads dout (N, C) evenly over each plane: writes dx_flat (N, C, H*W)."""
+    n_samples, channels, plane = dx_flat.shape
+    scale = 1.0 / plane
+    for nc in prange(n_samples * channels):
+        n = nc // channels
+        c = nc - n * channels
+        share = dout[n, c] * scale
+        for i in range(uint64(plane)):
+            dx_flat[n, c, i] = share

@@ -12,11 +12,14 @@ prepare_environment()
 # isort: split
 
 from convtrain.layers.activation import LeakyRelu, Sigmoid, Tanh
-from convtrain.layers.base import Layer
+from convtrain.layers.base import Layer, Mode
 from convtrain.layers.conv import Conv2d
 from convtrain.layers.dense import Dense
+from convtrain.layers.dropout import Dropout
 from convtrain.layers.flatten import Flatten
-from convtrain.layers.pool import AvgPool, MaxPool
+from convtrain.layers.norm import BatchNorm
+from convtrain.layers.pool import AvgPool, GlobalAvgPool, MaxPool
+from convtrain.layers.residual import Residual
 
 LAYERS = {
     "conv2d": Conv2d,
@@ -28,6 +31,10 @@ LAYERS = {
     "maxpool": MaxPool,
     "avgpool": AvgPool,
     "flatten": Flatten,
+    "batchnorm": BatchNorm,
+    "globalavgpool": GlobalAvgPool,
+    "dropout": Dropout,
+    "residual": Residual,
 }
 
 
@@ -35,4 +42,4 @@ def build_layer(spec, dtype, rng):
     return LAYERS[spec.type](spec, dtype, rng)
 
 
-__all__ = ["LAYERS", "Layer", "build_layer"]
+__all__ = ["LAYERS", "Layer", "Mode", "build_layer"]

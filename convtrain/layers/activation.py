@@ -2,9 +2,14 @@
 
 import numpy as np
 
-from convtrain.kernels.elementwise import (leaky_relu_backward, leaky_relu_forward,
-                                           sigmoid_backward, sigmoid_forward, tanh_backward,
-                                           tanh_forward)
+from convtrain.kernels.elementwise import (
+    leaky_relu_backward,
+    leaky_relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    tanh_backward,
+    tanh_forward,
+)
 from convtrain.layers.base import Layer
 
 

@@ -6,12 +6,25 @@
                     need_dx=False (the first layer, in training) a layer may skip dx and
                     return None: nobody reads the gradient of the input images
     params / grads  dicts with the same keys ("weight", "bias"), arrays of the same shapes
+    buffers         state that is not trained but saved (batchnorm's running statistics)
+    mode            the network's Mode: training or not, the global step (dropout)
     kink_state()    the discrete choices the last forward made (ReLU signs, max-pool
                     winners) or None: a gradient check reports a finite difference whose
                     perturbation changed them as a kink, not as a wrong gradient
 """
 
 import numpy as np
+
+
+class Mode:
+    """What the network is doing, shared by all its layers: a training step (batch
+    statistics, dropout on) or not; and the seed and global step that dropout's masks
+    are drawn from."""
+
+    def __init__(self, seed=0):
+        self.training = False
+        self.step = 0
+        self.seed = seed
 
 
 class Layer:
@@ -21,6 +34,16 @@ class Layer:
         self.dtype = np.dtype(dtype)
         self.params = {}
         self.grads = {}
+        self.buffers = {}  # state kept in checkpoints but not trained (running statistics)
+        self.mode = Mode()  # the network gives all its layers its own
+
+    def children(self):
+        """The layers inside this one (a residual block's), in order."""
+        return []
+
+    def nested_deltas(self):
+        """{full name: delta} of the layers inside this one, after backward."""
+        return {}
 
     def forward(self, x):
         raise NotImplementedError

@@ -9,8 +9,12 @@ for both conventions.
 
 import numpy as np
 
-from convtrain.kernels.conv import (conv2d_backward_bias, conv2d_backward_input,
-                                    conv2d_backward_weight, conv2d_forward)
+from convtrain.kernels.conv import (
+    conv2d_backward_bias,
+    conv2d_backward_input,
+    conv2d_backward_weight,
+    conv2d_forward,
+)
 from convtrain.layers.base import Layer, initial_biases, initial_weights
 
 

@@ -2,7 +2,11 @@
 
 import numpy as np
 
-from convtrain.kernels.dense import dense_backward_input, dense_backward_params, dense_forward
+from convtrain.kernels.dense import (
+    dense_backward_input,
+    dense_backward_params,
+    dense_forward,
+)
 from convtrain.layers.base import Layer, initial_biases, initial_weights
 
 

@@ -1,9 +1,17 @@
-"""maxpool and avgpool over (size, stride) windows, no padding; windows may overlap."""
+"""maxpool and avgpool over (size, stride) windows, no padding; windows may overlap;
+globalavgpool, the mean of each channel's whole plane."""
 
 import numpy as np
 
-from convtrain.kernels.pool import (avgpool_backward, avgpool_forward, maxpool2x2_forward,
-                                    maxpool_backward, maxpool_forward)
+from convtrain.kernels.pool import (
+    avgpool_backward,
+    avgpool_forward,
+    globalavgpool_backward,
+    globalavgpool_forward,
+    maxpool2x2_forward,
+    maxpool_backward,
+    maxpool_forward,
+)
 from convtrain.layers.base import Layer
 
 
@@ -50,4 +58,23 @@ class AvgPool(Layer):
     def backward(self, dout, need_dx=True):
         dx = np.empty(self.cache, dtype=self.dtype)
         avgpool_backward(np.ascontiguousarray(dout), *self.spec.size, *self.spec.stride, dx)
+        return dx
+
+
+class GlobalAvgPool(Layer):
+    def __init__(self, spec, dtype, rng=None):
+        super().__init__(spec, dtype)
+
+    def forward(self, x):
+        """x (N, C, H, W) -> out (N, C)."""
+        x = np.ascontiguousarray(x)
+        out = np.empty(x.shape[:2], dtype=self.dtype)
+        globalavgpool_forward(x.reshape(x.shape[0], x.shape[1], -1), out)
+        self.cache = x.shape
+        return out
+
+    def backward(self, dout, need_dx=True):
+        dx = np.empty(self.cache, dtype=self.dtype)
+        globalavgpool_backward(np.ascontiguousarray(dout).reshape(dx.shape[:2]),
+                               dx.reshape(dx.shape[0], dx.shape[1], -1))
         return dx

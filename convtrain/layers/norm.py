@@ -1,0 +1,67 @@
+"""batchnorm: per channel of an image over (N, H, W), per feature of a vector over N,
+with PyTorch's semantics. Training normalises with the batch's statistics and moves the
+running ones; anything else (validation, eval) uses the running statistics."""
+
+import numpy as np
+
+from convtrain.kernels.norm import (
+    batchnorm_backward,
+    batchnorm_forward_eval,
+    batchnorm_forward_train,
+)
+from convtrain.layers.base import Layer
+
+
+class BatchNorm(Layer):
+    def __init__(self, spec, dtype, rng=None):
+        super().__init__(spec, dtype)
+        channels = spec.in_shape[0]
+
+        def given_or(value, fill):
+            return (value if value is not None else np.full(channels, fill)).astype(self.dtype)
+
+        gamma, beta = given_or(spec.gamma, 1.0), given_or(spec.beta, 0.0)
+        if spec.affine:  # γ and β are the layer's weight and bias, as in PyTorch
+            self.params = {"weight": gamma, "bias": beta}
+            self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        else:
+            self.fixed = {"weight": gamma, "bias": beta}
+        self.buffers = {"running_mean": given_or(spec.running_mean, 0.0),
+                        "running_var": given_or(spec.running_var, 1.0)}
+
+    def _gamma_beta(self):
+        values = self.params if self.spec.affine else self.fixed
+        return values["weight"], values["bias"]
+
+    def forward(self, x):
+        """x (N, *in_shape) -> out, the same shape; in training also moves the running
+        statistics: running = (1 - momentum) * running + momentum * batch, with the batch's
+        unbiased variance."""
+        spec = self.spec
+        x3 = np.ascontiguousarray(x).reshape(x.shape[0], spec.in_shape[0], -1)
+        out = np.empty_like(x3)
+        gamma, beta = self._gamma_beta()
+        if not self.mode.training:
+            batchnorm_forward_eval(x3, gamma, beta, spec.eps, self.buffers["running_mean"],
+                                   self.buffers["running_var"], out)
+            return out.reshape(x.shape)
+        channels = spec.in_shape[0]
+        xhat = np.empty_like(x3)
+        mean, var, inv_std = np.empty(channels), np.empty(channels), np.empty(channels)
+        batchnorm_forward_train(x3, gamma, beta, spec.eps, out, xhat, mean, var, inv_std)
+        count = x3.shape[0] * x3.shape[2]
+        for key, batch in (("running_mean", mean), ("running_var", var * count / (count - 1))):
+            running = self.buffers[key]
+            running[...] = (1.0 - spec.momentum) * running + spec.momentum * batch
+        self.cache = (xhat, inv_std, x.shape)
+        return out.reshape(x.shape)
+
+    def backward(self, dout, need_dx=True):
+        xhat, inv_std, shape = self.cache
+        dout3 = np.ascontiguousarray(dout).reshape(xhat.shape)
+        dx = np.empty_like(xhat)
+        dgamma, dbeta = np.empty(xhat.shape[1], self.dtype), np.empty(xhat.shape[1], self.dtype)
+        batchnorm_backward(dout3, xhat, self._gamma_beta()[0], inv_std, dx, dgamma, dbeta)
+        if self.spec.affine:
+            self.grads["weight"], self.grads["bias"] = dgamma, dbeta
+        return dx.reshape(shape)

@@ -50,9 +50,9 @@ class CheckRow:
 
 
 def _loss_and_kinks(network, x, labels, loss_fn):
-    scores = network.forward(x)
+    scores = network.forward(x, training=True)  # as loss_and_gradients: batch statistics
     loss, _, loss_kinks = loss_fn(scores, labels)
-    states = [layer.kink_state() for layer in network.layers] + [loss_kinks]
+    states = [layer.kink_state() for layer in network.all_layers()] + [loss_kinks]
     return loss, [None if s is None else s.copy() for s in states]
 
 
@@ -67,6 +67,8 @@ def check_gradients(network, x, labels, max_entries=None, seed=0, step=STEP):
     loss_fn = network.loss_fn
     x = np.array(x, dtype=np.float64)
     rng = np.random.default_rng(seed)
+    # Every training-mode forward moves batchnorm's running statistics; put them back after.
+    saved = {key: value.copy() for key, value in network.state().items()}
 
     _, _, dx = network.loss_and_gradients(x, labels)
     analytic = {(layer.name, key): layer.grads[key].copy() for layer, key in network.parameters()}
@@ -107,5 +109,7 @@ def check_gradients(network, x, labels, max_entries=None, seed=0, step=STEP):
         rows.append(CheckRow(layer_name, key, array.shape, len(indices), total, kinks,
                              float(worst[0]), worst[1], float(worst[2]), float(worst[3])))
     # Leave the network as the analytic pass left it.
-    network.forward(x)
+    network.load_state(saved)
+    network.forward(x, training=True)
+    network.load_state(saved)
     return rows

@@ -31,6 +31,7 @@ def _steps(network, optimizer, x, y, steps, config):
     before, _ = evaluate(network, x, y)
     batch = min(config.train.batch_size, len(y))
     for step in range(steps):
+        network.mode.step = step + 1
         start = (step * batch) % len(y)
         index = np.arange(start, start + batch) % len(y)
         loss, _, _ = network.loss_and_gradients(x[index], y[index], input_grad=False)

@@ -192,6 +192,7 @@ class Trainer:
 
     def _step(self, xb, yb, lr, epoch):
         network, state = self.network, self.state
+        network.mode.step = state.global_step + 1  # dropout's masks: a function of the step
         # Overflow is caught below as a non-finite loss or update; NumPy's warnings would
         # only interleave with the progress bar.
         with np.errstate(over="ignore", invalid="ignore"):

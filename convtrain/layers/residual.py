@@ -47,7 +47,3 @@ class Residual(Layer):
 
     def nested_deltas(self):
         return self.deltas
-
-    def kink_state(self):
-        states = [layer.kink_state() for layer in self.children()]
-        return None if all(state is None for state in states) else states

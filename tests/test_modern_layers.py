@@ -1,0 +1,107 @@
+"""batchnorm, residual blocks, globalavgpool and dropout: gradients against central
+differences in float64 through Network.loss_and_gradients (training mode: batchnorm's
+gradient goes through the batch statistics), batchnorm's statistics against NumPy, and
+what a network does in training and in eval mode."""
+
+import numpy as np
+import pytest
+
+from convtrain.config import load_config
+from convtrain.gradcheck import TOLERANCE, check_gradients
+from convtrain.network import Network
+
+CONV = "{type: conv2d, filters: 3, kernel: 3, padding: 1}"
+BN3 = "{type: batchnorm, gamma: [1.5, -0.7, 0.9], beta: [0.2, -0.4, 0.1]}"
+
+CASES = {
+    "batchnorm-after-conv": [CONV, BN3, "{type: tanh}"],
+    "batchnorm-after-dense": ["{type: flatten}", "{type: dense, units: 3}", BN3,
+                              "{type: tanh}"],
+    "batchnorm-no-affine": [CONV, "{type: batchnorm, affine: false}", "{type: tanh}"],
+    "residual-identity": [CONV, "{type: tanh}",
+                          "{type: residual, body: [" + CONV + ", " + BN3 + ", {type: tanh}, "
+                          + CONV + "]}"],
+    "residual-projection": [
+        CONV, "{type: residual, name: res, body: [{type: conv2d, name: c1, filters: 4, "
+              "kernel: 3, stride: 2, padding: 1}, {type: batchnorm, name: bn1}, {type: tanh}], "
+              "shortcut: [{type: conv2d, name: proj, filters: 4, kernel: 1, stride: 2}, "
+              "{type: batchnorm, name: pbn}]}", "{type: tanh}"],
+    "residual-nested": [
+        CONV, "{type: residual, name: outer, body: [" + CONV + ", {type: tanh}, "
+              "{type: residual, name: inner, body: [" + CONV + ", {type: sigmoid}]}]}"],
+    "globalavgpool": [CONV, "{type: tanh}", "{type: globalavgpool}"],
+    "dropout": [CONV, "{type: tanh}", "{type: dropout, rate: 0.3}"],
+}
+
+
+def _network(layers, input_shape=(2, 6, 5), classes=4, dtype="float64"):
+    text = (f"input: {list(input_shape)}\nseed: 3\nlayers:\n"
+            + "".join(f"  - {layer}\n" for layer in layers)
+            + f"  - {{type: flatten}}\n  - {{type: dense, units: {classes}}}\n")
+    return Network(load_config("modern.yaml", text=text), dtype=dtype)
+
+
+def _data(network, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch,) + network.config.input)
+    return x, rng.integers(0, network.config.num_outputs, size=batch)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gradients(case):
+    network = _network(CASES[case])
+    network.mode.step = 7  # dropout's mask is fixed for a step
+    rows = check_gradients(network, *_data(network, batch=4))
+    layers = {row.layer for row in rows}
+    assert "input" in layers
+    for row in rows:
+        assert row.checked - row.kinks > 0, f"{row.layer}.{row.argument}: nothing checked"
+        assert row.max_rel_err < TOLERANCE, row.describe()
+    if "residual" in case:
+        assert any("." in name for name in layers)  # nested layers' parameters were checked
+
+
+def test_batchnorm_statistics_and_running_averages_match_numpy():
+    network = _network([CONV, "{type: batchnorm, momentum: 0.25, eps: 0.001}"], dtype="float64")
+    conv, norm = network.layers[0], network.layers[1]
+    x, _ = _data(network, batch=5)
+    a = conv.forward(x)
+    network.mode.training = True
+    out = norm.forward(a)
+    mean = a.mean(axis=(0, 2, 3))
+    var = a.var(axis=(0, 2, 3))  # biased, for normalising
+    expected = (a - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + 0.001)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    count = 5 * a.shape[2] * a.shape[3]
+    np.testing.assert_allclose(norm.buffers["running_mean"], 0.25 * mean, rtol=1e-12)
+    np.testing.assert_allclose(norm.buffers["running_var"],
+                               0.75 * 1.0 + 0.25 * var * count / (count - 1), rtol=1e-12)
+    network.mode.training = False  # eval: the running statistics, not the batch's
+    out = norm.forward(a)
+    running_mean, running_var = norm.buffers["running_mean"], norm.buffers["running_var"]
+    expected = ((a - running_mean[None, :, None, None])
+                / np.sqrt(running_var[None, :, None, None] + 0.001))
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_dropout_is_off_outside_training_and_its_mask_depends_on_the_step():
+    network = _network(["{type: flatten}", "{type: dropout, rate: 0.5}"], dtype="float32")
+    x, _ = _data(network, batch=8)
+    assert np.array_equal(network.forward(x), network.forward(x))  # eval: deterministic
+    dropout = network.layers[1]
+    network.mode.step = 3
+    first, again = dropout.mask((8, 60)), dropout.mask((8, 60))
+    network.mode.step = 4
+    assert np.array_equal(first, again) and not np.array_equal(first, dropout.mask((8, 60)))
+    assert set(np.unique(first)) == {0.0, 2.0} and 0.35 < np.mean(first == 0) < 0.65
+
+
+def test_evaluation_leaves_the_running_statistics_alone():
+    network = _network([CONV, BN3])
+    x, labels = _data(network, batch=4)
+    before = {key: value.copy() for key, value in network.state().items()}
+    network.forward(x)
+    for key, value in network.state().items():
+        np.testing.assert_array_equal(value, before[key])
+    network.loss_and_gradients(x, labels)
+    assert not np.array_equal(network.state()["bn2.running_mean"], before["bn2.running_mean"])

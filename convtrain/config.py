@@ -148,6 +148,15 @@ class Config:
         return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def lone_sample_batchnorm(layers):
+    """The name of the first batchnorm whose statistics come from the batch axis alone (on
+    a vector, or an image of 1x1), which a batch of one sample cannot train; or None."""
+    for spec in walk(layers):
+        if spec.type == "batchnorm" and int(np.prod(spec.in_shape[1:])) == 1:
+            return spec.name
+    return None
+
+
 def _array_shapes(spec):
     """{key: shape} of the arrays a checkpoint holds for the layer: parameters, buffers."""
     return {k: list(v) for k, v in {**spec.param_shapes(), **spec.buffer_shapes()}.items()}
@@ -176,6 +185,12 @@ def load_config(path, overrides=(), text=None):
     optimizer = _optimizer(top.section("optimizer", {"type": "sgd", "lr": 0.01}))
     schedule = _schedule(top.section("schedule", {"type": "none"}))
     train = _train(top.section("train", {}))
+    per_sample = lone_sample_batchnorm(layers)
+    if train.batch_size == 1 and per_sample:
+        raise source.error(("train", "batch_size"),
+                           f"a batch of one cannot train batchnorm '{per_sample}': it "
+                           f"normalises each feature over the batch, and the variance of one "
+                           f"sample is zero; use a batch size of at least 2")
     data = _data(top.section("data", {}))
     if train.early_stopping and data.val is None and not data.val_split:
         raise source.error(("train", "early_stopping", "metric"),

@@ -17,6 +17,7 @@ from importlib import resources
 
 import numpy as np
 
+from convtrain.config import lone_sample_batchnorm
 from convtrain.errors import DataError
 from convtrain.filekind import what_file
 
@@ -276,4 +277,11 @@ def load_datasets(config, need_val=True):
         x, y = x[train_idx], y[train_idx]
     elif config.data.val is not None and need_val:
         val_x, val_y = load_source(config.data.val, config.input, config.num_outputs, dtype)
+    per_sample = lone_sample_batchnorm(config.layers)
+    if per_sample and len(y) % config.train.batch_size == 1:
+        raise DataError(f"the last batch of every epoch would hold one sample ({len(y)} "
+                        f"training samples in batches of {config.train.batch_size}), and "
+                        f"batchnorm '{per_sample}' cannot train on one (the variance of one "
+                        f"sample is zero); choose another batch size",
+                        file=config.file, path="train.batch_size")
     return x, y, val_x, val_y

@@ -15,6 +15,34 @@ from convtrain.cli import main
 GOOD_HEAD = "input: [1, 8, 8]\nlayers:\n  - {type: flatten}\n  - {type: dense, units: 10}\n"
 
 CONFIG_CASES = {
+    "residual-without-body": ("input: [1, 8, 8]\nlayers:\n  - {type: residual, name: r}\n",
+                              ["layers[0]", "missing required key 'body'"], 3),
+    "residual-branch-shapes": ("input: [1, 8, 8]\nlayers:\n  - type: residual\n    name: r\n"
+                               "    body: [{type: conv2d, filters: 4, kernel: 3, padding: 1}]\n",
+                               ["layers[0]", "residual block 'r'", "[4, 8, 8]",
+                                "the identity shortcut", "[1, 8, 8]"], 3),
+    "residual-shortcut-shapes": ("input: [1, 8, 8]\nlayers:\n  - {type: residual, name: r, "
+                                 "body: [{type: maxpool, size: 2}], shortcut: [{type: conv2d, "
+                                 "filters: 1, kernel: 1}]}\n",
+                                 ["residual block 'r'", "[1, 4, 4]", "its shortcut gives",
+                                  "[1, 8, 8]"], 3),
+    "residual-nested-bad-type": ("input: [1, 8, 8]\nlayers:\n  - {type: residual, body: "
+                                 "[{type: rellu}]}\n",
+                                 ["layers[0].body[0].type", "did you mean 'relu'"], 3),
+    "batchnorm-momentum": ("input: [1, 8, 8]\nlayers:\n  - {type: batchnorm, momentum: 1.5}\n",
+                           ["layers[0].momentum", "at most 1"], 3),
+    "batchnorm-eps": ("input: [1, 8, 8]\nlayers:\n  - {type: batchnorm, eps: 0}\n",
+                      ["layers[0].eps", "greater than 0"], 3),
+    "dropout-rate": ("input: [1, 8, 8]\nlayers:\n  - {type: dropout, rate: 1}\n",
+                     ["layers[0].rate", "less than 1"], 3),
+    "duplicate-full-name": ("input: [1, 8, 8]\nlayers:\n  - {type: relu, name: r.c}\n"
+                            "  - {type: residual, name: r, body: [{type: relu, name: c}]}\n",
+                            ["layers[1].body[0].name", "'r.c' is used twice"], 4),
+    "batchnorm-batch-of-one": ("input: [1, 8, 8]\nlayers:\n  - {type: flatten}\n"
+                               "  - {type: dense, units: 4}\n  - {type: batchnorm}\n"
+                               "train: {batch_size: 1}\n",
+                               ["train.batch_size", "batchnorm 'bn3'",
+                                "the variance of one sample is zero"], 6),
     "yaml-syntax": ("input: [1, 8, 8\nlayers: []\n", ["YAML syntax error"], 2),
     "empty-file": ("", ["the file is empty"], None),
     "only-comment": ("# nothing\n", ["the file is empty"], None),

@@ -105,3 +105,20 @@ def test_evaluation_leaves_the_running_statistics_alone():
         np.testing.assert_array_equal(value, before[key])
     network.loss_and_gradients(x, labels)
     assert not np.array_equal(network.state()["bn2.running_mean"], before["bn2.running_mean"])
+
+
+def test_a_last_batch_of_one_sample_is_refused_before_training(write_config, tmp_path):
+    from click.testing import CliRunner
+
+    from convtrain.cli import main
+
+    config = write_config("input: [1, 8, 8]\nlayers:\n  - {type: flatten}\n"
+                          "  - {type: dense, units: 6}\n  - {type: batchnorm}\n"
+                          "  - {type: dense, units: 10}\ntrain: {batch_size: 32}\n"
+                          "data:\n  train: {format: builtin, name: digits, scale: 16, limit: 33}\n")
+    result = CliRunner().invoke(main, ["train", config, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: {config}: train.batch_size: the last batch of every "
+                                    f"epoch would hold one sample (33 training samples in "
+                                    f"batches of 32)")
+    assert not (tmp_path / "run").exists()

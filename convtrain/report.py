@@ -14,7 +14,7 @@ def layer_record(network, updates):
     """Per-layer norms after a step: δ (error at the layer's output) for every layer,
     and for layers with a weight: ∇W, ΔW (the applied update) and W."""
     record = {}
-    for layer in network.layers:
+    for layer in network.all_layers():
         entry = {"delta_norm": norm(network.deltas[layer.name])}
         if "weight" in layer.params:
             entry["grad_norm"] = norm(layer.grads["weight"])
@@ -25,8 +25,9 @@ def layer_record(network, updates):
 
 
 def layer_table(step, epoch, loss, lr, record):
+    width = max([12] + [len(name) + 2 for name in record])
     lines = [f"step {step}  epoch {epoch}  loss {loss:.4f}  lr {lr:.4g}",
-             f"  {'layer':<12}{'δ norm':>11}{'∇W norm':>11}{'ΔW norm':>11}{'‖ΔW‖/‖W‖':>11}"]
+             f"  {'layer':<{width}}{'δ norm':>11}{'∇W norm':>11}{'ΔW norm':>11}{'‖ΔW‖/‖W‖':>11}"]
     for name, entry in record.items():
         cells = [_sci(entry["delta_norm"])]
         if "grad_norm" in entry:
@@ -34,7 +35,7 @@ def layer_table(step, epoch, loss, lr, record):
             cells += [_sci(entry["grad_norm"]), _sci(entry["update_norm"]), _sci(ratio)]
         else:
             cells += ["", "", ""]
-        lines.append((f"  {name:<12}" + "".join(f"{c:>11}" for c in cells)).rstrip())
+        lines.append((f"  {name:<{width}}" + "".join(f"{c:>11}" for c in cells)).rstrip())
     return "\n".join(lines)
 
 
@@ -99,16 +100,28 @@ def human(count):
 
 
 def summary_text(config):
-    """The `convtrain summary` table: one row per layer, then totals."""
+    """The `convtrain summary` table: one row per layer, a residual block's layers indented
+    under it with their full names, then totals (a block's row counts its layers)."""
+    rows = []
+
+    def visit(specs, depth):
+        for spec in specs:
+            rows.append(("  " * depth + spec.name, spec))
+            visit(spec.children(), depth + 1)
+
+    visit(config.layers, 0)
+    name_w = max(12, max(len(label) for label, _ in rows) + 2)
+    type_w = max(12, max(len(spec.type) for _, spec in rows) + 2)
     lines = [f"{config.name}: {config.dtype}, input {tuple(config.input)}, loss {config.loss}",
-             f"{'layer':<12}{'type':<12}{'output (C,H,W)':<18}{'params':>10}{'FLOPs/sample':>15}"]
-    for layer in config.layers:
-        lines.append(f"{layer.name:<12}{layer.type:<12}{str(tuple(layer.out_shape)):<18}"
-                     f"{layer.param_count:>10,}{human(layer.flops()):>15}")
-    params = sum(layer.param_count for layer in config.layers)
-    flops = sum(layer.flops() for layer in config.layers)
+             f"{'layer':<{name_w}}{'type':<{type_w}}{'output (C,H,W)':<18}{'params':>10}"
+             f"{'FLOPs/sample':>15}"]
+    for label, spec in rows:
+        lines.append(f"{label:<{name_w}}{spec.type:<{type_w}}{str(tuple(spec.out_shape)):<18}"
+                     f"{spec.param_count:>10,}{human(spec.flops()):>15}")
+    params = sum(spec.param_count for spec in config.layers)
+    flops = sum(spec.flops() for spec in config.layers)
     size = params * (4 if config.dtype == "float32" else 8)
-    lines.append(f"{'total':<42}{params:>10,}{human(flops):>15}")
+    lines.append(f"{'total':<{name_w + type_w + 18}}{params:>10,}{human(flops):>15}")
     lines.append(f"parameters: {params:,} ({human(size)}B); forward FLOPs per sample: "
                  f"{human(flops)} (a multiply-add counts 2)")
     return "\n".join(lines)

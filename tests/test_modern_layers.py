@@ -122,3 +122,107 @@ def test_a_last_batch_of_one_sample_is_refused_before_training(write_config, tmp
                                     f"epoch would hold one sample (33 training samples in "
                                     f"batches of 32)")
     assert not (tmp_path / "run").exists()
+
+
+RESNET = """name: tiny-resnet
+seed: 5
+input: [1, 8, 8]
+layers:
+  - {type: conv2d, name: stem, filters: 4, kernel: 3, padding: same, bias: false}
+  - {type: batchnorm}
+  - {type: relu}
+  - type: residual
+    name: res1
+    body:
+      - {type: conv2d, name: c1, filters: 4, kernel: 3, padding: 1, bias: false}
+      - {type: batchnorm, name: bn1}
+      - {type: relu}
+      - {type: conv2d, name: c2, filters: 4, kernel: 3, padding: 1, bias: false}
+      - {type: batchnorm, name: bn2}
+  - {type: relu}
+  - type: residual
+    name: res2
+    body:
+      - {type: conv2d, name: c1, filters: 6, kernel: 3, stride: 2, padding: 1, bias: false}
+      - {type: batchnorm, name: bn1}
+    shortcut:
+      - {type: conv2d, name: proj, filters: 6, kernel: 1, stride: 2, bias: false}
+      - {type: batchnorm, name: projbn}
+  - {type: relu}
+  - {type: globalavgpool}
+  - {type: dropout, rate: 0.2}
+  - {type: dense, units: 10}
+optimizer: {type: sgd, lr: 0.1, momentum: 0.9}
+train: {epochs: 2, batch_size: 32}
+data:
+  train: {format: builtin, name: digits, scale: 16, limit: 400}
+  val: {split: 0.2}
+log: {every: 4}
+"""
+
+
+def _train(args):
+    from click.testing import CliRunner
+
+    from convtrain.cli import main
+
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _checkpoint(folder):
+    from convtrain.checkpoint import read_checkpoint
+
+    return read_checkpoint(str(folder / "checkpoint-last.npz"))
+
+
+def _epochs(folder):
+    import json
+
+    with open(folder / "metrics.jsonl") as handle:
+        records = [json.loads(line) for line in handle]
+    return [(r["train_loss"], r["val_loss"], r["val_acc"]) for r in records
+            if r["event"] == "epoch"]
+
+
+def test_resume_mid_epoch_is_bit_identical_with_batchnorm_and_dropout(write_config, tmp_path):
+    config = write_config(RESNET)
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    _train(["train", config, "--out", str(full), "--quiet"])
+    _train(["train", config, "--out", str(cut), "--quiet", "--max-steps", "13"])
+    assert _checkpoint(cut)[2]["step_in_epoch"] == 3  # 10 batches an epoch: inside epoch 2
+    _train(["train", config, "--resume", str(cut / "checkpoint-last.npz"), "--quiet"])
+    a, b = _checkpoint(full)[0], _checkpoint(cut)[0]
+    assert "res2.projbn.running_var" in a and set(a) == set(b)
+    assert all(np.array_equal(a[key], b[key]) for key in a)
+    assert _epochs(full) == _epochs(cut)
+    # eval of the last checkpoint: the last epoch's validation accuracy, exactly
+    result = _train(["eval", config, "--checkpoint", str(full / "checkpoint-last.npz"),
+                     "--format", "json"])
+    import json
+
+    assert json.loads(result.stdout)["accuracy"] == _epochs(full)[-1][2]
+
+
+def test_threads_1_and_2_are_bit_identical_with_batchnorm_and_dropout(write_config, tmp_path):
+    config = write_config(RESNET)
+    for threads in ("1", "2"):
+        _train(["train", config, "--out", str(tmp_path / threads), "--threads", threads,
+                "--quiet", "--epochs", "1"])
+    a, b = _checkpoint(tmp_path / "1")[0], _checkpoint(tmp_path / "2")[0]
+    assert all(np.array_equal(a[key], b[key]) for key in a)
+    assert _epochs(tmp_path / "1") == _epochs(tmp_path / "2")
+
+
+def test_the_console_table_and_metrics_name_nested_layers(write_config, tmp_path):
+    import json
+
+    result = _train(["train", write_config(RESNET), "--out", str(tmp_path / "run"),
+                     "--epochs", "1"])
+    assert "  res2.projbn " in result.stdout and "  res1.c1 " in result.stdout
+    with open(tmp_path / "run" / "metrics.jsonl") as handle:
+        step = next(r for r in map(json.loads, handle) if r["event"] == "step")
+    assert set(step["layers"]["res1.bn1"]) == {"delta_norm", "grad_norm", "update_norm",
+                                               "weight_norm"}  # γ as the weight
+    assert set(step["layers"]["res1"]) == {"delta_norm"}

@@ -419,12 +419,16 @@ def time_command(config, batch, iters, threads, fmt, overrides):
     result = time_network(spec, batch or spec.train.batch_size, iters)
     lines = [f"{spec.name}: batch {result['batch']}, {spec.dtype}, {result['threads']} threads "
              f"({result['threading_layer']}), median of {iters} iterations; "
-             f"{result['kernels']}, not counted",
-             f"{'layer':<12}{'type':<12}{'forward ms':>12}{'backward ms':>13}"]
-    for row in result["layers"]:
-        lines.append(f"{row['name']:<12}{row['type']:<12}{row['forward_ms']:>12.3f}"
+             f"{result['kernels']}, not counted"]
+    labels = ["  " * row["depth"] + row["name"] for row in result["layers"]]
+    name_w = max([12] + [len(label) + 2 for label in labels])
+    type_w = max([12] + [len(row["type"]) + 2 for row in result["layers"]])
+    lines.append(f"{'layer':<{name_w}}{'type':<{type_w}}{'forward ms':>12}{'backward ms':>13}")
+    for label, row in zip(labels, result["layers"]):
+        lines.append(f"{label:<{name_w}}{row['type']:<{type_w}}{row['forward_ms']:>12.3f}"
                      f"{row['backward_ms']:>13.3f}")
-    lines.append(f"{'total':<24}{result['forward_ms']:>12.3f}{result['backward_ms']:>13.3f}")
+    lines.append(f"{'total':<{name_w + type_w}}{result['forward_ms']:>12.3f}"
+                 f"{result['backward_ms']:>13.3f}")
     lines.append(f"training step (forward, loss, backward, update): {result['step_ms']:.3f} ms "
                  f"= {result['images_per_s']:.0f} images/s")
     _emit(fmt, result, "\n".join(lines))

@@ -25,8 +25,16 @@ class Network:
             layer.mode = self.mode
         self.loss_fn = LOSSES[config.loss]
         self.deltas = {}
-        # Set to {} to have forward/backward record per-layer milliseconds of their last call.
-        self.timings = None
+
+    @property
+    def timings(self):
+        """{} to have forward/backward record every layer's milliseconds (nested ones too)
+        of their last call, None not to."""
+        return self.mode.timings
+
+    @timings.setter
+    def timings(self, value):
+        self.mode.timings = value
 
     def all_layers(self):
         """Every layer, depth first: a residual block, then its body, then its shortcut."""
@@ -48,12 +56,8 @@ class Network:
         for layer in self.layers:
             started = time.perf_counter()
             out = layer.forward(out)
-            self._time(layer, "forward_ms", started)
+            self.mode.time(layer, "forward_ms", started)
         return out.reshape(out.shape[0], -1)
-
-    def _time(self, layer, key, started):
-        if self.timings is not None:
-            self.timings.setdefault(layer.name, {})[key] = 1e3 * (time.perf_counter() - started)
 
     def backward(self, dscores, input_grad=True):
         """dscores (N, K) -> dx (N, *input); fills each layer's grads and self.deltas.
@@ -68,7 +72,7 @@ class Network:
             started = time.perf_counter()
             delta = layer.backward(delta, need_dx)
             self.deltas.update(layer.nested_deltas())
-            self._time(layer, "backward_ms", started)
+            self.mode.time(layer, "backward_ms", started)
         return delta
 
     def loss_and_gradients(self, x, labels, input_grad=True):

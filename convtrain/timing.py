@@ -20,36 +20,33 @@ def time_network(config, batch, iters):
     x = rng.standard_normal((batch,) + tuple(config.input)).astype(network.dtype)
     labels = rng.integers(0, config.num_outputs, size=batch)
     compile_s, kernels = ready_kernels(network, optimizer, x, labels)
-    forward = {layer.name: [] for layer in network.layers}
-    backward = {layer.name: [] for layer in network.layers}
+    layers = network.all_layers()
+    passes = []  # per iteration, {layer name: {"forward_ms", "backward_ms"}}
     steps = []
     for _ in range(iters):
-        out = x
-        for layer in network.layers:
-            started = time.perf_counter()
-            out = layer.forward(out)
-            forward[layer.name].append(time.perf_counter() - started)
-        _, dscores, _ = network.loss_fn(out.reshape(batch, -1), labels)
-        delta = dscores.astype(network.dtype)
-        for layer in reversed(network.layers):
-            delta = delta.reshape((batch,) + layer.spec.out_shape)
-            started = time.perf_counter()
-            delta = layer.backward(delta, layer is not network.layers[0])
-            backward[layer.name].append(time.perf_counter() - started)
+        network.timings = {}
+        network.loss_and_gradients(x, labels, input_grad=False)
+        passes.append(network.timings)
+        network.timings = None
         started = time.perf_counter()
         network.loss_and_gradients(x, labels, input_grad=False)
         optimizer.step(config.optimizer.lr)
         steps.append(time.perf_counter() - started)
-    rows = [{"name": layer.name, "type": layer.spec.type,
-             "forward_ms": 1e3 * float(np.median(forward[layer.name])),
-             "backward_ms": 1e3 * float(np.median(backward[layer.name]))}
-            for layer in network.layers]
+    depth = {layer.name: 0 for layer in network.layers}
+    for layer in layers:  # depth first: a block comes before its layers
+        depth.update({child.name: depth[layer.name] + 1 for child in layer.children()})
+    # A residual block's own row includes its layers' time; the totals count each once.
+    rows = [{"name": layer.name, "type": layer.spec.type, "depth": depth[layer.name],
+             "forward_ms": float(np.median([p[layer.name]["forward_ms"] for p in passes])),
+             "backward_ms": float(np.median([p[layer.name]["backward_ms"] for p in passes]))}
+            for layer in layers]
+    top = [row for row in rows if row["depth"] == 0]
     step_ms = 1e3 * float(np.median(steps))
     import numba  # loaded by the kernels already; asked only after they have run
 
     return {"batch": batch, "iters": iters, "compile_s": compile_s, "kernels": kernels,
             "threads": numba.get_num_threads(), "threading_layer": numba.threading_layer(),
             "layers": rows,
-            "forward_ms": sum(r["forward_ms"] for r in rows),
-            "backward_ms": sum(r["backward_ms"] for r in rows),
+            "forward_ms": sum(r["forward_ms"] for r in top),
+            "backward_ms": sum(r["backward_ms"] for r in top),
             "step_ms": step_ms, "images_per_s": batch / (step_ms / 1e3)}

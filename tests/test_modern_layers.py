@@ -226,3 +226,14 @@ def test_the_console_table_and_metrics_name_nested_layers(write_config, tmp_path
     assert set(step["layers"]["res1.bn1"]) == {"delta_norm", "grad_norm", "update_norm",
                                                "weight_norm"}  # γ as the weight
     assert set(step["layers"]["res1"]) == {"delta_norm"}
+
+
+def test_time_reports_every_nested_layer(write_config):
+    import json
+
+    result = _train(["time", write_config(RESNET), "--iters", "2", "--format", "json"])
+    rows = {row["name"]: row for row in json.loads(result.stdout)["layers"]}
+    assert rows["res2.proj"]["depth"] == 1 and rows["res2"]["depth"] == 0
+    assert rows["res2"]["forward_ms"] >= rows["res2.proj"]["forward_ms"] > 0
+    text = _train(["time", write_config(RESNET), "--iters", "2"]).stdout
+    assert "\n  res2.projbn " in text and "\nres2 " in text

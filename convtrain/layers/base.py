@@ -13,6 +13,8 @@
                     perturbation changed them as a kink, not as a wrong gradient
 """
 
+import time
+
 import numpy as np
 
 
@@ -25,6 +27,13 @@ class Mode:
         self.training = False
         self.step = 0
         self.seed = seed
+        # {layer name: {"forward_ms", "backward_ms"}} of the last pass, or None: not timed.
+        self.timings = None
+
+    def time(self, layer, key, started):
+        """Record the milliseconds since `started` as the layer's forward_ms/backward_ms."""
+        if self.timings is not None:
+            self.timings.setdefault(layer.name, {})[key] = 1e3 * (time.perf_counter() - started)
 
 
 class Layer:

@@ -3,6 +3,8 @@
 Backward hands the delta at the block's output to both branches unchanged (the derivative
 of a sum) and adds the deltas they hand down: dx = dbody + dshortcut."""
 
+import time
+
 from convtrain.layers.base import Layer
 
 
@@ -20,13 +22,14 @@ class Residual(Layer):
         return self.body + self.shortcut
 
     def forward(self, x):
-        out = x
-        for layer in self.body:
+        return self._branch_forward(self.body, x) + self._branch_forward(self.shortcut, x)
+
+    def _branch_forward(self, layers, out):
+        for layer in layers:
+            started = time.perf_counter()
             out = layer.forward(out)
-        skip = x
-        for layer in self.shortcut:
-            skip = layer.forward(skip)
-        return out + skip
+            self.mode.time(layer, "forward_ms", started)
+        return out
 
     def backward(self, dout, need_dx=True):
         """Fills self.deltas (each nested layer's output delta, by full name) and
@@ -41,7 +44,9 @@ class Residual(Layer):
         for layer in reversed(layers):
             delta = delta.reshape((delta.shape[0],) + layer.spec.out_shape)
             self.deltas[layer.name] = delta
+            started = time.perf_counter()
             delta = layer.backward(delta, need_dx or layer is not layers[0])
+            self.mode.time(layer, "backward_ms", started)
             self.deltas.update(layer.nested_deltas())
         return delta
 

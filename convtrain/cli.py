@@ -331,6 +331,13 @@ def evaluate(config, checkpoint, fmt, overrides):
 def gradcheck(config, batch, fmt, max_entries, checkpoint, overrides):
     """Check every analytic gradient against central finite differences (float64)."""
     spec = _config(config, overrides)
+    from convtrain.config import lone_sample_batchnorm
+
+    if batch == 1 and lone_sample_batchnorm(spec.layers):
+        raise UserError(f"a batch of one cannot check batchnorm "
+                        f"'{lone_sample_batchnorm(spec.layers)}': it normalises each feature "
+                        f"over the batch, and the variance of one sample is zero; use --batch 2 "
+                        f"or more", path="--batch")
     loaded = _read_checkpoint(checkpoint)
     _numba()
     from convtrain.checkpoint import load_into
@@ -358,14 +365,15 @@ def gradcheck(config, batch, fmt, max_entries, checkpoint, overrides):
     if nudged:
         lines.append(f"biases of {', '.join(nudged)} start at zero; set to small seeded random "
                      f"values so that ReLU and max-pool inputs do not sit exactly on a kink")
-    lines += [
-             f"{'layer':<12}{'argument':<9}{'checked':>12}{'kinks':>7}{'max rel err':>13}  result"]
+    width = max([12] + [len(r.layer) + 2 for r in rows])
+    lines += [f"{'layer':<{width}}{'argument':<9}{'checked':>12}{'kinks':>7}{'max rel err':>13}"
+              f"  result"]
     for r in rows:
         checked = f"{r.checked}/{r.total}"
         verdict = "ok" if r.passed else "FAIL"
         if r.passed and r.kinks == r.checked:
             verdict = "not checked: every entry sits on a kink"
-        lines.append(f"{r.layer:<12}{r.argument:<9}{checked:>12}{r.kinks:>7}"
+        lines.append(f"{r.layer:<{width}}{r.argument:<9}{checked:>12}{r.kinks:>7}"
                      f"{r.max_rel_err:>13.2e}  {verdict}")
     lines += [f"FAIL {r.describe()}" for r in failed]
     lines.append("all gradients match" if not failed else f"{len(failed)} tensors exceed "
@@ -382,9 +390,10 @@ def _nudge_zero_biases(network, seed):
 
     rng = np.random.default_rng([seed, 3])
     nudged = []
-    for layer in network.layers:
-        bias = layer.params.get("bias")
-        if bias is not None and layer.spec.biases is None and not np.any(bias):
+    for layer in network.all_layers():
+        bias = layer.params.get("bias")  # batchnorm's β, given in its spec as `beta`
+        given = getattr(layer.spec, "biases", getattr(layer.spec, "beta", None))
+        if bias is not None and given is None and not np.any(bias):
             bias[...] = rng.uniform(-0.1, 0.1, size=bias.shape)
             nudged.append(layer.name)
     return nudged

@@ -265,6 +265,14 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides):
     """Print backpropagation step by step for one sample of CONFIG."""
     spec = _config(config, overrides)
     loaded = _read_checkpoint(checkpoint)
+    from convtrain.config import lone_sample_batchnorm
+
+    if lone_sample_batchnorm(spec.layers):
+        raise UserError(f"cannot trace batchnorm '{lone_sample_batchnorm(spec.layers)}': the "
+                        f"trace follows one sample in training mode, and it normalises each "
+                        f"feature over the batch, where the variance of one sample is zero "
+                        f"(a batchnorm after a conv layer, over H and W too, traces)",
+                        file=spec.file)
     _numba()
     from convtrain.trace import format_text, run_trace
 

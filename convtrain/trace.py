@@ -22,6 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from convtrain.checkpoint import load_into
 from convtrain.data import load_datasets
 from convtrain.errors import ConfigError
+from convtrain.layer_specs import walk
 from convtrain.network import Network
 from convtrain.optim import Optimizer, learning_rate, step_learning_rate
 
@@ -71,26 +72,41 @@ def textbook_input_delta(delta, kernel):
 
 
 class _Symbols:
+    """A_i, δ_i, K_i (W_i, γ_i), b_i (β_i): i is the layer's position, 1-based, depth first
+    (a residual block, then its body, then its shortcut). Inside a block both branches take
+    the block's input; the deltas they hand down are δ.body and δ.shortcut of its input's."""
+
     def __init__(self, config):
-        self.index = {spec.name: i + 1 for i, spec in enumerate(config.layers)}
+        self.index = {spec.name: i + 1 for i, spec in enumerate(walk(config.layers))}
+        self.inputs, self.input_deltas = {}, {}
+        self._chain(config.layers, "x", "δx")
+
+    def _chain(self, specs, inp, dinp):
+        for spec in specs:
+            self.inputs[spec.name], self.input_deltas[spec.name] = inp, dinp
+            if spec.type == "residual":
+                self._chain(spec.body, inp, f"{dinp}.body")
+                self._chain(spec.shortcut, inp, f"{dinp}.shortcut")
+            inp, dinp = self.out(spec), self.delta(spec)
 
     def out(self, spec):
         return f"A{self.index[spec.name]}"
 
     def inp(self, spec):
-        return "x" if spec.index == 0 else f"A{spec.index}"
+        return self.inputs[spec.name]
 
     def delta(self, spec):
         return f"δ{self.index[spec.name]}"
 
     def delta_in(self, spec):
-        return "δx" if spec.index == 0 else f"δ{spec.index}"
+        return self.input_deltas[spec.name]
 
     def kernel(self, spec):
-        return ("K" if spec.type == "conv2d" else "W") + str(self.index[spec.name])
+        symbol = {"conv2d": "K", "batchnorm": "γ"}.get(spec.type, "W")
+        return symbol + str(self.index[spec.name])
 
     def bias(self, spec):
-        return f"b{self.index[spec.name]}"
+        return ("β" if spec.type == "batchnorm" else "b") + str(self.index[spec.name])
 
 
 def _window_note(spec):
@@ -113,10 +129,22 @@ def _forward_formula(spec, s):
         return f"{a} = {s.kernel(spec)} · {i}{bias}"
     if spec.type in ("maxpool", "avgpool"):
         return f"{a} = {spec.type}{spec.size[0]}x{spec.size[1]}/{spec.stride[0]}({i})"
+    if spec.type == "batchnorm":
+        where = "over N, H, W" if len(spec.in_shape) == 3 else "over N"
+        scale = f"{s.kernel(spec)}·" if spec.affine else ""
+        shift = f" + {s.bias(spec)}" if spec.affine else ""
+        return (f"{a} = {scale}x̂{shift}, x̂ = ({i} − μ)/√(σ² + {spec.eps:g}), μ and σ² of "
+                f"the batch {where} (training)")
+    if spec.type == "residual":
+        skip = f"shortcut({i})" if spec.shortcut else i
+        return f"{a} = body({i}) + {skip}"
+    if spec.type == "dropout":
+        return f"{a} = {i} ⊙ m/(1 − {spec.rate:g}), m a 0/1 mask drawn for this step"
     slope = getattr(spec, "slope", 0.0)
     return {"relu": f"{a} = max({i}, 0)", "leaky_relu": f"{a} = max({i}, {slope:g}·{i})",
             "sigmoid": f"{a} = σ({i})", "tanh": f"{a} = tanh({i})",
-            "flatten": f"{a} = flatten({i})"}[spec.type]
+            "flatten": f"{a} = flatten({i})",
+            "globalavgpool": f"{a} = mean of {i} over H, W"}[spec.type]
 
 
 def _backward_formulas(spec, s, textbook):
@@ -131,6 +159,11 @@ def _backward_formulas(spec, s, textbook):
         return f"∂L/∂{k} = {i} ⋆ {d}", f"{di} = full({d} ∗ {k})"
     if spec.type == "dense":
         return f"∂L/∂{k} = {d} ⊗ {i}", f"{di} = {k}ᵀ · {d}"
+    if spec.type == "batchnorm":
+        scale = k if spec.affine else "1"
+        through = (f"{di} = {scale}/(M·√(σ² + ε))·(M·{d} − Σ {d} − x̂·Σ({d} ⊙ x̂)), "
+                   f"M values a channel: through μ and σ² too")
+        return (f"∂L/∂{k} = Σ {d} ⊙ x̂" if spec.affine else None), through
     slope = getattr(spec, "slope", 0.0)
     rules = {"relu": f"{di} = {d} ⊙ 1[{i} > 0]",
              "leaky_relu": f"{di} = {d} ⊙ ({i} > 0 ? 1 : {slope:g})",
@@ -138,7 +171,9 @@ def _backward_formulas(spec, s, textbook):
              "tanh": f"{di} = {d} ⊙ (1 − A²), A = {s.out(spec)}",
              "maxpool": f"{di} = {d} routed to each window's maximum",
              "avgpool": f"{di} = {d} spread evenly over each window",
-             "flatten": f"{di} = reshape({d})"}
+             "flatten": f"{di} = reshape({d})",
+             "globalavgpool": f"{di} = {d}/(H·W) over each plane",
+             "dropout": f"{di} = {d} ⊙ m/(1 − {getattr(spec, 'rate', 0):g}), the same mask"}
     return None, rules[spec.type]
 
 
@@ -185,35 +220,87 @@ def run_trace(config, recipe="exact", checkpoint=None):
         steps.append(step)
 
     add(specs[0].name, "input", f"x ({origin})", x)
-    activations = [x[None]]
-    for layer in network.layers:
-        activations.append(layer.forward(activations[-1]))
-        add(layer.name, "output", _forward_formula(layer.spec, s), activations[-1][0])
+    network.mode.training, network.mode.step = True, 1  # as training's first step
+    inputs, below = {}, {}  # each layer's input batch; the layer before it in its list
 
+    def forward(layers, a):
+        previous = None
+        for layer in layers:
+            inputs[layer.name], below[layer.name], previous = a, previous, layer.name
+            if layer.spec.type == "residual":
+                body = forward(layer.body, a)
+                a = body + (forward(layer.shortcut, a) if layer.shortcut else a)
+            else:
+                a = layer.forward(a)
+            add(layer.name, "output", _forward_formula(layer.spec, s), a[0])
+        return a
+
+    scores = forward(network.layers, x[None])
     top = specs[-1]
     if config.trace.delta is not None:
         delta = config.trace.delta[None]
         delta_formula = f"{s.delta(top)} given (trace.delta); L = Σ {s.delta(top)} ⊙ {s.out(top)}"
     else:
         target = 0 if label is None else label
-        _, dscores, _ = network.loss_fn(activations[-1].reshape(1, -1), np.array([target]))
-        delta = dscores.reshape(activations[-1].shape)
+        _, dscores, _ = network.loss_fn(scores.reshape(1, -1), np.array([target]))
+        delta = dscores.reshape(scores.shape)
         unset = " — trace.target not set" if label is None else ""
         delta_formula = (f"{s.delta(top)} = ∂L/∂{s.out(top)}, L = {config.loss}"
                          f"(target {target}{unset})")
     add(top.name, "delta", delta_formula, delta[0])
 
-    # The exact chain first: grads and deltas from the layers' own backward.
-    exact_grads, exact_in = {}, {}
-    d = delta
-    for layer in reversed(network.layers):
-        d = layer.backward(d)
-        exact_in[layer.name] = d
-        exact_grads[layer.name] = {k: v.copy() for k, v in layer.grads.items()}
-    exact_new = _optimizer_step(config, network, exact_grads, lr)
+    # The exact chain first: grads and deltas from the layers' own backward; a residual
+    # block's branches one after the other, as Residual.backward runs them.
+    exact_grads, exact_in, exact_branches = {}, {}, {}
 
-    d, above, replays = delta, None, {}
-    for layer in reversed(network.layers):
+    def exact_backward(layers, d):
+        for layer in reversed(layers):
+            d = d.reshape((1,) + layer.spec.out_shape)
+            if layer.spec.type == "residual":
+                branches = (exact_backward(layer.body, d),
+                            exact_backward(layer.shortcut, d) if layer.shortcut else d)
+                exact_branches[layer.name] = branches
+                d_in = branches[0] + branches[1]
+            else:
+                d_in = layer.backward(d)
+                exact_grads[layer.name] = {k: v.copy() for k, v in layer.grads.items()}
+            exact_in[layer.name], d = d_in, d_in
+        return d
+
+    exact_backward(network.layers, delta)
+    exact_new = _optimizer_step(config, network, exact_grads, lr)
+    replays = {}
+
+    def backward(layers, d, above):
+        for layer in reversed(layers):
+            d = d.reshape((1,) + layer.spec.out_shape)
+            if layer.spec.type == "residual":
+                d = _residual_steps(layer, d)
+            else:
+                d = _layer_steps(layer, d, above)
+            above = layer.name
+        return d
+
+    def _residual_steps(layer, d):
+        spec, name = layer.spec, layer.name
+        add(name, "delta", f"{s.delta(spec)} enters {name}: the body and the shortcut each "
+                           f"take all of it (the derivative of a sum)", d[0])
+        exact_body, exact_skip = exact_branches[name]
+        dbody = backward(layer.body, d, None)
+        add(name, "body_delta", f"{s.delta_in(spec)}.body, what the body hands down",
+            dbody[0], exact_body[0])
+        if layer.shortcut:
+            dskip = backward(layer.shortcut, d, None)
+            skip_formula = f"{s.delta_in(spec)}.shortcut, what the shortcut hands down"
+        else:
+            dskip, skip_formula = d, f"{s.delta_in(spec)}.shortcut = {s.delta(spec)} (identity)"
+        add(name, "shortcut_delta", skip_formula, dskip[0], exact_skip[0])
+        d_in = dbody + dskip
+        add(name, "input_delta", f"{s.delta_in(spec)} = {s.delta_in(spec)}.body + "
+                                 f"{s.delta_in(spec)}.shortcut", d_in[0], exact_in[name][0])
+        return d_in
+
+    def _layer_steps(layer, d, above):
         spec = layer.spec
         grad_formula, in_formula = _backward_formulas(spec, s, textbook)
         uses_textbook = textbook and spec.type == "conv2d" and tuple(spec.stride) == (1, 1)
@@ -222,7 +309,7 @@ def run_trace(config, recipe="exact", checkpoint=None):
             note = "the textbook recipe has no rule for stride > 1; exact rules used here"
             grad_formula, in_formula = _backward_formulas(spec, s, False)
         if uses_textbook:
-            xp = layer.pad(activations[spec.index])[0]
+            xp = layer.pad(inputs[layer.name])[0]
             kernel = layer.params["weight"]
             kernel_delta = textbook_kernel_delta(xp, d[0])
             add(layer.name, "kernel_grad", grad_formula, kernel_delta,
@@ -235,7 +322,7 @@ def run_trace(config, recipe="exact", checkpoint=None):
             d_in = _crop(dxp, spec.padding)[None]
             new_formula = f"{s.kernel(spec)} ← {s.kernel(spec)} − lr·rot180(d{s.kernel(spec)}), lr {lr:g}"
             replays.update(_replay_from_published(config, layer, above, d[0],
-                                                  activations[spec.index][0], lr))
+                                                  inputs[layer.name][0], below[layer.name], lr))
         else:
             if textbook:
                 # The δ arriving here may be the textbook's, not the exact one: recompute.
@@ -263,7 +350,9 @@ def run_trace(config, recipe="exact", checkpoint=None):
                                                             plain=uses_textbook),
                     new_bias, exact_new[layer.name]["bias"])
         add(layer.name, "input_delta", in_formula, d_in[0], exact_in[layer.name][0])
-        d, above = d_in, layer.name
+        return d_in
+
+    backward(network.layers, delta, None)
 
     _compare_published(config, steps, textbook, replays)
     return {"recipe": recipe, "dtype": "float64", "lr": lr, "op_note": _op_note(config, textbook),
@@ -292,18 +381,19 @@ def _update_formula(config, name, lr, plain=False):
 
 def _optimizer_step(config, network, grads, lr, only=None):
     """New parameters after one optimizer step from fresh state, leaving network unchanged."""
+    layers = network.all_layers()
     saved = {k: v.copy() for k, v in network.state().items()}
-    saved_grads = {layer.name: dict(layer.grads) for layer in network.layers}
-    for layer in network.layers:
+    saved_grads = {layer.name: dict(layer.grads) for layer in layers}
+    for layer in layers:
         if layer.name in grads:
             layer.grads = {k: v.copy() for k, v in grads[layer.name].items()}
         else:
             layer.grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
     Optimizer(config.optimizer, network).step(lr)
-    new = {layer.name: {k: v.copy() for k, v in layer.params.items()} for layer in network.layers
+    new = {layer.name: {k: v.copy() for k, v in layer.params.items()} for layer in layers
            if only is None or layer.name == only}
     network.load_state(saved)
-    for layer in network.layers:
+    for layer in layers:
         layer.grads = saved_grads[layer.name]
     return new
 
@@ -314,7 +404,7 @@ def _crop(padded, padding):
     return padded[:, top:padded.shape[1] - bottom, left:padded.shape[2] - right]
 
 
-def _replay_from_published(config, layer, above, delta, layer_input, lr):
+def _replay_from_published(config, layer, above, delta, layer_input, below, lr):
     """Recompute this conv layer's textbook steps from the numbers the text itself printed
     for their inputs (its δ from above, its input, its kernel delta). A printed value that
     differs from our recomputation but matches this replay is an earlier slip carried
@@ -323,7 +413,6 @@ def _replay_from_published(config, layer, above, delta, layer_input, lr):
     spec = layer.spec
     printed_delta = published.get((above, "input_delta")) if above else None
     delta = printed_delta.reshape(delta.shape) if printed_delta is not None else delta
-    below = config.layers[spec.index - 1].name if spec.index else None
     printed_input = published.get((below, "output")) if below else None
     if printed_input is not None:
         layer_input = printed_input.reshape(layer_input.shape)
@@ -463,9 +552,12 @@ def format_text(result, decimals=4, full=False):
              f"{result['weights']})",
              f"note: {result['op_note']}", ""]
     textbook = result["recipe"] == "textbook"
+    layer_w = max([10] + [len(step["layer"]) for step in result["steps"]])
+    what_w = max([12] + [len(step["what"]) for step in result["steps"]])
     for step in result["steps"]:
         value = np.asarray(step["value"])
-        head = f"step {step['step']:>2}  {step['layer']:<10} {step['what']:<12} {step['formula']}"
+        head = (f"step {step['step']:>2}  {step['layer']:<{layer_w}} {step['what']:<{what_w}} "
+                f"{step['formula']}")
         if textbook and step.get("differs"):
             head += "   ✗ differs from the exact gradient"
         lines.append(head)

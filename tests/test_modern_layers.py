@@ -237,3 +237,49 @@ def test_time_reports_every_nested_layer(write_config):
     assert rows["res2"]["forward_ms"] >= rows["res2.proj"]["forward_ms"] > 0
     text = _train(["time", write_config(RESNET), "--iters", "2"]).stdout
     assert "\n  res2.projbn " in text and "\nres2 " in text
+
+
+def test_trace_shows_every_nested_step_and_its_exact_deltas_are_the_networks(write_config):
+    import json
+
+    from convtrain.config import load_config
+    from convtrain.trace import run_trace
+
+    path = write_config(RESNET.replace("  - {type: dropout, rate: 0.2}\n", ""))
+    config = load_config(path)
+    result = run_trace(config)
+    steps = [(step["layer"], step["what"]) for step in result["steps"]]
+    for expected in [("res2.proj", "output"), ("res2", "delta"), ("res2.c1", "kernel_grad"),
+                     ("res2", "body_delta"), ("res2.projbn", "kernel_grad"),
+                     ("res2", "shortcut_delta"), ("res2", "input_delta"),
+                     ("res1", "shortcut_delta")]:
+        assert expected in steps
+    # order: the body's steps, then the shortcut's, then their sum
+    assert (steps.index(("res2", "body_delta")) < steps.index(("res2.projbn", "kernel_grad"))
+            < steps.index(("res2", "shortcut_delta")) < steps.index(("res2", "input_delta")))
+    by_key = {(step["layer"], step["what"]): np.asarray(step["value"]) for step in result["steps"]}
+    np.testing.assert_array_equal(by_key[("res2", "input_delta")],
+                                  by_key[("res2", "body_delta")]
+                                  + by_key[("res2", "shortcut_delta")])
+    # The trace's δx is the network's own dL/dx for the same sample (the first training
+    # sample, with its label), in training mode.
+    from convtrain.data import load_datasets
+
+    x, y, _, _ = load_datasets(config, need_val=False)
+    network = Network(config, dtype="float64")
+    _, _, dx = network.loss_and_gradients(x[:1].astype(np.float64), y[:1])
+    np.testing.assert_array_equal(np.asarray(result["steps"][0]["value"]), x[0])
+    np.testing.assert_allclose(by_key[("stem", "input_delta")], dx[0], rtol=1e-12, atol=1e-15)
+    assert json.dumps(result, default=str)  # JSON-ready, full names as layer keys
+
+
+def test_trace_refuses_a_batchnorm_over_the_batch_axis_alone(write_config):
+    from click.testing import CliRunner
+
+    from convtrain.cli import main
+
+    path = write_config("input: [1, 8, 8]\nlayers:\n  - {type: flatten}\n"
+                        "  - {type: dense, units: 4}\n  - {type: batchnorm}\n")
+    result = CliRunner().invoke(main, ["trace", path])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "cannot trace batchnorm 'bn3'" in result.stderr

@@ -148,3 +148,21 @@ def test_wide_rows_scroll_inside_their_card(write_config, tmp_path, width):
 def test_the_worked_example_fits_a_narrow_window(textbook_page, tmp_path):
     measured = _measured(textbook_page.read_text(encoding="utf-8"), tmp_path, 480)
     assert measured["cards_overflowing"] == [] and not measured["page_overflows"]
+
+
+@needs_browser
+def test_chromium_renders_a_residual_trace(write_config, tmp_path):
+    from test_modern_layers import RESNET
+
+    config = write_config(RESNET.replace("  - {type: dropout, rate: 0.2}\n", ""))
+    page = _html([config])
+    steps = re.findall(r'id="step-(\d+)"', page)
+    path = tmp_path / "residual.html"
+    path.write_text(page, encoding="utf-8")
+    proc = _chromium("--dump-dom", path.as_uri())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    assert all(f'id="step-{step}"' in dom for step in steps) and len(steps) > 60
+    for text in ("res2.projbn", "shortcut_delta", "body_delta", "δ10 = δ10.body + δ10.shortcut"):
+        assert text in dom
+    assert _console_errors(proc.stderr) == []

@@ -64,3 +64,31 @@ def test_generated_stacks_pass_the_gradient_check(case, pool):
                            max_entries=12)
     for row in rows:
         assert row.passed, row.describe()
+
+
+@settings(max_examples=15, deadline=None)
+@given(conv_layers(), st.sampled_from(["batchnorm", "residual", "globalavgpool", "dropout"]),
+       st.booleans(), st.integers(2, 3))
+def test_generated_stacks_with_the_modern_layers_pass_the_gradient_check(case, modern,
+                                                                         projection, batch):
+    """A generated conv, then batchnorm, a residual block (identity, or a 1x1 projection
+    shortcut with batchnorm), globalavgpool or dropout: each through the gradient check."""
+    shape, layer = case
+    channels = _network(shape, [layer]).config.layers[-1].out_shape[0]
+    extra = {
+        "batchnorm": ["{type: batchnorm, gamma: " + str([1.2] * channels) + "}"],
+        "globalavgpool": ["{type: globalavgpool}"],
+        "dropout": ["{type: dropout, rate: 0.3}"],
+        "residual": ["{type: residual, body: [{type: conv2d, filters: 4, kernel: 3, padding: 1}, "
+                     "{type: batchnorm}, {type: tanh}]"
+                     + (", shortcut: [{type: conv2d, filters: 4, kernel: 1}, {type: batchnorm}]}"
+                        if projection or channels != 4 else "}")],
+    }[modern]
+    layers = [layer, "{type: tanh}"] + extra + ["{type: flatten}", "{type: dense, units: 3}"]
+    network = _network(shape, layers)
+    network.mode.step = 5
+    rng = np.random.default_rng(1)
+    rows = check_gradients(network, rng.standard_normal((batch,) + shape),
+                           np.arange(batch) % 3, max_entries=12)
+    for row in rows:
+        assert row.passed, row.describe()

@@ -1,7 +1,8 @@
-"""convtrain against PyTorch on LeNet-5, side by side, in one run.
+"""convtrain against PyTorch on LeNet-5 or ResNet-20, side by side, in one run.
 
     pip install torch==2.13.0          # the CPU wheel; or: pip install -e '.[bench]'
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py [--threads 2]
+        [--network lenet5|resnet20]
 
 convtrain and PyTorch run in separate worker processes (PyTorch's OpenMP runtime slows
 other packages in the same process), after warm-up calls; JIT compilation happens in the
@@ -15,8 +16,14 @@ matmul (the practical ceiling), with the median paired ratio; and per-layer forw
 backward ms at batch 64, each layer run on its own input, the same way on both sides.
 
 Both train configs/lenet5-mnist.yaml's network (conv 6@5x5 pad 2, relu, maxpool,
-conv 16@5x5, relu, maxpool, dense 120-84-10) on random 28x28 images with SGD
-(lr 0.05, momentum 0.9, weight decay 5e-4) and softmax cross-entropy, in float32.
+conv 16@5x5, relu, maxpool, dense 120-84-10) on random 28x28 images, or ResNet-20 (He et
+al. 2016's CIFAR network: a 3x3 stem of 16 filters with batchnorm, three stages of three
+residual blocks of 16, 32 and 64 filters, each two 3x3 convs with batchnorm, 1x1
+projection shortcuts where the shape changes, global average pooling, dense 10) on random
+3x32x32 images, with SGD (lr 0.05, momentum 0.9, weight decay 5e-4) and softmax
+cross-entropy, in float32. For ResNet-20: batch 64 and 128, no per-kernel table (57 conv
+kernels), and the per-layer table lists the top-level layers (a block's row is its whole
+body and shortcut).
 """
 
 import argparse
@@ -31,6 +38,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, "..", "configs", "lenet5-mnist.yaml")
 BATCHES = (32, 64, 256)
+RESNET_BATCHES = (64, 128)
 WARMUP_CALLS = 3
 CHUNK_S = 0.15      # a chunk of calls runs about this long...
 CHUNKS = 20         # ...and each side runs this many chunks per measurement
@@ -39,13 +47,54 @@ LAYER_CHUNKS = 8    # the per-layer table: 24 callables a side, so fewer, shorte
 LAYER_CHUNK_S = 0.05
 
 
-def synthetic(batch, seed=0):
+def synthetic(batch, shape, seed=0):
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    x = rng.random((batch, 1, 28, 28), dtype=np.float32)
+    x = rng.random((batch,) + tuple(shape), dtype=np.float32)
     y = rng.integers(0, 10, size=batch)
     return x, y
+
+
+def resnet20_blocks():
+    """[(block name, input channels, filters, stride)] of ResNet-20's nine blocks."""
+    blocks, channels = [], 16
+    for stage, filters in enumerate((16, 32, 64)):
+        for index in range(3):
+            stride = 2 if stage > 0 and index == 0 else 1
+            blocks.append((f"block{len(blocks) + 1}", channels, filters, stride))
+            channels = filters
+    return blocks
+
+
+def resnet20_yaml():
+    """ResNet-20 as a convtrain config; its layer names are the PyTorch model's."""
+    lines = ["name: resnet20", "input: [3, 32, 32]", "layers:",
+             "  - {type: conv2d, name: stem, filters: 16, kernel: 3, padding: 1, bias: false}",
+             "  - {type: batchnorm, name: stem_bn}", "  - {type: relu, name: stem_relu}"]
+    for name, channels, filters, stride in resnet20_blocks():
+        body = (f"[{{type: conv2d, name: c1, filters: {filters}, kernel: 3, stride: {stride}, "
+                f"padding: 1, bias: false}}, {{type: batchnorm, name: bn1}}, {{type: relu, "
+                f"name: relu1}}, {{type: conv2d, name: c2, filters: {filters}, kernel: 3, "
+                f"padding: 1, bias: false}}, {{type: batchnorm, name: bn2}}]")
+        shortcut = ""
+        if stride != 1 or channels != filters:
+            shortcut = (f", shortcut: [{{type: conv2d, name: proj, filters: {filters}, "
+                        f"kernel: 1, stride: {stride}, bias: false}}, {{type: batchnorm, "
+                        f"name: proj_bn}}]")
+        lines += [f"  - {{type: residual, name: {name}, body: {body}{shortcut}}}",
+                  f"  - {{type: relu, name: {name}_relu}}"]
+    lines += ["  - {type: globalavgpool, name: pool}", "  - {type: dense, name: fc, units: 10}",
+              "optimizer: {type: sgd, lr: 0.05, momentum: 0.9, weight_decay: 0.0005}"]
+    return "\n".join(lines) + "\n"
+
+
+def convtrain_config(network):
+    from convtrain.config import load_config
+
+    if network == "resnet20":
+        return load_config("resnet20.yaml", text=resnet20_yaml())
+    return load_config(CONFIG)
 
 
 def median_ms(function, repeats):
@@ -61,18 +110,18 @@ def median_ms(function, repeats):
 
 # ---------------------------------------------------------------- convtrain worker
 
-def convtrain_worker(mode, batch, threads):
+def convtrain_worker(mode, batch, threads, network_name):
     from convtrain.runtime import prepare_numba
 
     prepare_numba(threads)
-    from convtrain.config import load_config
     from convtrain.network import Network
     from convtrain.optim import Optimizer
 
-    config = load_config(CONFIG)
+    config = convtrain_config(network_name)
     network = Network(config)
+    network.mode.training = True  # the layer table runs layers alone: batch statistics
     optimizer = Optimizer(config.optimizer, network)
-    x, y = synthetic(batch)
+    x, y = synthetic(batch, config.input)
 
     def step():
         network.loss_and_gradients(x, y, input_grad=False)
@@ -141,7 +190,7 @@ def _one_layers_kernels(layer, x):
     return {f"{layer.name} {name}": kernel for name, kernel in kernels.items()}
 
 
-def ceiling_worker(mode, batch, threads, n=2048):
+def ceiling_worker(mode, batch, threads, network_name, n=2048):
     """NumPy's float32 matmul at n=2048 with `threads` BLAS threads: the practical ceiling.
     Its own process, because convtrain pins BLAS to one thread per Numba thread."""
     import numpy as np
@@ -171,21 +220,25 @@ def serve(callables):
 
 # ---------------------------------------------------------------- PyTorch worker
 
-def torch_worker(mode, batch, threads):
+def torch_worker(mode, batch, threads, network_name):
     import torch
     from torch import nn
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    layers = [("conv1", nn.Conv2d(1, 6, 5, padding=2)), ("relu2", nn.ReLU()),
-              ("maxpool3", nn.MaxPool2d(2)), ("conv2", nn.Conv2d(6, 16, 5)),
-              ("relu5", nn.ReLU()), ("maxpool6", nn.MaxPool2d(2)), ("flatten7", nn.Flatten()),
-              ("fc1", nn.Linear(400, 120)), ("relu9", nn.ReLU()), ("fc2", nn.Linear(120, 84)),
-              ("relu11", nn.ReLU()), ("fc3", nn.Linear(84, 10))]
+    if network_name == "resnet20":
+        layers, shape = _torch_resnet20(), (3, 32, 32)
+    else:
+        layers = [("conv1", nn.Conv2d(1, 6, 5, padding=2)), ("relu2", nn.ReLU()),
+                  ("maxpool3", nn.MaxPool2d(2)), ("conv2", nn.Conv2d(6, 16, 5)),
+                  ("relu5", nn.ReLU()), ("maxpool6", nn.MaxPool2d(2)), ("flatten7", nn.Flatten()),
+                  ("fc1", nn.Linear(400, 120)), ("relu9", nn.ReLU()), ("fc2", nn.Linear(120, 84)),
+                  ("relu11", nn.ReLU()), ("fc3", nn.Linear(84, 10))]
+        shape = (1, 28, 28)
     model = nn.Sequential(*[module for _, module in layers])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     loss_fn = nn.CrossEntropyLoss()
-    xs, ys = synthetic(batch)
+    xs, ys = synthetic(batch, shape)
     x, y = torch.from_numpy(xs), torch.from_numpy(ys)
 
     def step():
@@ -200,6 +253,34 @@ def torch_worker(mode, batch, threads):
     if mode == "layers":
         return _torch_layers(layers, x)
     raise ValueError(mode)
+
+
+def _torch_resnet20():
+    """ResNet-20 as [(name, module)], the same layers and names as resnet20_yaml()."""
+    from torch import nn
+
+    class Residual(nn.Module):
+        def __init__(self, body, shortcut):
+            super().__init__()
+            self.body, self.shortcut = body, shortcut
+
+        def forward(self, x):
+            return self.body(x) + (self.shortcut(x) if self.shortcut is not None else x)
+
+    layers = [("stem", nn.Conv2d(3, 16, 3, padding=1, bias=False)),
+              ("stem_bn", nn.BatchNorm2d(16)), ("stem_relu", nn.ReLU())]
+    for name, channels, filters, stride in resnet20_blocks():
+        body = nn.Sequential(nn.Conv2d(channels, filters, 3, stride, 1, bias=False),
+                             nn.BatchNorm2d(filters), nn.ReLU(),
+                             nn.Conv2d(filters, filters, 3, 1, 1, bias=False),
+                             nn.BatchNorm2d(filters))
+        shortcut = None
+        if stride != 1 or channels != filters:
+            shortcut = nn.Sequential(nn.Conv2d(channels, filters, 1, stride, bias=False),
+                                     nn.BatchNorm2d(filters))
+        layers += [(name, Residual(body, shortcut)), (f"{name}_relu", nn.ReLU())]
+    return layers + [("pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())),
+                     ("fc", nn.Linear(64, 10))]
 
 
 def _torch_layers(layers, x):
@@ -260,15 +341,15 @@ def _one_torch_layers_kernels(name, module, x):
 WORKERS = {"convtrain": convtrain_worker, "torch": torch_worker, "ceiling": ceiling_worker}
 
 
-def _command(kind, mode, batch, threads):
+def _command(kind, mode, batch, threads, network):
     return [sys.executable, os.path.abspath(__file__), "--worker", kind, "--mode", mode,
-            "--batch", str(batch), "--threads", str(threads)]
+            "--batch", str(batch), "--threads", str(threads), "--network", network]
 
 
-def run_worker(kind, mode, batch, threads):
+def run_worker(kind, mode, batch, threads, network):
     """Runs a one-shot worker to the end; returns its JSON answer."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads)) if kind == "ceiling" else None
-    proc = subprocess.run(_command(kind, mode, batch, threads), capture_output=True,
+    proc = subprocess.run(_command(kind, mode, batch, threads, network), capture_output=True,
                           text=True, env=env)
     if proc.returncode != 0:
         sys.exit(f"{kind} worker failed:\n{proc.stderr}")
@@ -279,9 +360,9 @@ class Server:
     """A serving worker (see serve()): `.callables` maps the names of its callables to
     their FLOPs (0 where none are counted)."""
 
-    def __init__(self, kind, mode, batch, threads):
+    def __init__(self, kind, mode, batch, threads, network):
         self.kind = kind
-        self.proc = subprocess.Popen(_command(kind, mode, batch, threads), text=True,
+        self.proc = subprocess.Popen(_command(kind, mode, batch, threads, network), text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.callables = self._answer()["ready"]
 
@@ -332,9 +413,10 @@ def main():
     parser.add_argument("--worker", choices=sorted(WORKERS))
     parser.add_argument("--mode", default="train")
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--network", choices=("lenet5", "resnet20"), default="lenet5")
     args = parser.parse_args()
     if args.worker:
-        result = WORKERS[args.worker](args.mode, args.batch, args.threads)
+        result = WORKERS[args.worker](args.mode, args.batch, args.threads, args.network)
         if args.mode in ("train", "kernels", "layers"):
             serve(result)
             result = {}
@@ -343,26 +425,35 @@ def main():
         return
 
     flags = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
-    print(f"LeNet-5, float32, {args.threads} threads; OpenBLAS tuning variables set: "
+    title = {"lenet5": "LeNet-5", "resnet20": "ResNet-20"}[args.network]
+    print(f"{title}, float32, {args.threads} threads; OpenBLAS tuning variables set: "
           f"{', '.join(flags) or 'none'}")
     print(f"\ntraining, {CHUNKS} paired chunks of ~{CHUNK_S} s per side; ratio = median of "
           f"the chunks' ratios (> 1: convtrain faster)")
     print(f"{'batch':>6}{'convtrain img/s':>17}{'PyTorch img/s':>15}{'ratio':>8}"
           f"{'convtrain RSS MB':>18}{'PyTorch RSS MB':>16}")
-    for batch in BATCHES:
-        servers = [Server(kind, "train", batch, args.threads) for kind in ("convtrain", "torch")]
+    for batch in (RESNET_BATCHES if args.network == "resnet20" else BATCHES):
+        servers = [Server(kind, "train", batch, args.threads, args.network)
+                   for kind in ("convtrain", "torch")]
         seconds, time_ratio = paired(servers, ["step"])["step"]
         rss = {server.kind: server.close() for server in servers}
         print(f"{batch:>6}{batch / seconds['convtrain']:>17,.0f}"
               f"{batch / seconds['torch']:>15,.0f}{1 / time_ratio:>8.2f}"
               f"{rss['convtrain']:>18.0f}{rss['torch']:>16.0f}")
 
-    servers = [Server(kind, "kernels", 64, args.threads) for kind in ("convtrain", "torch")]
+    if args.network == "lenet5":
+        _kernel_table(args)
+    _layer_table(args)
+
+
+def _kernel_table(args):
+    servers = [Server(kind, "kernels", 64, args.threads, args.network)
+               for kind in ("convtrain", "torch")]
     kernel_rows = [(name, flops) + paired(servers, [name])[name]
                    for name, flops in servers[0].callables.items()]
     for server in servers:
         server.close()
-    ceiling = run_worker("ceiling", "", 0, args.threads)["gflops"]
+    ceiling = run_worker("ceiling", "", 0, args.threads, args.network)["gflops"]
     print(f"\nconv kernels, batch 64: ms (median call) and GFLOP/s, {CHUNKS} paired chunks; "
           f"ratio = median of the chunks' time ratios\n(> 1: convtrain slower). float32 "
           f"matmul ceiling here: {ceiling:.0f} GFLOP/s")
@@ -374,7 +465,11 @@ def main():
         print(f"{layer:<8}{kernel:<16}{ours * 1e3:>13.3f}{flops / ours / 1e9:>9.1f}"
               f"{theirs * 1e3:>12.3f}{flops / theirs / 1e9:>9.1f}{ratio:>7.1f}")
 
-    servers = [Server(kind, "layers", 64, args.threads) for kind in ("convtrain", "torch")]
+
+
+def _layer_table(args):
+    servers = [Server(kind, "layers", 64, args.threads, args.network)
+               for kind in ("convtrain", "torch")]
     names = [name.rsplit(" ", 1)[0] for name in servers[0].callables if name.endswith(" forward")]
     timed = {}
     for name in names:  # forward and forward+backward interleaved, so they see the same moments

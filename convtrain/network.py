@@ -19,9 +19,17 @@ class Network:
         self.dtype = np.dtype(dtype or config.dtype)
         rng = np.random.default_rng(config.seed if seed is None else seed)
         self.layers = [build_layer(spec, self.dtype, rng) for spec in config.layers]
+        self._all_layers = []
+
+        def visit(layers):
+            for layer in layers:
+                self._all_layers.append(layer)
+                visit(layer.children())
+
+        visit(self.layers)
         # Training or not, and the global step: set here, read by batchnorm and dropout.
         self.mode = Mode(config.seed)
-        for layer in self.all_layers():
+        for layer in self._all_layers:
             layer.mode = self.mode
         self.loss_fn = LOSSES[config.loss]
         self.deltas = {}
@@ -38,15 +46,7 @@ class Network:
 
     def all_layers(self):
         """Every layer, depth first: a residual block, then its body, then its shortcut."""
-        found = []
-
-        def visit(layers):
-            for layer in layers:
-                found.append(layer)
-                visit(layer.children())
-
-        visit(self.layers)
-        return found
+        return self._all_layers
 
     def forward(self, x, training=False):
         """x (N, *input) -> scores (N, K). training: batch statistics and dropout, as in a

@@ -37,6 +37,8 @@ COMPILE_S = {
     "maxpool_forward": 0.8, "avgpool_forward": 0.8, "avgpool_backward": 0.6,
     "conv2d_backward_bias": 0.6, "maxpool2x2_forward": 0.55, "maxpool_backward": 0.5,
     "adam_update": 0.45, "dense_backward_params": 0.35, "sgd_update": 0.3,
+    "batchnorm_forward_train": 0.65, "batchnorm_backward": 0.55, "batchnorm_forward_eval": 0.5,
+    "globalavgpool_forward": 0.5, "globalavgpool_backward": 0.35,
 }
 UNLISTED_S = 0.2
 # A compile process's start (Python, NumPy, Numba, the kernel modules: 0.25 s) and its first
@@ -55,9 +57,9 @@ def _is_dispatcher(value):
 
 
 def warm_up(network, optimizer, x, y):
-    """Run every kernel a training step of this network uses once, so JIT compilation (or
-    loading the cache) happens here and never inside a timed epoch. Weights are left
-    unchanged."""
+    """Run every kernel a training step and a validation pass of this network use once, so
+    JIT compilation (or loading the cache) happens here and never inside a timed epoch.
+    Weights and running statistics are left unchanged."""
     started = time.perf_counter()
     saved = {k: v.copy() for k, v in network.state().items()}
     saved_opt = {k: v.copy() for k, v in optimizer.state.items()}
@@ -66,6 +68,7 @@ def warm_up(network, optimizer, x, y):
     # calls conv2d_backward_input (1.6 s to compile).
     network.loss_and_gradients(x[:2], y[:2], input_grad=False)
     optimizer.step(0.0)
+    network.forward(x[:2])  # validation's forward: batchnorm's running-statistics kernel
     network.load_state(saved)
     optimizer.load_state(saved_opt, steps)
     return time.perf_counter() - started

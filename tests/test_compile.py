@@ -88,6 +88,11 @@ x, y = np.zeros((2,) + tuple(config.input), dtype=network.dtype), np.zeros(2, dt
 planned = compiling.planned_calls(network, optimizer, x, y)
 assert all(not kernel.overloads for kernel in compiling.kernel_dispatchers())  # none ran
 compiling.warm_up(network, optimizer, x, y)
+ready = sum(len(kernel.overloads) for kernel in compiling.kernel_dispatchers())
+network.loss_and_gradients(x, y, input_grad=False)  # a training step and a validation pass
+optimizer.step(0.1)
+network.forward(x)
+assert sum(len(k.overloads) for k in compiling.kernel_dispatchers()) == ready, "compiled late"
 helpers = set().union(*(compiling._reach(k) - {k} for k in compiling.kernel_dispatchers()))
 called = [(k.py_func.__name__, str(s)) for k in compiling.kernel_dispatchers()
           if k not in helpers for s in k.overloads]
@@ -97,7 +102,9 @@ print(json.dumps([sorted((k.py_func.__name__, str(tuple(s))) for k, s in planned
 
 
 def test_planned_calls_are_the_signatures_the_warm_up_calls(write_config, tmp_path):
-    config = write_config(TWO_CONVS.replace("  - {type: relu}\n", "  - {type: sigmoid}\n"))
+    config = write_config(TWO_CONVS.replace("  - {type: relu}\n", "  - {type: sigmoid}\n")
+                          .replace("  - {type: tanh}\n", "  - {type: tanh}\n"
+                                   "  - {type: batchnorm}\n  - {type: dropout, rate: 0.1}\n"))
     result = subprocess.run([sys.executable, "-c", WARM_UP_SIGNATURES, config], cwd=tmp_path,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -105,7 +112,8 @@ def test_planned_calls_are_the_signatures_the_warm_up_calls(write_config, tmp_pa
     assert planned == called
     names = {name for name, _ in planned}
     assert {"conv2d_forward", "conv2d_backward_input", "tanh_backward", "sigmoid_forward",
-            "maxpool2x2_forward", "sgd_update"} <= names
+            "maxpool2x2_forward", "sgd_update", "batchnorm_forward_train",
+            "batchnorm_forward_eval", "batchnorm_backward"} <= names
 
 
 def test_planned_calls_leave_the_network_as_it_was():

@@ -144,7 +144,7 @@ def _curves(plt, records, config):
 
 def _layers(plt, records, network):
     steps = [r for r in records if r.get("event") == "step" and "layers" in r]
-    names = [layer.name for layer in network.layers]
+    names = [layer.name for layer in network.all_layers()]
     figure, (delta_axis, ratio_axis) = plt.subplots(1, 2, figsize=(11, 4))
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(names)))
     for colour, name in zip(colours, names):
@@ -171,7 +171,7 @@ def _layers(plt, records, network):
 
 
 def _first_conv(network):
-    for layer in network.layers:
+    for layer in network.all_layers():
         if layer.spec.type == "conv2d":
             return layer
     return None
@@ -220,16 +220,26 @@ def _sample(config):
 
 
 def _features(plt, network, sample):
-    convs = [layer for layer in network.layers if layer.spec.type == "conv2d"]
+    convs = [layer for layer in network.all_layers() if layer.spec.type == "conv2d"]
     if not convs:
         return _no_conv(plt, "feature maps")
     sample, label = sample
     maps = {}
-    out = sample
-    for layer in network.layers:
-        out = layer.forward(out)
-        if layer.spec.type == "conv2d":
-            maps[layer.name] = out[0]
+
+    def capturing(conv):  # the conv's own forward, keeping what it returns
+        def forward(x):
+            out = type(conv).forward(conv, x)
+            maps[conv.name] = out[0]
+            return out
+        return forward
+
+    for conv in convs:  # convs inside residual blocks too: the whole network runs once
+        conv.forward = capturing(conv)
+    try:
+        network.forward(sample)
+    finally:
+        for conv in convs:
+            del conv.forward
     columns = 1 + min(MAX_MAPS, max(m.shape[0] for m in maps.values()))
     figure, axes = plt.subplots(len(convs), columns, squeeze=False,
                                 figsize=(1.0 * columns + 1, 1.2 * len(convs) + 0.8))

@@ -3,6 +3,8 @@ differences in float64 through Network.loss_and_gradients (training mode: batchn
 gradient goes through the batch statistics), batchnorm's statistics against NumPy, and
 what a network does in training and in eval mode."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -321,3 +323,11 @@ def test_every_layer_type_is_registered_and_traced():
     steps = run_trace(config)["steps"]
     traced = {step["layer"] for step in steps if step["what"] == "input_delta"}
     assert traced == {spec.name for spec in walk(config.layers)}
+
+
+def test_plot_draws_a_residual_run(write_config, tmp_path):
+    run = tmp_path / "run"
+    _train(["train", write_config(RESNET), "--out", str(run), "--quiet", "--epochs", "1"])
+    _train(["plot", str(run)])
+    assert sorted(p.name for p in run.glob("*.png")) == ["curves.png", "features.png",
+                                                         "kernels.png", "layers.png"]

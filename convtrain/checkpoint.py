@@ -168,6 +168,8 @@ def load_weights(checkpoint, path, config, network, skip=()):
         if name not in names:
             raise UserError(f"no layer named '{name}' in {config.file}"
                             f"{did_you_mean(name, names)}", path="--init-from-skip")
+    # Skipping a residual block skips every layer inside it.
+    skip = {name for name in names if any(name == s or name.startswith(s + ".") for s in skip)}
     difference = architecture_mismatch(checkpoint, config, skip)
     if difference:
         raise UserError(f"checkpoint is of another architecture than {config.file}: "

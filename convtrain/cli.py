@@ -430,6 +430,13 @@ def summary(config, overrides):
 def time_command(config, batch, iters, threads, fmt, overrides):
     """Per-layer forward/backward ms per batch (median of --iters) and images/s, like caffe time."""
     spec = _config(config, overrides)
+    from convtrain.config import lone_sample_batchnorm
+
+    if batch == 1 and lone_sample_batchnorm(spec.layers):
+        raise UserError(f"a batch of one cannot run batchnorm "
+                        f"'{lone_sample_batchnorm(spec.layers)}' in training: it normalises "
+                        f"each feature over the batch, and the variance of one sample is zero; "
+                        f"use --batch 2 or more", path="--batch")
     _numba(threads)
     from convtrain.timing import time_network
 

@@ -274,6 +274,7 @@ def _residual(section, index, name, in_shape, names):
                                      f"of layers, each a mapping with `type`")
         branches[key], section.resolved[key] = _layer_list(
             section.source, section.path + (key,), items, in_shape, name + ".", names)
+    section.finish()  # a misspelt `shortcuts:` is named as such, not as a shape mismatch
     body, shortcut = branches["body"], branches["shortcut"]
     body_out = body[-1].out_shape
     short_out = shortcut[-1].out_shape if shortcut else tuple(in_shape)

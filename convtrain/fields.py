@@ -31,6 +31,16 @@ def _type_name(value):
     return type(value).__name__
 
 
+def _found_instead(key, others):
+    """' (the mapping has 'filtres': misspelt?)' where a key present is close to the
+    missing one, else ''."""
+    close = did_you_mean(key, others)
+    if not close:
+        return ""
+    found = close.split("'")[1]
+    return f" (it has '{found}': misspelt?)"
+
+
 class Section:
     def __init__(self, source, path, value, what="this section"):
         if not isinstance(value, dict):
@@ -53,7 +63,9 @@ class Section:
         self.seen.add(key)
         if key not in self.raw or self.raw[key] is None:
             if default is MISSING:
-                raise self.error(None, f"missing required key '{key}'")
+                unknown = [k for k in self.raw if isinstance(k, str) and k != key]
+                raise self.error(None, f"missing required key '{key}'"
+                                       f"{_found_instead(key, unknown)}")
             return MISSING
         return self.raw[key]
 

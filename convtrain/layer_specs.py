@@ -41,7 +41,7 @@ def _require_image(section, in_shape, kind):
                                   f"flatten/dense")
 
 
-def _window(section, in_shape, kernel, stride, padding, what):
+def _window(section, name, in_shape, kernel, stride, padding, what):
     """Resolve padding (int, pair, 'same', 'valid') and the output size of a window."""
     _, height, width = in_shape
     if padding == "same":
@@ -62,7 +62,7 @@ def _window(section, in_shape, kernel, stride, padding, what):
                   else f" padded to {padded_h}x{padded_w}")
         raise section.error("kernel" if "kernel" in section.raw else "size",
                             f"{what} {kernel[0]}x{kernel[1]} is larger than its input "
-                            f"{height}x{width}{padded} (layer {section.path[-1]}, "
+                            f"{height}x{width}{padded} (layer {name}, "
                             f"{section.raw.get('type')})")
     out_h = (padded_h - kernel[0]) // stride[0] + 1
     out_w = (padded_w - kernel[1]) // stride[1] + 1
@@ -124,7 +124,8 @@ class Conv2dSpec(LayerSpec):
         op = section.get_choice("op", ("correlation", "convolution"), "correlation")
         bias = section.get_bool("bias", True)
         init = section.get_choice("init", INITS, "he_uniform")
-        padding, (out_h, out_w) = _window(section, in_shape, kernel, stride, padding, "kernel")
+        padding, (out_h, out_w) = _window(section, name, in_shape, kernel, stride, padding,
+                                          "kernel")
         weights = as_array(section, "weights", (filters, in_shape[0], kernel[0], kernel[1]))
         biases = as_array(section, "biases", (filters,))
         if biases is not None and not bias:
@@ -229,7 +230,7 @@ class PoolSpec(LayerSpec):
         _require_image(section, in_shape, cls.type)
         size = section.get_pair("size", (2, 2))
         stride = section.get_pair("stride", size)
-        _, (out_h, out_w) = _window(section, in_shape, size, stride, (0, 0), "window")
+        _, (out_h, out_w) = _window(section, name, in_shape, size, stride, (0, 0), "window")
         return cls(index, name, tuple(in_shape), (in_shape[0], out_h, out_w), size, stride)
 
     def flops(self):

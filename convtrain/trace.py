@@ -283,8 +283,10 @@ def run_trace(config, recipe="exact", checkpoint=None):
 
     def _residual_steps(layer, d):
         spec, name = layer.spec, layer.name
+        lasts = [s.delta(branch[-1].spec) for branch in (layer.body, layer.shortcut) if branch]
         add(name, "delta", f"{s.delta(spec)} enters {name}: the body and the shortcut each "
-                           f"take all of it (the derivative of a sum)", d[0])
+                           f"take all of it (the derivative of a sum): "
+                           f"{' = '.join(lasts + [s.delta(spec)])}", d[0])
         exact_body, exact_skip = exact_branches[name]
         dbody = backward(layer.body, d, None)
         add(name, "body_delta", f"{s.delta_in(spec)}.body, what the body hands down",
@@ -455,7 +457,7 @@ def _compare_published(config, steps, textbook, replays):
 
 
 def _op_note(config, textbook):
-    convs = [s for s in config.layers if s.type == "conv2d"]
+    convs = [s for s in walk(config.layers) if s.type == "conv2d"]
     if not convs:
         return "no conv2d layers: both recipes are the exact gradient"
     ops = sorted({s.op for s in convs})

@@ -50,24 +50,46 @@ def first_bad_output(network, xb):
     """'; ...' naming the first layer whose output is not finite, or, when all are, the
     last layer's largest score (the loss itself overflowed). Re-runs the forward pass:
     only called once, on the way out."""
-    out = xb
+    network.mode.training = True  # as in the step that failed
     with np.errstate(over="ignore", invalid="ignore"):
-        for layer in network.layers:
-            out = layer.forward(out)
-            if not np.all(np.isfinite(out)):
-                return f"; the first non-finite output is at layer {layer.name}"
+        bad, out = _first_bad_output(network.layers, xb)
+    if bad:
+        return f"; the first non-finite output is at layer {bad}"
     largest = float(np.max(np.abs(out)))
-    return f"; the outputs of the last layer, {layer.name}, reach {largest:.3g}"
+    return f"; the outputs of the last layer, {network.layers[-1].name}, reach {largest:.3g}"
+
+
+def _first_bad_output(layers, out):
+    """(name of the first layer of `layers` whose output is not finite, looking inside a
+    residual block's branches, or None; the last output)."""
+    for layer in layers:
+        inside = None
+        if layer.children():
+            inside = (_first_bad_output(layer.body, out)[0]
+                      or _first_bad_output(layer.shortcut, out)[0])
+        result = layer.forward(out)
+        if not np.all(np.isfinite(result)):
+            return inside or layer.name, result
+        out = result
+    return None, out
 
 
 def first_bad_delta(network):
     """Backward runs top to bottom: the first non-finite delta on that path is where it
     began ('' when every delta is finite)."""
-    for layer in reversed(network.layers):
+    for layer in _backward_order(network.layers):
         delta = network.deltas.get(layer.name)
         if delta is not None and not np.all(np.isfinite(delta)):
             return f"; the first non-finite delta is at layer {layer.name}"
     return ""
+
+
+def _backward_order(layers):
+    """Layers as backward reaches them: a residual block, its body's, then its shortcut's."""
+    for layer in reversed(layers):
+        yield layer
+        for branch in (getattr(layer, "body", []), getattr(layer, "shortcut", [])):
+            yield from _backward_order(branch)
 
 
 def first_bad_parameter(network, updates):

@@ -38,6 +38,17 @@ CONFIG_CASES = {
     "duplicate-full-name": ("input: [1, 8, 8]\nlayers:\n  - {type: relu, name: r.c}\n"
                             "  - {type: residual, name: r, body: [{type: relu, name: c}]}\n",
                             ["layers[1].body[0].name", "'r.c' is used twice"], 4),
+    "residual-shortcuts-misspelt": ("input: [1, 8, 8]\nlayers:\n  - {type: residual, name: r, "
+                                    "body: [{type: conv2d, filters: 2, kernel: 1}], shortcuts: "
+                                    "[{type: conv2d, filters: 2, kernel: 1}]}\n",
+                                    ["layers[0].shortcuts", "did you mean 'shortcut'"], 3),
+    "nested-required-key-misspelt": ("input: [1, 8, 8]\nlayers:\n  - {type: residual, name: r, "
+                                     "body: [{type: conv2d, filtres: 1, kernel: 1}]}\n",
+                                     ["layers[0].body[0]", "missing required key 'filters'",
+                                      "(it has 'filtres': misspelt?)"], 3),
+    "nested-kernel-too-big": ("input: [1, 3, 3]\nlayers:\n  - {type: residual, name: r, "
+                              "body: [{type: conv2d, filters: 1, kernel: 5}]}\n",
+                              ["layers[0].body[0].kernel", "(layer r.conv1, conv2d)"], 3),
     "batchnorm-batch-of-one": ("input: [1, 8, 8]\nlayers:\n  - {type: flatten}\n"
                                "  - {type: dense, units: 4}\n  - {type: batchnorm}\n"
                                "train: {batch_size: 1}\n",

@@ -331,3 +331,28 @@ def test_plot_draws_a_residual_run(write_config, tmp_path):
     _train(["plot", str(run)])
     assert sorted(p.name for p in run.glob("*.png")) == ["curves.png", "features.png",
                                                          "kernels.png", "layers.png"]
+
+
+def test_init_from_skip_of_a_block_skips_every_layer_inside_it(write_config, tmp_path):
+    from convtrain.checkpoint import read_checkpoint
+
+    config = write_config(RESNET)
+    _train(["train", config, "--out", str(tmp_path / "first"), "--quiet", "--epochs", "1"])
+    wider = write_config(RESNET.replace("filters: 6", "filters: 8"), "wider.yaml")
+    _train(["train", wider, "--out", str(tmp_path / "second"), "--quiet", "--epochs", "1",
+            "--max-steps", "1", "--init-from", str(tmp_path / "first" / "checkpoint-last.npz"),
+            "--init-from-skip", "res2", "--init-from-skip", "dense10"])
+    first = read_checkpoint(str(tmp_path / "first" / "checkpoint-last.npz"))[0]
+    second = read_checkpoint(str(tmp_path / "second" / "checkpoint-last.npz"))[0]
+    assert second["res2.proj.weight"].shape == (8, 4, 1, 1)  # skipped: its own initialisation
+
+
+def test_a_divergence_is_traced_to_the_layer_inside_a_block():
+    from convtrain.train import first_bad_output
+
+    network = _network([CONV, "{type: residual, name: r, body: [" + CONV + ", " + BN3 + "]}"])
+    network.layers[1].body[0].params["weight"][0, 0, 0, 0] = np.inf
+    x, labels = _data(network, batch=3)
+    with np.errstate(all="ignore"):
+        network.loss_and_gradients(x, labels)
+        assert first_bad_output(network, x) == "; the first non-finite output is at layer r.conv1"

@@ -2,7 +2,7 @@
 float64 gradient check, on shapes nobody chose by hand."""
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from naive import correlate
 
@@ -87,8 +87,12 @@ def test_generated_stacks_with_the_modern_layers_pass_the_gradient_check(case, m
     layers = [layer, "{type: tanh}"] + extra + ["{type: flatten}", "{type: dense, units: 3}"]
     network = _network(shape, layers)
     network.mode.step = 5
-    rng = np.random.default_rng(1)
-    rows = check_gradients(network, rng.standard_normal((batch,) + shape),
-                           np.arange(batch) % 3, max_entries=12)
+    x = np.random.default_rng(1).standard_normal((batch,) + shape)
+    # A conv whose windows see only padding gives every sample the same output; a batchnorm
+    # of values that do not vary divides by √eps, where the loss curves so sharply that no
+    # finite difference step is right (its slope at the point is 0, and the analytic 0 is).
+    first = network.layers[0].forward(x)
+    assume(np.all(first.var(axis=(0, 2, 3)) > 1e-4))
+    rows = check_gradients(network, x, np.arange(batch) % 3, max_entries=12)
     for row in rows:
         assert row.passed, row.describe()

@@ -4,6 +4,7 @@ call are learned without running a kernel; compiling is shared among processes s
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -27,9 +28,15 @@ TWO_CONVS = small_cnn("two-convs").replace(
 
 def _pip_install(repo_root, target, *extra):
     """Install the checkout into target as a user's `pip install .` would (a wheel, not
-    editable), without the network: the build backend is the test environment's."""
+    editable), without the network: the build backend is the test environment's. From a
+    copy, because setuptools builds in the source tree (build/, *.egg-info)."""
+    source = target.parent / "source"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(repo_root, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "runs", "data", ".pytest_cache", ".hypothesis",
+        "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(target), *extra, str(repo_root)],
+                    "--no-build-isolation", "--target", str(target), *extra, str(source)],
                    check=True, capture_output=True, timeout=300)
 
 

@@ -22,7 +22,7 @@ OPTIMIZER_KEYS = {"sgd": ("type", "lr", "weight_decay", "momentum", "nesterov"),
                   "adam": ADAM_KEYS, "adamw": ADAM_KEYS}
 STOP_METRICS = ("val_loss", "val_acc")
 SCHEDULES = ("none", "step", "cosine")
-FORMATS = ("idx", "npz", "csv", "builtin")
+FORMATS = ("idx", "npz", "csv", "cifar10", "builtin")
 BUILTINS = ("digits",)
 MAX_ELEMENTS = 2 ** 28  # per layer: 1 GiB of float32; more is a typo, not a network
 TOP_KEYS = ("name", "seed", "dtype", "input", "layers", "loss", "optimizer", "schedule",
@@ -89,6 +89,9 @@ class SourceSpec:
     scale: float = 1.0
     limit: int = None
     layout: str = "nchw"
+    split: str = "train"  # cifar10: which batch files, train (data_batch_1..5) or test
+    mean: tuple = None    # per channel, subtracted after `scale`
+    std: tuple = None     # per channel, divided by after `mean`
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,7 @@ def load_config(path, overrides=(), text=None):
                            f"a batch of one cannot train batchnorm '{per_sample}': it "
                            f"normalises each feature over the batch, and the variance of one "
                            f"sample is zero; use a batch size of at least 2")
-    data = _data(top.section("data", {}))
+    data = _data(top.section("data", {}), input_shape[0])
     if train.early_stopping and data.val is None and not data.val_split:
         raise source.error(("train", "early_stopping", "metric"),
                            f"early stopping watches {train.early_stopping.metric}, and the "
@@ -354,8 +357,9 @@ def _schedule(section):
     return spec
 
 
-def _data(section):
-    train = _source(section.section("train"), "data.train") if section.has("train") else None
+def _data(section, channels):
+    train = (_source(section.section("train"), "data.train", channels) if section.has("train")
+             else None)
     section.seen.add("train")
     val, split = None, 0.0
     if section.has("val"):
@@ -364,18 +368,22 @@ def _data(section):
             split = val_section.get_float("split", positive=True, below=1.0)
             val_section.finish()
         else:
-            val = _source(val_section, "data.val")
+            val = _source(val_section, "data.val", channels)
     section.seen.add("val")
     section.finish()
     return DataSpec(train, val, split)
 
 
-def _source(section, key_path):
+def _source(section, key_path, channels):
     fmt = section.get_choice("format", FORMATS)
     scale = section.get_float("scale", 1.0, positive=True)
     layout = section.get_choice("layout", ("nchw", "nhwc"), "nchw")
     limit = section.get_int("limit", None, minimum=1) if section.has("limit") else None
     section.seen.add("limit")
+    normalise = {key: _per_channel(section, key, channels) for key in ("mean", "std")}
+    if normalise["std"] is not None and min(normalise["std"]) <= 0:
+        raise section.error("std", f"must be greater than 0 for every channel, got "
+                                   f"{list(normalise['std'])}")
     fields = {}
     if fmt == "idx":
         fields = {"images": section.get_str("images"), "labels": section.get_str("labels")}
@@ -384,10 +392,29 @@ def _source(section, key_path):
                   "y_key": section.get_str("y", "y")}
     elif fmt == "csv":
         fields = {"path": section.get_str("path"), "header": section.get_bool("header", False)}
+    elif fmt == "cifar10":
+        fields = {"path": section.get_str("path"),
+                  "split": section.get_choice("split", ("train", "test"), "train")}
     else:
         fields = {"name": section.get_choice("name", BUILTINS)}
     section.finish()
-    return SourceSpec(fmt, key_path, scale=scale, limit=limit, layout=layout, **fields)
+    return SourceSpec(fmt, key_path, scale=scale, limit=limit, layout=layout, **normalise,
+                      **fields)
+
+
+def _per_channel(section, key, channels):
+    """`mean` or `std`: one number per input channel (a plain number for one channel), or
+    None."""
+    if not section.has(key):
+        section.get_raw(key, None)
+        return None
+    value = section.get_raw(key)
+    values = value if isinstance(value, list) else [value]
+    if len(values) != channels or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                          for v in values):
+        raise section.error(key, f"must be {channels} number{'s' if channels > 1 else ''}, one "
+                                 f"per input channel, got {value!r}")
+    return tuple(float(v) for v in values)
 
 
 def _trace(section, input_shape, last_shape, layers):

@@ -1,7 +1,7 @@
 """Data sources -> (images (N, C, H, W) float, labels (N,) int64), checked against the spec.
 
-Formats: MNIST's IDX (plain or gzip), NPZ, CSV (label first, then pixels) and
-the builtin digits. Every problem is a DataError naming the file and the config
+Formats: MNIST's IDX (plain or gzip), NPZ, CSV (label first, then pixels), the
+CIFAR-10 binary distribution and the builtin digits. Every problem is a DataError naming the file and the config
 key (`data.train`), never a NumPy traceback.
 
 convtrain is channels first: x (N, C, H, W), input = (C, H, W). A source's
@@ -12,6 +12,7 @@ image's values are stored; see `_as_nchw` for what each array shape may be.
 import gzip
 import io
 import os
+import tarfile
 import zipfile
 from importlib import resources
 
@@ -22,6 +23,9 @@ from convtrain.errors import DataError
 from convtrain.filekind import what_file
 
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+CIFAR_RECORD = 1 + 3 * 32 * 32  # a label byte, then the R, G and B planes, rows in order
+CIFAR_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+               "test": ("test_batch.bin",)}
 
 
 def _read_bytes(path, key_path):
@@ -149,6 +153,9 @@ def load_source(source, input_shape, num_classes, dtype):
     elif source.format == "csv":
         images, labels = read_csv(source.path, source.header, key_path)
         names = (source.path, source.path)
+    elif source.format == "cifar10":
+        images, labels = read_cifar10(source.path, source.split, key_path)
+        names = (source.path, source.path)
     else:
         images, labels = read_builtin(source.name)
         names = (f"builtin:{source.name}", f"builtin:{source.name}")
@@ -195,7 +202,70 @@ def _check(images, labels, names, source, input_shape, num_classes, dtype):
     if not np.all(np.isfinite(x)):
         raise DataError(f"dividing the images by scale {source.scale} overflows {dtype}",
                         file=names[0], path=f"{key_path}.scale")
+    if source.mean is not None:
+        x -= np.asarray(source.mean, dtype=dtype)[None, :, None, None]
+    if source.std is not None:
+        x /= np.asarray(source.std, dtype=dtype)[None, :, None, None]
     return x, labels
+
+
+def read_cifar10(path, split, key_path):
+    """The CIFAR-10 binary distribution's `split` files as (images (N, 3, 32, 32) uint8,
+    labels (N,)): from the .tar.gz as downloaded, its members read in memory and never
+    extracted (a member named ../x writes nothing), or from the extracted folder
+    (cifar-10-batches-bin, or the folder above it)."""
+    wanted = CIFAR_FILES[split]
+    if os.path.isdir(path):
+        inner = os.path.join(path, "cifar-10-batches-bin")
+        folder = inner if os.path.isdir(inner) else path
+        blobs = []
+        for name in wanted:
+            file = os.path.join(folder, name)
+            if not os.path.isfile(file):
+                raise DataError(_missing_cifar(name, split), file=path, path=key_path)
+            blobs.append((file, _read_bytes(file, key_path)))
+    else:
+        blobs = _cifar_members(path, wanted, split, key_path)
+    images, labels = [], []
+    for name, raw in blobs:
+        if len(raw) == 0 or len(raw) % CIFAR_RECORD:
+            raise DataError(f"is {len(raw)} bytes, not a whole number of CIFAR-10 records "
+                            f"({CIFAR_RECORD} bytes each: a label byte, then 3x32x32 pixels)",
+                            file=name, path=key_path)
+        records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
+        bad = np.flatnonzero(records[:, 0] > 9)
+        if len(bad):
+            raise DataError(f"record {bad[0]} has label {records[bad[0], 0]}; CIFAR-10's "
+                            f"labels are 0..9 (is this the CIFAR-100 binary?)",
+                            file=name, path=key_path)
+        labels.append(records[:, 0].astype(np.int64))
+        images.append(records[:, 1:].reshape(-1, 3, 32, 32))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _missing_cifar(name, split):
+    return (f"has no {name}: the CIFAR-10 binary distribution's {split} files are "
+            f"{', '.join(CIFAR_FILES[split])} (the Python/pickle version is not read)")
+
+
+def _cifar_members(path, wanted, split, key_path):
+    """[(name for messages, bytes)] of the wanted files inside a tar(.gz), by base name."""
+    if not os.path.exists(path):
+        raise DataError(f"file not found (relative paths start at {os.getcwd()})",
+                        file=path, path=key_path)
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            members = {os.path.basename(m.name): m for m in archive.getmembers() if m.isfile()}
+            found = []
+            for name in wanted:
+                if name not in members:
+                    raise DataError(_missing_cifar(name, split), file=path, path=key_path)
+                found.append((f"{path}:{members[name].name}",
+                              archive.extractfile(members[name]).read()))
+            return found
+    except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise DataError(f"not a readable .tar.gz of the CIFAR-10 binary distribution, nor its "
+                        f"extracted folder ({exc})", file=path, path=key_path) from None
 
 
 def _as_nchw(images, layout, input_shape, name, key_path):

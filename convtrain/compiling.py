@@ -21,12 +21,12 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
-from convtrain.kernels import conv, dense, elementwise, norm, pool
+from convtrain.kernels import augment, conv, dense, elementwise, norm, pool
 from convtrain.network import Network
 from convtrain.optim import Optimizer
 from convtrain.runtime import available_cores
 
-KERNEL_MODULES = (conv, dense, elementwise, norm, pool)
+KERNEL_MODULES = (augment, conv, dense, elementwise, norm, pool)
 
 # Seconds each kernel took to compile on an empty cache (scripts/compile_times.py on
 # configs/digits.yaml and a config with every other layer type, on the 2-core development

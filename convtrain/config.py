@@ -69,6 +69,12 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class AugmentSpec:
+    pad_crop: int = 0   # pad by this many pixels, then crop back to size at a random place
+    flip: bool = False  # flip horizontally with probability 1/2
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     """Where samples come from. `path`s are relative to the working directory.
 
@@ -92,6 +98,7 @@ class SourceSpec:
     split: str = "train"  # cifar10: which batch files, train (data_batch_1..5) or test
     mean: tuple = None    # per channel, subtracted after `scale`
     std: tuple = None     # per channel, divided by after `mean`
+    augment: AugmentSpec = None  # data.train only
 
 
 @dataclass(frozen=True)
@@ -381,6 +388,14 @@ def _source(section, key_path, channels):
     limit = section.get_int("limit", None, minimum=1) if section.has("limit") else None
     section.seen.add("limit")
     normalise = {key: _per_channel(section, key, channels) for key in ("mean", "std")}
+    if section.has("augment"):
+        if key_path != "data.train":
+            raise section.error("augment", "augments training samples only: put it in "
+                                           "data.train")
+        augment_section = section.section("augment")
+        normalise["augment"] = AugmentSpec(augment_section.get_int("pad_crop", 0, minimum=0),
+                                           augment_section.get_bool("flip", False))
+        augment_section.finish()
     if normalise["std"] is not None and min(normalise["std"]) <= 0:
         raise section.error("std", f"must be greater than 0 for every channel, got "
                                    f"{list(normalise['std'])}")

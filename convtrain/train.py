@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from convtrain import report
+from convtrain.augment import EpochAugmentation
 from convtrain.compiling import ready_kernels
 from convtrain.errors import RunFailed
 from convtrain.network import Network
@@ -150,6 +151,10 @@ class Trainer:
             for note in notes:
                 self.log.note(note)
         x, y, val_x, val_y = self.datasets
+        source = self.config.data.train
+        if source and source.augment:  # compiles (or loads) the augmentation kernel now
+            EpochAugmentation(source.augment, source, 0, 0, 2, x.shape[1], x.dtype).apply(
+                x[:2], np.arange(2))
         compile_s, kernels = ready_kernels(self.network, self.optimizer, x, y)
         self.log.note(f"{kernels}; not counted in epoch times")
         state = self.state
@@ -182,12 +187,17 @@ class Trainer:
         batches = -(-len(y) // batch)
         epoch_lr = learning_rate(config.optimizer, config.schedule, epoch, config.train.epochs)
         order = epoch_order(config.seed, epoch, len(y), config.train.shuffle)
+        source = config.data.train
+        augmentation = (EpochAugmentation(source.augment, source, config.seed, epoch, len(y),
+                                          x.shape[1], x.dtype)
+                        if source and source.augment else None)
         started, trained = time.perf_counter(), 0
         with self.log.progress_bar(epoch, batches, state.step_in_epoch) as bar:
             while state.step_in_epoch < batches:
                 index = order[state.step_in_epoch * batch:(state.step_in_epoch + 1) * batch]
                 lr = step_learning_rate(epoch_lr, config.schedule, state.global_step + 1)
-                bar.update(1, self._step(x[index], y[index], lr, epoch))
+                xb = augmentation.apply(x[index], index) if augmentation else x[index]
+                bar.update(1, self._step(xb, y[index], lr, epoch))
                 trained += len(index)
                 if config.checkpoint_every and state.global_step % config.checkpoint_every == 0:
                     self.checkpoint(LAST)

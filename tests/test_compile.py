@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 from click.testing import CliRunner
+from nets import small_cnn
 
 from convtrain import compiling
 from convtrain.cli import main
@@ -18,7 +19,6 @@ from convtrain.config import load_config
 from convtrain.network import Network
 from convtrain.optim import Optimizer
 from convtrain.runtime import available_cores
-from nets import small_cnn
 
 TWO_CONVS = small_cnn("two-convs").replace(
     "  - {type: maxpool, size: 2}\n",

@@ -22,7 +22,7 @@ OPTIMIZER_KEYS = {"sgd": ("type", "lr", "weight_decay", "momentum", "nesterov"),
                   "adam": ADAM_KEYS, "adamw": ADAM_KEYS}
 STOP_METRICS = ("val_loss", "val_acc")
 SCHEDULES = ("none", "step", "cosine")
-FORMATS = ("idx", "npz", "csv", "cifar10", "builtin")
+FORMATS = ("idx", "npz", "csv", "cifar10", "folder", "builtin")
 BUILTINS = ("digits",)
 MAX_ELEMENTS = 2 ** 28  # per layer: 1 GiB of float32; more is a typo, not a network
 TOP_KEYS = ("name", "seed", "dtype", "input", "layers", "loss", "optimizer", "schedule",
@@ -96,6 +96,7 @@ class SourceSpec:
     limit: int = None
     layout: str = "nchw"
     split: str = "train"  # cifar10: which batch files, train (data_batch_1..5) or test
+    resize: bool = False  # folder: resize images to input's size instead of refusing others
     mean: tuple = None    # per channel, subtracted after `scale`
     std: tuple = None     # per channel, divided by after `mean`
     augment: AugmentSpec = None  # data.train only
@@ -410,6 +411,8 @@ def _source(section, key_path, channels):
     elif fmt == "cifar10":
         fields = {"path": section.get_str("path"),
                   "split": section.get_choice("split", ("train", "test"), "train")}
+    elif fmt == "folder":
+        fields = {"path": section.get_str("path"), "resize": section.get_bool("resize", False)}
     else:
         fields = {"name": section.get_choice("name", BUILTINS)}
     section.finish()

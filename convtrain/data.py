@@ -156,6 +156,9 @@ def load_source(source, input_shape, num_classes, dtype):
     elif source.format == "cifar10":
         images, labels = read_cifar10(source.path, source.split, key_path)
         names = (source.path, source.path)
+    elif source.format == "folder":
+        images, labels = read_folder(source.path, input_shape, source.resize, key_path)
+        names = (source.path, source.path)
     else:
         images, labels = read_builtin(source.name)
         names = (f"builtin:{source.name}", f"builtin:{source.name}")
@@ -241,6 +244,69 @@ def read_cifar10(path, split, key_path):
         labels.append(records[:, 0].astype(np.int64))
         images.append(records[:, 1:].reshape(-1, 3, 32, 32))
     return np.concatenate(images), np.concatenate(labels)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # a larger header is a decompression bomb, not a photo
+
+
+def read_folder(path, input_shape, resize, key_path):
+    """A folder with one subfolder per class (sorted names are classes 0, 1, ...) of PNG,
+    JPEG or BMP files, decoded by Pillow into (images (N, C, H, W) uint8, labels (N,)):
+    grey for one input channel, RGB for three; sizes other than input's are refused, or
+    resized (bilinear) with `resize: true`."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError("reading image folders needs Pillow, an optional extra: pip install "
+                        "'convtrain[images]'", file=path, path=key_path) from None
+    if not os.path.isdir(path):
+        raise DataError("not a folder (format: folder wants one subfolder of images per "
+                        "class)", file=path, path=key_path)
+    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    if not classes:
+        raise DataError("has no class subfolders (format: folder wants one subfolder of "
+                        "images per class, e.g. cat/ and dog/)", file=path, path=key_path)
+    channels, height, width = input_shape
+    if channels not in (1, 3):
+        raise DataError(f"image folders give 1 (grey) or 3 (RGB) channels, but input has "
+                        f"{channels}", file=path, path=key_path)
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        folder = os.path.join(path, name)
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
+        if not files:
+            raise DataError(f"class folder '{name}' has no images ({', '.join(IMAGE_SUFFIXES)})",
+                            file=folder, path=key_path)
+        for file in files:
+            images.append(_read_image(Image, os.path.join(folder, file), channels,
+                                      (height, width), resize, key_path))
+            labels.append(label)
+    return np.stack(images), np.array(labels, dtype=np.int64)
+
+
+def _read_image(Image, file, channels, size, resize, key_path):
+    """One image file as (C, H, W) uint8."""
+    try:
+        with Image.open(file) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise DataError(f"claims {image.width}x{image.height} pixels, more than "
+                                f"{MAX_IMAGE_PIXELS:,}: refused before decoding (a "
+                                f"decompression bomb?)", file=file, path=key_path)
+            image = image.convert("L" if channels == 1 else "RGB")
+            if (image.height, image.width) != size:
+                if not resize:
+                    raise DataError(f"is {image.width}x{image.height}, but input is "
+                                    f"{size[1]}x{size[0]} (W x H); add resize: true to the "
+                                    f"source to resize every image", file=file, path=key_path)
+                image = image.resize((size[1], size[0]), Image.BILINEAR)
+            pixels = np.asarray(image, dtype=np.uint8)
+    except DataError:
+        raise
+    except Exception as exc:  # Pillow's errors for broken files vary by format
+        raise DataError(f"cannot be read as an image ({type(exc).__name__}: {exc})",
+                        file=file, path=key_path) from None
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 
 
 def _missing_cifar(name, split):

@@ -1,0 +1,89 @@
+"""format: folder: one subfolder of PNG/JPEG/BMP images per class, read with Pillow: class
+order, exact pixels in (C, H, W), grey conversion, resize, and each broken folder one line."""
+
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from convtrain.cli import main
+from convtrain.config import load_config
+from convtrain.data import load_datasets
+
+
+def _folder(tmp_path, sizes=((4, 3),) * 2, classes=("dog", "cat")):
+    """Two classes of RGB PNGs (random pixels); returns (path, {class: [arrays (H, W, 3)]})."""
+    root = tmp_path / "images"
+    content = {}
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        content[name] = []
+        for index, (width, height) in enumerate(sizes):
+            pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+            Image.fromarray(pixels, "RGB").save(root / name / f"{index}.png")
+            content[name].append(pixels)
+    return str(root), content
+
+
+def _config(path, channels=3, size=(3, 4), extra=""):
+    return load_config("folder.yaml", text=(
+        f"input: [{channels}, {size[0]}, {size[1]}]\nlayers:\n  - {{type: flatten}}\n"
+        f"  - {{type: dense, units: 2}}\ndata:\n  train: {{format: folder, path: {path}{extra}}}\n"))
+
+
+def test_classes_in_sorted_order_and_exact_rgb_planes(tmp_path):
+    path, content = _folder(tmp_path)
+    x, y, _, _ = load_datasets(_config(path), need_val=False)
+    assert list(y) == [0, 0, 1, 1]  # cat before dog
+    expected = np.stack([p.transpose(2, 0, 1) for p in content["cat"] + content["dog"]])
+    np.testing.assert_array_equal(x, expected.astype(np.float32))
+
+
+def test_grey_and_resize(tmp_path):
+    path, content = _folder(tmp_path, sizes=((4, 3), (8, 6)))
+    x, _, _, _ = load_datasets(_config(path, channels=1, extra=", resize: true"),
+                               need_val=False)
+    grey = np.asarray(Image.fromarray(content["cat"][0]).convert("L"), dtype=np.float32)
+    np.testing.assert_array_equal(x[0, 0], grey)  # the 4x3 one needs no resizing
+    resized = Image.fromarray(content["cat"][1]).convert("L").resize((4, 3), Image.BILINEAR)
+    np.testing.assert_array_equal(x[1, 0], np.asarray(resized, dtype=np.float32))
+
+
+def _error(tmp_path, path, extra=""):
+    config = tmp_path / "c.yaml"
+    config.write_text("input: [3, 3, 4]\nlayers:\n  - {type: flatten}\n  - {type: dense, units: 2}\n"
+                      f"data:\n  train: {{format: folder, path: {path}{extra}}}\n")
+    result = CliRunner().invoke(main, ["train", str(config), "--smoke"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    return result.stderr
+
+
+def test_broken_folders_are_one_line(tmp_path, monkeypatch):
+    path, _ = _folder(tmp_path, sizes=((4, 3), (5, 3)))
+    assert "1.png: data.train: is 5x3, but input is 4x3" in _error(tmp_path, path)
+    assert "add resize: true" in _error(tmp_path, path)
+    (tmp_path / "images" / "dog" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    assert "1.png: data.train: cannot be read as an image" in _error(tmp_path, path,
+                                                                     ", resize: true")
+    (tmp_path / "images" / "bird").mkdir()
+    assert "class folder 'bird' has no images" in _error(tmp_path, path, ", resize: true")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (4, 3)).save(flat / "a.png")
+    assert "has no class subfolders" in _error(tmp_path, flat)
+    monkeypatch.setitem(sys.modules, "PIL", None)  # as if Pillow were not installed
+    assert "needs Pillow, an optional extra: pip install 'convtrain[images]'" in \
+        _error(tmp_path, path)
+
+
+def test_only_grey_or_rgb(tmp_path):
+    path, _ = _folder(tmp_path)
+    config = _config(path, channels=2)
+    from convtrain.errors import DataError
+
+    with pytest.raises(DataError, match="1 \\(grey\\) or 3 \\(RGB\\) channels"):
+        load_datasets(config, need_val=False)

@@ -14,7 +14,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 
@@ -41,9 +40,10 @@ COMPILE_S = {
     "globalavgpool_forward": 0.5, "globalavgpool_backward": 0.35,
 }
 UNLISTED_S = 0.2
-# A compile process's start (Python, NumPy, Numba, the kernel modules: 0.25 s) and its first
-# parallel kernel's extra (about 0.2 s), before it compiles at the pace of this one.
-SPAWN_S = 0.4
+# How much later a started process finishes the same kernels than this process would:
+# Python, NumPy, Numba and the kernel modules (0.25 s), its first parallel kernel (0.2 s) and
+# the rest measured (digits: its share took 5.6-6.0 s against 4.9 s estimated).
+SPAWN_S = 1.0
 
 
 def kernel_dispatchers():
@@ -203,44 +203,49 @@ def compile_in_processes(calls, processes):
         for helper in helpers:
             if helper.poll() is None:
                 helper.kill()
-            helper.stdin.close()
 
 
 # A started process runs this. Not multiprocessing: it would run the user's main script
 # again in each process, which a script without `if __name__ == "__main__"` cannot take.
 _COMPILE_SCRIPT = """import pickle, sys
-path, work = pickle.load(sys.stdin.buffer)
+path, work, starter = pickle.load(sys.stdin.buffer)
 sys.path[:] = path
 from convtrain.compiling import compile_work
-compile_work(pickle.loads(work))
+compile_work(pickle.loads(work), starter)
 """
 
 
 def _start_compiling(work):
     """A process compiling work [(module, function name, signature)] into the cache; it
-    inherits the environment (NUMBA_CACHE_DIR) and sys.path, and prints nothing. Its stdin
-    stays open until this process closes it or ends."""
+    inherits the environment (NUMBA_CACHE_DIR) and sys.path, and prints nothing."""
     helper = subprocess.Popen([sys.executable, "-c", _COMPILE_SCRIPT], stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pickle.dump((sys.path, pickle.dumps(work)), helper.stdin)
-    helper.stdin.flush()
+    with helper.stdin:
+        pickle.dump((sys.path, pickle.dumps(work), os.getpid()), helper.stdin)
     return helper
 
 
-def compile_work(work):
-    """Compile work [(module, function name, signature)]: in a started process, which ends
-    as soon as the process that started it does (its stdin closes), however that ends: a
-    SIGTERM or SIGKILL there runs no cleanup, and a helper left compiling could write the
-    cache at the same time as a retried run."""
+def compile_work(work, starter):
+    """Compile work [(module, function name, signature)]: in a process started by the
+    process `starter`, and ending within 0.2 s of it, however that ends: a SIGTERM or
+    SIGKILL there runs no cleanup, and a helper left compiling could write the cache at the
+    same time as a retried run. A timer checks the parent process, not a thread: a second
+    thread, even one blocked reading, made Numba compile 15% slower here."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the process that started it
+    if hasattr(signal, "setitimer"):  # POSIX
 
-    def end_with_the_starter():
-        sys.stdin.buffer.read()
-        os._exit(1)
+        def end_with_the_starter(signum, frame):
+            if os.getppid() != starter:  # reparented: the starter has ended
+                os._exit(1)
 
-    threading.Thread(target=end_with_the_starter, daemon=True).start()
-    for module, name, signature in work:
-        getattr(importlib.import_module(module), name).compile(signature)
+        signal.signal(signal.SIGALRM, end_with_the_starter)
+        signal.setitimer(signal.ITIMER_REAL, 0.2, 0.2)
+    try:
+        for module, name, signature in work:
+            getattr(importlib.import_module(module), name).compile(signature)
+    finally:  # at exit Python restores SIGALRM's default action, which would kill it
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _shares(calls, processes):

@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from nets import small_cnn
 
@@ -180,18 +181,51 @@ def test_compile_refuses_a_cache_folder_it_cannot_write(write_config, tmp_path):
                              "to a writable folder\n")
 
 
-def test_a_compiling_process_ends_when_the_process_that_started_it_does(tmp_path, monkeypatch):
-    """However the starter ends (a SIGKILL runs no cleanup), its end closes the helper's
-    stdin, and the helper stops at once instead of writing the cache on its own."""
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))  # empty: compiling takes seconds
-    network, optimizer, x, y = _network(TWO_CONVS)
-    work = [(k.py_func.__module__, k.py_func.__name__, s)
-            for k, s in compiling.planned_calls(network, optimizer, x, y)]
-    helper = compiling._start_compiling(work)
+# A starter that starts a compiling helper on an empty cache, prints its pid and is killed.
+STARTER = """import os, signal, sys
+from convtrain import compiling
+from convtrain.config import load_config
+from convtrain.network import Network
+from convtrain.optim import Optimizer
+import numpy as np
+config = load_config(sys.argv[1])
+network = Network(config)
+x, y = np.zeros((2,) + tuple(config.input), dtype=network.dtype), np.zeros(2, dtype=np.int64)
+calls = compiling.planned_calls(network, Optimizer(config.optimizer, network), x, y)
+helper = compiling._start_compiling([(k.py_func.__module__, k.py_func.__name__, s)
+                                     for k, s in calls])
+print(helper.pid, flush=True)
+signal.pause()
+"""
+
+
+def test_a_compiling_process_ends_when_the_process_that_started_it_does(write_config,
+                                                                       tmp_path):
+    """However the starter ends (a SIGKILL runs no cleanup), the helper stops within a
+    moment instead of writing the cache on its own."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))  # empty: seconds of work
+    starter = subprocess.Popen([sys.executable, "-c", STARTER, write_config(TWO_CONVS)],
+                               env=env, stdout=subprocess.PIPE, text=True)
+    helper = int(starter.stdout.readline())
     time.sleep(1.0)
-    assert helper.poll() is None  # still compiling
-    helper.stdin.close()  # what the starter's end does
-    assert helper.wait(timeout=5) == 1
+    assert _running(helper)  # still compiling
+    starter.kill()
+    starter.wait()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        if not _running(helper):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the helper {helper} outlived its starter by 3 s")
+
+
+def _running(pid):
+    """Whether the process runs: gone, or a zombie its new parent has not reaped, is not."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_compile_checks_every_config_before_compiling(write_config):

@@ -239,6 +239,7 @@ def compile_work(work, starter):
                 os._exit(1)
 
         signal.signal(signal.SIGALRM, end_with_the_starter)
+        signal.siginterrupt(signal.SIGALRM, False)  # C code's system calls restart, not fail
         signal.setitimer(signal.ITIMER_REAL, 0.2, 0.2)
     try:
         for module, name, signature in work:

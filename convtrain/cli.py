@@ -67,6 +67,17 @@ def _numba(threads=None):
                    f"NUMBA_CACHE_DIR to a writable folder)", err=True)
 
 
+def _refuse_a_batch_of_one(spec, batch, verb):
+    """--batch 1 where a batchnorm normalises over the batch axis alone: exit 2."""
+    from convtrain.config import lone_sample_batchnorm
+
+    per_sample = lone_sample_batchnorm(spec.layers)
+    if batch == 1 and per_sample:
+        raise UserError(f"a batch of one cannot {verb} batchnorm '{per_sample}': it normalises "
+                        f"each feature over the batch, and the variance of one sample is zero; "
+                        f"use --batch 2 or more", path="--batch")
+
+
 def _epochs(count):
     return f"{count} epoch" if count == 1 else f"{count} epochs"
 
@@ -267,8 +278,9 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides):
     loaded = _read_checkpoint(checkpoint)
     from convtrain.config import lone_sample_batchnorm
 
-    if lone_sample_batchnorm(spec.layers):
-        raise UserError(f"cannot trace batchnorm '{lone_sample_batchnorm(spec.layers)}': the "
+    per_sample = lone_sample_batchnorm(spec.layers)
+    if per_sample:
+        raise UserError(f"cannot trace batchnorm '{per_sample}': the "
                         f"trace follows one sample in training mode, and it normalises each "
                         f"feature over the batch, where the variance of one sample is zero "
                         f"(a batchnorm after a conv layer, over H and W too, traces)",
@@ -339,13 +351,7 @@ def evaluate(config, checkpoint, fmt, overrides):
 def gradcheck(config, batch, fmt, max_entries, checkpoint, overrides):
     """Check every analytic gradient against central finite differences (float64)."""
     spec = _config(config, overrides)
-    from convtrain.config import lone_sample_batchnorm
-
-    if batch == 1 and lone_sample_batchnorm(spec.layers):
-        raise UserError(f"a batch of one cannot check batchnorm "
-                        f"'{lone_sample_batchnorm(spec.layers)}': it normalises each feature "
-                        f"over the batch, and the variance of one sample is zero; use --batch 2 "
-                        f"or more", path="--batch")
+    _refuse_a_batch_of_one(spec, batch, "check")
     loaded = _read_checkpoint(checkpoint)
     _numba()
     from convtrain.checkpoint import load_into
@@ -430,13 +436,7 @@ def summary(config, overrides):
 def time_command(config, batch, iters, threads, fmt, overrides):
     """Per-layer forward/backward ms per batch (median of --iters) and images/s, like caffe time."""
     spec = _config(config, overrides)
-    from convtrain.config import lone_sample_batchnorm
-
-    if batch == 1 and lone_sample_batchnorm(spec.layers):
-        raise UserError(f"a batch of one cannot run batchnorm "
-                        f"'{lone_sample_batchnorm(spec.layers)}' in training: it normalises "
-                        f"each feature over the batch, and the variance of one sample is zero; "
-                        f"use --batch 2 or more", path="--batch")
+    _refuse_a_batch_of_one(spec, batch, "time")
     _numba(threads)
     from convtrain.timing import time_network
 

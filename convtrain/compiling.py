@@ -84,12 +84,10 @@ def ready_kernels(network, optimizer, x, y):
 def ready_all(steps):
     """ready_kernels for several networks' steps [(network, optimizer, x, y)] at once, so
     that all their missing kernels share the processes. Returns (seconds, note, for each
-    step the kernel signatures it calls that no step before it calls)."""
+    step the kernel signatures it calls)."""
     started = time.perf_counter()
-    calls, new = [], []
-    for step in steps:
-        new.append([call for call in planned_calls(*step) if call not in calls])
-        calls += new[-1]
+    planned = [planned_calls(*step) for step in steps]
+    calls = list(dict.fromkeys(call for step_calls in planned for call in step_calls))
     calls = [call for call in calls if call[1] not in call[0].overloads]  # not in this process
     missing = [call for call in calls if not _in_cache(*call)]
     processes = compile_in_processes(missing, min(numba.get_num_threads(), available_cores()))
@@ -98,7 +96,7 @@ def ready_all(steps):
     seconds = time.perf_counter() - started
     where = f" in {processes} processes" if processes > 1 else ""
     return seconds, (f"kernels ready in {seconds:.1f} s ({len(missing)} compiled{where}, "
-                     f"{len(calls) - len(missing)} loaded from the cache)"), new
+                     f"{len(calls) - len(missing)} loaded from the cache)"), planned
 
 
 def compile_configs(configs):
@@ -111,8 +109,12 @@ def compile_configs(configs):
         x = np.zeros((2,) + tuple(config.input), dtype=network.dtype)
         steps.append((network, Optimizer(config.optimizer, network), x,
                       np.zeros(2, dtype=np.int64)))
-    _, note, new = ready_all(steps)
-    return note, [(len(planned_calls(*step)), len(fresh)) for step, fresh in zip(steps, new)]
+    _, note, planned = ready_all(steps)
+    counts, seen = [], set()
+    for step_calls in planned:
+        counts.append((len(step_calls), len(set(step_calls) - seen)))
+        seen.update(step_calls)
+    return note, counts
 
 
 def planned_calls(network, optimizer, x, y):

@@ -341,9 +341,15 @@ class ResidualSpec(LayerSpec):
 
 def walk(specs):
     """Every layer spec, depth first: a residual block, then its body, then its shortcut."""
-    for spec in specs:
+    for spec, _ in walk_with_depth(specs):
         yield spec
-        yield from walk(spec.children())
+
+
+def walk_with_depth(specs, depth=0):
+    """(spec, nesting depth) of every layer, in walk's order; top-level layers are depth 0."""
+    for spec in specs:
+        yield spec, depth
+        yield from walk_with_depth(spec.children(), depth + 1)
 
 
 LAYER_SPECS = {spec.type: spec for spec in (

@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 
+from convtrain.layer_specs import walk_with_depth
+
 
 def norm(array):
     return float(np.sqrt(np.sum(np.square(array, dtype=np.float64))))
@@ -102,14 +104,7 @@ def human(count):
 def summary_text(config):
     """The `convtrain summary` table: one row per layer, a residual block's layers indented
     under it with their full names, then totals (a block's row counts its layers)."""
-    rows = []
-
-    def visit(specs, depth):
-        for spec in specs:
-            rows.append(("  " * depth + spec.name, spec))
-            visit(spec.children(), depth + 1)
-
-    visit(config.layers, 0)
+    rows = [("  " * depth + spec.name, spec) for spec, depth in walk_with_depth(config.layers)]
     name_w = max(12, max(len(label) for label, _ in rows) + 2)
     type_w = max(12, max(len(spec.type) for _, spec in rows) + 2)
     lines = [f"{config.name}: {config.dtype}, input {tuple(config.input)}, loss {config.loss}",

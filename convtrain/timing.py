@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from convtrain.compiling import ready_kernels
+from convtrain.layer_specs import walk_with_depth
 from convtrain.network import Network
 from convtrain.optim import Optimizer
 
@@ -32,9 +33,7 @@ def time_network(config, batch, iters):
         network.loss_and_gradients(x, labels, input_grad=False)
         optimizer.step(config.optimizer.lr)
         steps.append(time.perf_counter() - started)
-    depth = {layer.name: 0 for layer in network.layers}
-    for layer in layers:  # depth first: a block comes before its layers
-        depth.update({child.name: depth[layer.name] + 1 for child in layer.children()})
+    depth = {spec.name: level for spec, level in walk_with_depth(config.layers)}
     # A residual block's own row includes its layers' time; the totals count each once.
     rows = [{"name": layer.name, "type": layer.spec.type, "depth": depth[layer.name],
              "forward_ms": float(np.median([p[layer.name]["forward_ms"] for p in passes])),

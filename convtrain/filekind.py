@@ -1,7 +1,13 @@
-"""What a file is, from its first bytes: for messages that say what a user passed instead
-of what was expected ("not a convtrain checkpoint but a text file")."""
+"""Reading a data file whole (gunzipped when it is gzip), and what a file is, from its first
+bytes: for messages that say what a user passed instead of what was expected ("not a
+convtrain checkpoint but a text file")."""
 
 import codecs
+import gzip
+import os
+import zipfile
+
+from convtrain.errors import DataError
 
 
 def what_file(raw):
@@ -21,3 +27,22 @@ def what_file(raw):
     if text is not None and "\x00" not in text:
         return "a text file"
     return "a file that is not a .npz (zip) archive"
+
+
+def read_bytes(path, key_path):
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise DataError(f"file not found (relative paths start at {os.getcwd()})",
+                        file=path, path=key_path) from None
+    except IsADirectoryError:
+        raise DataError("is a directory, not a data file", file=path, path=key_path) from None
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror}", file=path, path=key_path) from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"broken gzip file ({exc})", file=path, path=key_path) from None
+    return raw

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from convtrain.cli import main
 from convtrain.config import load_config
-from convtrain.data import CIFAR_FILES, load_datasets
+from convtrain.data import load_datasets
+from convtrain.image_files import CIFAR_FILES
 
 
 def _records(count, seed):

@@ -3,8 +3,6 @@ differences in float64 through Network.loss_and_gradients (training mode: batchn
 gradient goes through the batch statistics), batchnorm's statistics against NumPy, and
 what a network does in training and in eval mode."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -342,7 +340,6 @@ def test_init_from_skip_of_a_block_skips_every_layer_inside_it(write_config, tmp
     _train(["train", wider, "--out", str(tmp_path / "second"), "--quiet", "--epochs", "1",
             "--max-steps", "1", "--init-from", str(tmp_path / "first" / "checkpoint-last.npz"),
             "--init-from-skip", "res2", "--init-from-skip", "dense10"])
-    first = read_checkpoint(str(tmp_path / "first" / "checkpoint-last.npz"))[0]
     second = read_checkpoint(str(tmp_path / "second" / "checkpoint-last.npz"))[0]
     assert second["res2.proj.weight"].shape == (8, 4, 1, 1)  # skipped: its own initialisation
 

@@ -1,0 +1,138 @@
+"""Image files -> (images (N, C, H, W) uint8, labels (N,)): the CIFAR-10 binary
+distribution (from its .tar.gz or the extracted folder) and folders of PNG/JPEG/BMP files,
+one subfolder per class. Every problem is a DataError naming the file."""
+
+import os
+import tarfile
+import zipfile
+
+import numpy as np
+
+from convtrain.errors import DataError
+from convtrain.filekind import read_bytes
+
+CIFAR_RECORD = 1 + 3 * 32 * 32  # a label byte, then the R, G and B planes, rows in order
+CIFAR_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+               "test": ("test_batch.bin",)}
+
+
+def read_cifar10(path, split, key_path):
+    """The CIFAR-10 binary distribution's `split` files as (images (N, 3, 32, 32) uint8,
+    labels (N,)): from the .tar.gz as downloaded, its members read in memory and never
+    extracted (a member named ../x writes nothing), or from the extracted folder
+    (cifar-10-batches-bin, or the folder above it)."""
+    wanted = CIFAR_FILES[split]
+    if os.path.isdir(path):
+        inner = os.path.join(path, "cifar-10-batches-bin")
+        folder = inner if os.path.isdir(inner) else path
+        blobs = []
+        for name in wanted:
+            file = os.path.join(folder, name)
+            if not os.path.isfile(file):
+                raise DataError(_missing_cifar(name, split), file=path, path=key_path)
+            blobs.append((file, read_bytes(file, key_path)))
+    else:
+        blobs = _cifar_members(path, wanted, split, key_path)
+    images, labels = [], []
+    for name, raw in blobs:
+        if len(raw) == 0 or len(raw) % CIFAR_RECORD:
+            raise DataError(f"is {len(raw)} bytes, not a whole number of CIFAR-10 records "
+                            f"({CIFAR_RECORD} bytes each: a label byte, then 3x32x32 pixels)",
+                            file=name, path=key_path)
+        records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
+        bad = np.flatnonzero(records[:, 0] > 9)
+        if len(bad):
+            raise DataError(f"record {bad[0]} has label {records[bad[0], 0]}; CIFAR-10's "
+                            f"labels are 0..9 (is this the CIFAR-100 binary?)",
+                            file=name, path=key_path)
+        labels.append(records[:, 0].astype(np.int64))
+        images.append(records[:, 1:].reshape(-1, 3, 32, 32))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # a larger header is a decompression bomb, not a photo
+
+
+def read_folder(path, input_shape, resize, key_path):
+    """A folder with one subfolder per class (sorted names are classes 0, 1, ...) of PNG,
+    JPEG or BMP files, decoded by Pillow into (images (N, C, H, W) uint8, labels (N,)):
+    grey for one input channel, RGB for three; sizes other than input's are refused, or
+    resized (bilinear) with `resize: true`."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError("reading image folders needs Pillow, an optional extra: pip install "
+                        "'convtrain[images]'", file=path, path=key_path) from None
+    if not os.path.isdir(path):
+        raise DataError("not a folder (format: folder wants one subfolder of images per "
+                        "class)", file=path, path=key_path)
+    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    if not classes:
+        raise DataError("has no class subfolders (format: folder wants one subfolder of "
+                        "images per class, e.g. cat/ and dog/)", file=path, path=key_path)
+    channels, height, width = input_shape
+    if channels not in (1, 3):
+        raise DataError(f"image folders give 1 (grey) or 3 (RGB) channels, but input has "
+                        f"{channels}", file=path, path=key_path)
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        folder = os.path.join(path, name)
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
+        if not files:
+            raise DataError(f"class folder '{name}' has no images ({', '.join(IMAGE_SUFFIXES)})",
+                            file=folder, path=key_path)
+        for file in files:
+            images.append(_read_image(Image, os.path.join(folder, file), channels,
+                                      (height, width), resize, key_path))
+            labels.append(label)
+    return np.stack(images), np.array(labels, dtype=np.int64)
+
+
+def _read_image(Image, file, channels, size, resize, key_path):
+    """One image file as (C, H, W) uint8."""
+    try:
+        with Image.open(file) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise DataError(f"claims {image.width}x{image.height} pixels, more than "
+                                f"{MAX_IMAGE_PIXELS:,}: refused before decoding (a "
+                                f"decompression bomb?)", file=file, path=key_path)
+            image = image.convert("L" if channels == 1 else "RGB")
+            if (image.height, image.width) != size:
+                if not resize:
+                    raise DataError(f"is {image.width}x{image.height}, but input is "
+                                    f"{size[1]}x{size[0]} (W x H); add resize: true to the "
+                                    f"source to resize every image", file=file, path=key_path)
+                image = image.resize((size[1], size[0]), Image.BILINEAR)
+            pixels = np.asarray(image, dtype=np.uint8)
+    except DataError:
+        raise
+    except Exception as exc:  # Pillow's errors for broken files vary by format
+        raise DataError(f"cannot be read as an image ({type(exc).__name__}: {exc})",
+                        file=file, path=key_path) from None
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+
+
+def _missing_cifar(name, split):
+    return (f"has no {name}: the CIFAR-10 binary distribution's {split} files are "
+            f"{', '.join(CIFAR_FILES[split])} (the Python/pickle version is not read)")
+
+
+def _cifar_members(path, wanted, split, key_path):
+    """[(name for messages, bytes)] of the wanted files inside a tar(.gz), by base name."""
+    if not os.path.exists(path):
+        raise DataError(f"file not found (relative paths start at {os.getcwd()})",
+                        file=path, path=key_path)
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            members = {os.path.basename(m.name): m for m in archive.getmembers() if m.isfile()}
+            found = []
+            for name in wanted:
+                if name not in members:
+                    raise DataError(_missing_cifar(name, split), file=path, path=key_path)
+                found.append((f"{path}:{members[name].name}",
+                              archive.extractfile(members[name]).read()))
+            return found
+    except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise DataError(f"not a readable .tar.gz of the CIFAR-10 binary distribution, nor its "
+                        f"extracted folder ({exc})", file=path, path=key_path) from None

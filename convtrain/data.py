@@ -1,8 +1,10 @@
-"""Data sources -> (images (N, C, H, W) float, labels (N,) int64), checked against the spec.
+"""Data sources -> (images as StoredImages (N, C, H, W), labels (N,) int64), checked
+against the spec.
 
-Formats: MNIST's IDX (plain or gzip), NPZ, CSV (label first, then pixels), the
-CIFAR-10 binary distribution and the builtin digits. Every problem is a DataError naming the file and the config
-key (`data.train`), never a NumPy traceback.
+Formats: MNIST's IDX (plain or gzip), NPZ, CSV (label first, then pixels), the builtin
+digits, and (image_files.py) the CIFAR-10 binary distribution and image folders. Every
+problem is a DataError naming the file and the config key (`data.train`), never a NumPy
+traceback.
 
 convtrain is channels first: x (N, C, H, W), input = (C, H, W). A source's
 `layout` (nchw, or nhwc for channels-last data) says in which order each
@@ -19,6 +21,7 @@ from convtrain.config import lone_sample_batchnorm
 from convtrain.errors import DataError
 from convtrain.filekind import read_bytes, what_file
 from convtrain.image_files import read_cifar10, read_folder
+from convtrain.stored_images import StoredImages
 
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -171,21 +174,36 @@ def _check(images, labels, names, source, input_shape, num_classes, dtype):
     images = _as_nchw(images, source.layout, tuple(input_shape), names[0], key_path)
     if source.limit is not None:
         images, labels = images[:source.limit], labels[:source.limit]
-    # The one copy: converts, and makes a channels-last source's transposed view contiguous.
-    x = images.astype(dtype, order="C")
-    if not np.all(np.isfinite(x)):
-        raise DataError(f"contains values that are not finite in {dtype} (NaN or Inf)",
-                        file=names[0], path=key_path)
+    return _stored_images(images, source, dtype, names[0]), labels
+
+
+def _stored_images(images, source, dtype, name):
+    """images (N, C, H, W) as StoredImages: whole numbers kept in their own type (in native
+    byte order), floats converted to dtype; either way the one copy, which also makes a
+    channels-last source's transposed view contiguous."""
+    key_path = source.key_path
+    if np.issubdtype(images.dtype, np.integer):
+        stored = np.ascontiguousarray(images, dtype=images.dtype.newbyteorder("="))
+        extremes = np.stack([stored.min(axis=(0, 2, 3)), stored.max(axis=(0, 2, 3))])
+    else:
+        stored = images.astype(dtype, order="C")
+        if not np.all(np.isfinite(stored)):
+            raise DataError(f"contains values that are not finite in {dtype} (NaN or Inf)",
+                            file=name, path=key_path)
+        extremes = np.stack([stored.min(axis=(0, 2, 3)), stored.max(axis=(0, 2, 3))])
+    x = StoredImages(stored, dtype, source.scale, source.mean, source.std)
+    # Batches are normalised when they are made; each channel's extremes tell now whether
+    # any value of any batch would overflow dtype.
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        x /= dtype.type(source.scale)
-    if not np.all(np.isfinite(x)):
+        scaled = extremes.astype(dtype) / dtype.type(source.scale)
+        normalised = x.normalised(extremes[:, :, None, None])
+    if not np.all(np.isfinite(scaled)):
         raise DataError(f"dividing the images by scale {source.scale} overflows {dtype}",
-                        file=names[0], path=f"{key_path}.scale")
-    if source.mean is not None:
-        x -= np.asarray(source.mean, dtype=dtype)[None, :, None, None]
-    if source.std is not None:
-        x /= np.asarray(source.std, dtype=dtype)[None, :, None, None]
-    return x, labels
+                        file=name, path=f"{key_path}.scale")
+    if not np.all(np.isfinite(normalised)):
+        raise DataError(f"normalising the images by mean and std overflows {dtype}",
+                        file=name, path=f"{key_path}.std")
+    return x
 
 
 def _as_nchw(images, layout, input_shape, name, key_path):
@@ -245,6 +263,7 @@ def _layout_mismatch(shape, input_shape, channels_last, key_path):
 
 def load_datasets(config, need_val=True):
     """(train_x, train_y, val_x, val_y) per the spec; val is None without validation data.
+    The x are StoredImages: x[index] is a normalised batch.
 
     A `val: {split: f}` takes a seeded random fraction of the train source, so
     `train` and `eval` see the same validation samples.
@@ -263,8 +282,8 @@ def load_datasets(config, need_val=True):
                             f"{'no' if n_val == 0 else 'all'} samples for validation "
                             f"out of {len(y)}", file=config.file, path="data.val.split")
         val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-        val_x, val_y = x[val_idx], y[val_idx]
-        x, y = x[train_idx], y[train_idx]
+        val_x, val_y = x.take(val_idx), y[val_idx]
+        x, y = x.take(train_idx), y[train_idx]
     elif config.data.val is not None and need_val:
         val_x, val_y = load_source(config.data.val, config.input, config.num_outputs, dtype)
     per_sample = lone_sample_batchnorm(config.layers)

@@ -153,8 +153,7 @@ class Trainer:
         x, y, val_x, val_y = self.datasets
         source = self.config.data.train
         if source and source.augment:  # compiles (or loads) the augmentation kernel now
-            EpochAugmentation(source.augment, source, 0, 0, 2, x.shape[1], x.dtype).apply(
-                x[:2], np.arange(2))
+            EpochAugmentation(source.augment, 0, 0, 2).batch(x, np.arange(2))
         compile_s, kernels = ready_kernels(self.network, self.optimizer, x, y)
         self.log.note(f"{kernels}; not counted in epoch times")
         state = self.state
@@ -188,15 +187,14 @@ class Trainer:
         epoch_lr = learning_rate(config.optimizer, config.schedule, epoch, config.train.epochs)
         order = epoch_order(config.seed, epoch, len(y), config.train.shuffle)
         source = config.data.train
-        augmentation = (EpochAugmentation(source.augment, source, config.seed, epoch, len(y),
-                                          x.shape[1], x.dtype)
+        augmentation = (EpochAugmentation(source.augment, config.seed, epoch, len(y))
                         if source and source.augment else None)
         started, trained = time.perf_counter(), 0
         with self.log.progress_bar(epoch, batches, state.step_in_epoch) as bar:
             while state.step_in_epoch < batches:
                 index = order[state.step_in_epoch * batch:(state.step_in_epoch + 1) * batch]
                 lr = step_learning_rate(epoch_lr, config.schedule, state.global_step + 1)
-                xb = augmentation.apply(x[index], index) if augmentation else x[index]
+                xb = augmentation.batch(x, index) if augmentation else x[index]
                 bar.update(1, self._step(xb, y[index], lr, epoch))
                 trained += len(index)
                 if config.checkpoint_every and state.global_step % config.checkpoint_every == 0:

@@ -13,17 +13,34 @@ from convtrain.kernels.augment import crop_flip
 
 def test_crop_and_flip_are_exactly_the_shifted_and_flipped_images():
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((4, 2, 5, 6))
+    x = rng.integers(1, 256, size=(4, 2, 5, 6), dtype=np.uint8)  # as stored: 0 is black
     rows, cols = np.array([0, 2, 1, 4]), np.array([4, 0, 2, 1])
     flips = np.array([False, True, True, False])
-    fill = np.array([-1.5, 2.0])
     out = np.empty_like(x)
-    crop_flip(x, rows, cols, flips, 2, fill, out)
+    crop_flip(x, rows, cols, flips, 2, out)
     for n in range(4):
-        padded = np.stack([np.pad(x[n, c], 2, constant_values=fill[c]) for c in range(2)])
+        padded = np.pad(x[n], ((0, 0), (2, 2), (2, 2)))
         crop = padded[:, rows[n]:rows[n] + 5, cols[n]:cols[n] + 6]
         np.testing.assert_array_equal(out[n], crop[:, :, ::-1] if flips[n] else crop)
-    assert out[0, 0, 0, 0] == -1.5 and out[0, 1, 0, 0] == 2.0  # row 0 from the padding
+    assert np.all(out[0, :, :2, :] == 0)  # rows 0 and 1 come from the padding
+    assert np.all(out[0, :, 2:, :2] != 0)  # a shift of two columns left: none from it
+
+
+def test_an_augmented_batch_is_normalised_after_cropping_so_the_padding_is_black():
+    from convtrain.augment import EpochAugmentation
+    from convtrain.config import AugmentSpec
+    from convtrain.stored_images import StoredImages
+
+    stored = np.full((3, 3, 4, 4), 200, dtype=np.uint8)
+    images = StoredImages(stored, np.float32, 255, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    draws = EpochAugmentation(AugmentSpec(pad_crop=1, flip=True), seed=0, epoch=1, count=3)
+    draws.rows[:], draws.cols[:], draws.flips[:] = 0, 1, False  # one row of padding on top
+    batch = draws.batch(images, np.arange(3))
+    assert batch.dtype == np.float32
+    black = images.normalised(np.zeros((1, 3, 1, 1), np.uint8))[0, :, 0, 0]
+    np.testing.assert_array_equal(batch[:, :, 0, :], np.broadcast_to(black[:, None], (3, 3, 4)))
+    np.testing.assert_array_equal(batch[:, :, 1:, :], images[0:3][:, :, 1:, :])
+    np.testing.assert_allclose(black, [-2.5, -1.6, -1.0], rtol=1e-6)
 
 
 CONFIG = """name: augmented

@@ -71,6 +71,22 @@ def test_mean_and_std_normalise_each_channel_after_scale(tmp_path):
     np.testing.assert_allclose(x[:4], (pixels - mean) / std, rtol=1e-6)
 
 
+def test_images_stay_bytes_until_a_batch_is_made_and_a_batch_equals_the_whole_set(tmp_path):
+    archive, _, content = _distribution(tmp_path, per_file=50)
+    config = _config(archive, extra=", scale: 255, mean: [0.4914, 0.4822, 0.4465], "
+                                   "std: [0.2470, 0.2435, 0.2616]")
+    x, _, _, _ = load_datasets(config, need_val=False)
+    assert x.stored.dtype == np.uint8 and x.stored.nbytes == 250 * 3 * 32 * 32
+    assert x.dtype == np.float32 and x.shape == (250, 3, 32, 32)
+    whole = np.asarray(x)
+    index = np.array([249, 3, 3, 120])
+    assert x[index].dtype == np.float32
+    np.testing.assert_array_equal(x[index], whole[index])  # to the last bit
+    np.testing.assert_array_equal(x[7], whole[7])
+    np.testing.assert_array_equal(x[-1], whole[-1])
+    np.testing.assert_array_equal(x[10:20], whole[10:20])
+
+
 def _error(path, config_text_extra="", split="train", tmp_path=None):
     config = tmp_path / "c.yaml"
     config.write_text("input: [3, 32, 32]\nlayers:\n  - {type: flatten}\n"

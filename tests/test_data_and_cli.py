@@ -46,6 +46,7 @@ def test_builtin_digits_and_seeded_split():
                                         "builtin, name: digits, scale: 16}\n  val: {split: 0.25}\n")
     x, y, val_x, val_y = load_datasets(config)
     assert len(y) + len(val_y) == 1797 and len(val_y) == 449
+    x = np.asarray(x)
     assert 0 <= x.min() and x.max() == 1.0 and set(np.unique(y)) == set(range(10))
     again = load_datasets(config)
     assert np.array_equal(again[3], val_y)

@@ -160,14 +160,15 @@ def test_layout_nhwc_gives_exactly_the_channels_first_images(write_config, tmp_p
     for want, got in zip(reference, from_last):
         assert np.array_equal(want, got)
     x = from_last[0]
-    assert x.shape[1:] == (3, 16, 16) and x.dtype == np.float32 and x.flags.c_contiguous
+    assert x.shape[1:] == (3, 16, 16) and x.dtype == np.float32
+    assert x.stored.flags.c_contiguous
     separate = load_datasets(load_config(_config(
         write_config, f"{{format: npz, path: {tmp_path / 'first.npz'}, limit: 4}}",
         val=f"{{format: npz, path: {tmp_path / 'val_last.npz'}, layout: nhwc}}",
         name="separate.yaml")))
     assert np.array_equal(separate[0], first[:4].astype(np.float32))
     assert np.array_equal(separate[2], first[:3].astype(np.float32))
-    assert separate[2].flags.c_contiguous
+    assert separate[2].stored.flags.c_contiguous
 
 
 def test_layout_nhwc_trains_and_the_run_folder_keeps_it(write_config, tmp_path):
@@ -213,7 +214,7 @@ def test_flat_rows_with_layout_nhwc_are_read_in_h_w_c_order(write_config, tmp_pa
         write_config, f"{{format: csv, path: {tmp_path / 'planes.csv'}}}", name="p.yaml")))[0]
     assert np.array_equal(nhwc, first.astype(np.float32))
     assert np.array_equal(planes, first.astype(np.float32))
-    assert nhwc.flags.c_contiguous
+    assert nhwc.stored.flags.c_contiguous
 
 
 @pytest.mark.parametrize("layout", ["", ", layout: nhwc"])

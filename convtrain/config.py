@@ -45,6 +45,7 @@ class OptimizerSpec:
 class ScheduleSpec:
     type: str = "none"
     every: int = 1
+    milestones: tuple = ()  # step: decay after these epochs instead of every `every`
     gamma: float = 0.1
     min_lr: float = 0.0
     warmup_steps: int = 0
@@ -354,7 +355,10 @@ def _optimizer(section):
 def _schedule(section):
     kind = section.get_choice("type", SCHEDULES, "none")
     if kind == "step":
+        if section.has("every") and section.has("milestones"):
+            raise section.error("milestones", "give either `every` or `milestones`, not both")
         spec = ScheduleSpec(kind, every=section.get_int("every", 1, minimum=1),
+                            milestones=_milestones(section),
                             gamma=section.get_float("gamma", 0.1, positive=True, maximum=1.0))
     elif kind == "cosine":
         spec = ScheduleSpec(kind, min_lr=section.get_float("min_lr", 0.0, minimum=0.0))
@@ -363,6 +367,20 @@ def _schedule(section):
     spec = replace(spec, warmup_steps=section.get_int("warmup_steps", 0, minimum=0))
     section.finish()
     return spec
+
+
+def _milestones(section):
+    """`milestones`: the epochs after which a step schedule decays, increasing, or ()."""
+    if not section.has("milestones"):
+        section.get_raw("milestones", None)
+        return ()
+    value = section.get_raw("milestones")
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+            or any(a >= b for a, b in zip(value, value[1:]))):
+        raise section.error("milestones", f"must be a list of increasing epoch numbers "
+                                          f"(1 or more), e.g. [82, 123], got {value!r}")
+    return tuple(value)
 
 
 def _data(section, channels):

@@ -76,10 +76,14 @@ def step_learning_rate(epoch_lr, schedule, step):
 
 
 def learning_rate(optimizer_spec, schedule, epoch, epochs):
-    """lr for 1-based `epoch`: step decays by gamma every `every` epochs; cosine follows
-    half a cosine from lr (epoch 1) towards min_lr, which it would reach one epoch after
-    the last (as PyTorch's CosineAnnealingLR with T_max = epochs), so no epoch runs at min_lr."""
+    """lr for 1-based `epoch`: step decays by gamma every `every` epochs, or after each of
+    its milestones (as PyTorch's MultiStepLR: milestones [82, 123] decay from epochs 83 and
+    124 on); cosine follows half a cosine from lr (epoch 1) towards min_lr, which it would
+    reach one epoch after the last (as PyTorch's CosineAnnealingLR with T_max = epochs), so
+    no epoch runs at min_lr."""
     base = optimizer_spec.lr
+    if schedule.type == "step" and schedule.milestones:
+        return base * schedule.gamma ** sum(1 for m in schedule.milestones if m < epoch)
     if schedule.type == "step":
         return base * schedule.gamma ** ((epoch - 1) // schedule.every)
     if schedule.type == "cosine":

@@ -127,6 +127,22 @@ def test_warmup_ramps_the_learning_rate_per_step(base, tmp_path):
     assert lrs[:6] == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.1], rel=1e-15)
 
 
+def test_step_milestones_decay_after_those_epochs_as_multisteplr(base, tmp_path):
+    out = tmp_path / "run"
+    assert _run(["train", base, "--out", str(out), "--quiet", "--epochs", "4", "--set",
+                 "schedule={type: step, milestones: [1, 3], gamma: 0.5}"]).exit_code == 0
+    lrs = {r["epoch"]: r["lr"] for r in _records(out) if r["event"] == "step"}
+    assert lrs == pytest.approx({1: 0.1, 2: 0.05, 3: 0.05, 4: 0.025}, rel=1e-15)
+
+
+@pytest.mark.parametrize("milestones", ["[]", "[3, 3]", "4", "[0, 2]"])
+def test_milestones_that_are_not_increasing_epochs_are_one_line(base, milestones):
+    result = _run(["summary", base, "--set",
+                   f"schedule={{type: step, milestones: {milestones}}}"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "schedule.milestones: must be a list of increasing epoch numbers" in result.stderr
+
+
 def test_sgd_nesterov_and_adamw_kernels_follow_pytorchs_formulas():
     rng = np.random.default_rng(0)
     w0, grads = rng.standard_normal(7), rng.standard_normal((3, 7))

@@ -355,10 +355,11 @@ def _optimizer(section):
 def _schedule(section):
     kind = section.get_choice("type", SCHEDULES, "none")
     if kind == "step":
-        if section.has("every") and section.has("milestones"):
+        milestones = _milestones(section)
+        if milestones and section.has("every"):
             raise section.error("milestones", "give either `every` or `milestones`, not both")
-        spec = ScheduleSpec(kind, every=section.get_int("every", 1, minimum=1),
-                            milestones=_milestones(section),
+        spec = ScheduleSpec(kind, milestones=milestones,
+                            every=1 if milestones else section.get_int("every", 1, minimum=1),
                             gamma=section.get_float("gamma", 0.1, positive=True, maximum=1.0))
     elif kind == "cosine":
         spec = ScheduleSpec(kind, min_lr=section.get_float("min_lr", 0.0, minimum=0.0))
@@ -390,7 +391,9 @@ def _data(section, channels):
     val, split = None, 0.0
     if section.has("val"):
         val_section = section.section("val")
-        if "split" in val_section.raw:
+        if "split" in val_section.raw and "format" not in val_section.raw:
+            # a fraction of the train source; a source of its own (cifar10's
+            # split: test) has a format
             split = val_section.get_float("split", positive=True, below=1.0)
             val_section.finish()
         else:

@@ -60,6 +60,17 @@ def test_the_tar_and_the_folder_give_the_same_arrays_in_the_files_order(tmp_path
     assert len(y_tar) == 20 and len(y_test) == 4
 
 
+def test_the_test_split_as_its_own_validation_source(tmp_path):
+    archive, _, content = _distribution(tmp_path)
+    config = load_config("cifar.yaml", text=(
+        "input: [3, 32, 32]\nlayers:\n  - {type: flatten}\n  - {type: dense, units: 10}\n"
+        f"data:\n  train: {{format: cifar10, path: {archive}, split: train}}\n"
+        f"  val: {{format: cifar10, path: {archive}, split: test}}\n"))
+    _, y, _, val_y = load_datasets(config)
+    assert len(y) == 20
+    np.testing.assert_array_equal(val_y, content["test_batch.bin"][0])
+
+
 def test_mean_and_std_normalise_each_channel_after_scale(tmp_path):
     archive, _, content = _distribution(tmp_path)
     config = _config(archive, extra=", scale: 255, mean: [0.4914, 0.4822, 0.4465], "

@@ -12,6 +12,7 @@ from convtrain.checkpoint import load_into
 from convtrain.cli import main
 from convtrain.config import load_config
 from convtrain.errors import UserError
+from convtrain.layer_specs import walk
 from nets import small_cnn
 
 SMALL = small_cnn("small", epochs=1, batch_size=16, limit=64, val_split=None, optimizer=None)
@@ -20,9 +21,11 @@ CONV = "  - {type: conv2d, filters: 4, kernel: 3, padding: same}\n"
 
 def _checkpoint(config):
     """What `read_checkpoint` returns for a checkpoint `convtrain train` wrote for config
-    (the meta entries that describe the network, as `Trainer.meta` writes them)."""
+    (the meta entries that describe the network, as `Trainer.meta` writes them): every
+    layer's parameters and buffers, those inside residual blocks too."""
     params = {f"{spec.name}.{key}": np.zeros(shape, dtype=config.dtype)
-              for spec in config.layers for key, shape in spec.param_shapes().items()}
+              for spec in walk(config.layers)
+              for key, shape in {**spec.param_shapes(), **spec.buffer_shapes()}.items()}
     meta = {"fingerprint": config.architecture_fingerprint(),
             "architecture": describe_architecture(config)}
     return params, {}, meta
@@ -213,7 +216,8 @@ def test_a_checkpoint_whose_parameters_are_not_its_recorded_layers_is_damaged(tr
         f"meta \"architecture\" lists"]
 
 
-@pytest.mark.parametrize("name", ["digits.yaml", "lenet5-mnist.yaml", "seed-example.yaml"])
+@pytest.mark.parametrize("name", sorted(os.listdir(os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs"))))
 def test_every_shipped_config_matches_a_checkpoint_of_itself(repo_root, name):
     from convtrain.architecture import architecture_mismatch
 

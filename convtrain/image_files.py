@@ -9,7 +9,6 @@ import zipfile
 import numpy as np
 
 from convtrain.errors import DataError
-from convtrain.filekind import read_bytes
 
 CIFAR_RECORD = 1 + 3 * 32 * 32  # a label byte, then the R, G and B planes, rows in order
 CIFAR_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
@@ -20,34 +19,85 @@ def read_cifar10(path, split, key_path):
     """The CIFAR-10 binary distribution's `split` files as (images (N, 3, 32, 32) uint8,
     labels (N,)): from the .tar.gz as downloaded, its members read in memory and never
     extracted (a member named ../x writes nothing), or from the extracted folder
-    (cifar-10-batches-bin, or the folder above it)."""
-    wanted = CIFAR_FILES[split]
+    (cifar-10-batches-bin, or the folder above it).
+
+    The images are filled file by file into one array: the whole set is held once (150 MB
+    for the train split), never beside a copy of itself."""
     if os.path.isdir(path):
-        inner = os.path.join(path, "cifar-10-batches-bin")
-        folder = inner if os.path.isdir(inner) else path
-        blobs = []
-        for name in wanted:
-            file = os.path.join(folder, name)
-            if not os.path.isfile(file):
-                raise DataError(_missing_cifar(name, split), file=path, path=key_path)
-            blobs.append((file, read_bytes(file, key_path)))
-    else:
-        blobs = _cifar_members(path, wanted, split, key_path)
-    images, labels = [], []
-    for name, raw in blobs:
-        if len(raw) == 0 or len(raw) % CIFAR_RECORD:
-            raise DataError(f"is {len(raw)} bytes, not a whole number of CIFAR-10 records "
+        try:
+            return _fill_cifar(_cifar_folder_files(path, split, key_path), key_path)
+        except OSError as exc:
+            raise DataError(f"cannot read: {exc.strerror}", file=exc.filename or path,
+                            path=key_path) from None
+    if not os.path.exists(path):
+        raise DataError(f"file not found (relative paths start at {os.getcwd()})",
+                        file=path, path=key_path)
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            return _fill_cifar(_cifar_members(archive, path, split, key_path), key_path)
+    except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise DataError(f"not a readable .tar.gz of the CIFAR-10 binary distribution, nor its "
+                        f"extracted folder ({exc})", file=path, path=key_path) from None
+
+
+def _fill_cifar(files, key_path):
+    """files: [(name for messages, size in bytes, open: () -> a binary file, where it is
+    stored)] in the split's order -> (images (N, 3, 32, 32) uint8, labels (N,) int64).
+    They are read in the order they are stored: a gzip stream only seeks forward cheaply."""
+    for name, size, _, _ in files:
+        if size == 0 or size % CIFAR_RECORD:
+            raise DataError(f"is {size} bytes, not a whole number of CIFAR-10 records "
                             f"({CIFAR_RECORD} bytes each: a label byte, then 3x32x32 pixels)",
                             file=name, path=key_path)
-        records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, CIFAR_RECORD)
+    counts = [size // CIFAR_RECORD for _, size, _, _ in files]
+    starts = np.cumsum([0] + counts[:-1])
+    images = np.empty((sum(counts), 3, 32, 32), dtype=np.uint8)
+    labels = np.empty(sum(counts), dtype=np.int64)
+    buffer = np.empty((max(counts), CIFAR_RECORD), dtype=np.uint8)  # one file's records
+    for i in sorted(range(len(files)), key=lambda i: files[i][3]):
+        (name, size, open_file, _), count, start = files[i], counts[i], starts[i]
+        records = buffer[:count]
+        with open_file() as handle:
+            got = handle.readinto(memoryview(records).cast("B"))
+        if got != size:
+            raise DataError(f"ends after {got} of its {size} bytes", file=name, path=key_path)
         bad = np.flatnonzero(records[:, 0] > 9)
         if len(bad):
             raise DataError(f"record {bad[0]} has label {records[bad[0], 0]}; CIFAR-10's "
                             f"labels are 0..9 (is this the CIFAR-100 binary?)",
                             file=name, path=key_path)
-        labels.append(records[:, 0].astype(np.int64))
-        images.append(records[:, 1:].reshape(-1, 3, 32, 32))
-    return np.concatenate(images), np.concatenate(labels)
+        labels[start:start + count] = records[:, 0]
+        images[start:start + count] = records[:, 1:].reshape(count, 3, 32, 32)
+    return images, labels
+
+
+def _cifar_folder_files(path, split, key_path):
+    inner = os.path.join(path, "cifar-10-batches-bin")
+    folder = inner if os.path.isdir(inner) else path
+    files = []
+    for name in CIFAR_FILES[split]:
+        file = os.path.join(folder, name)
+        if not os.path.isfile(file):
+            raise DataError(_missing_cifar(name, split), file=path, path=key_path)
+        files.append((file, os.path.getsize(file), lambda file=file: open(file, "rb"), 0))
+    return files
+
+
+def _cifar_members(archive, path, split, key_path):
+    """The split's files inside an open tar(.gz), found by base name, as _fill_cifar takes
+    them. Listing the members reads the archive once, and _fill_cifar once more."""
+    members = {os.path.basename(m.name): m for m in archive.getmembers() if m.isfile()}
+    for name in CIFAR_FILES[split]:
+        if name not in members:
+            raise DataError(_missing_cifar(name, split), file=path, path=key_path)
+    wanted = [members[name] for name in CIFAR_FILES[split]]
+    return [(f"{path}:{m.name}", m.size, lambda m=m: archive.extractfile(m), m.offset_data)
+            for m in wanted]
+
+
+def _missing_cifar(name, split):
+    return (f"has no {name}: the CIFAR-10 binary distribution's {split} files are "
+            f"{', '.join(CIFAR_FILES[split])} (the Python/pickle version is not read)")
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -111,28 +161,3 @@ def _read_image(Image, file, channels, size, resize, key_path):
         raise DataError(f"cannot be read as an image ({type(exc).__name__}: {exc})",
                         file=file, path=key_path) from None
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
-
-
-def _missing_cifar(name, split):
-    return (f"has no {name}: the CIFAR-10 binary distribution's {split} files are "
-            f"{', '.join(CIFAR_FILES[split])} (the Python/pickle version is not read)")
-
-
-def _cifar_members(path, wanted, split, key_path):
-    """[(name for messages, bytes)] of the wanted files inside a tar(.gz), by base name."""
-    if not os.path.exists(path):
-        raise DataError(f"file not found (relative paths start at {os.getcwd()})",
-                        file=path, path=key_path)
-    try:
-        with tarfile.open(path, "r:*") as archive:
-            members = {os.path.basename(m.name): m for m in archive.getmembers() if m.isfile()}
-            found = []
-            for name in wanted:
-                if name not in members:
-                    raise DataError(_missing_cifar(name, split), file=path, path=key_path)
-                found.append((f"{path}:{members[name].name}",
-                              archive.extractfile(members[name]).read()))
-            return found
-    except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        raise DataError(f"not a readable .tar.gz of the CIFAR-10 binary distribution, nor its "
-                        f"extracted folder ({exc})", file=path, path=key_path) from None

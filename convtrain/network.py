@@ -50,17 +50,22 @@ class Network:
 
     def forward(self, x, training=False):
         """x (N, *input) -> scores (N, K). training: batch statistics and dropout, as in a
-        training step; otherwise running statistics and no dropout (validation, eval)."""
+        training step, and each layer keeps what backward needs; otherwise running
+        statistics, no dropout and nothing kept (validation, eval: a batch of 256 CIFAR
+        images would keep 600 MB)."""
         self.mode.training = training
         out = x.astype(self.dtype, copy=False)
         for layer in self.layers:
             started = time.perf_counter()
             out = layer.forward(out)
             self.mode.time(layer, "forward_ms", started)
+            if not training:
+                _forget(layer)
         return out.reshape(out.shape[0], -1)
 
     def backward(self, dscores, input_grad=True):
-        """dscores (N, K) -> dx (N, *input); fills each layer's grads and self.deltas.
+        """dscores (N, K) -> dx (N, *input); fills each layer's grads, and self.deltas
+        and mode.delta_norms as the mode asks.
 
         input_grad=False lets the first layer skip dL/dx (returns None): training never
         reads it, and for a first conv layer it is as costly as the kernel gradient."""
@@ -68,11 +73,13 @@ class Network:
         for layer in reversed(self.layers):
             need_dx = input_grad or layer is not self.layers[0]
             delta = delta.reshape((delta.shape[0],) + layer.spec.out_shape)
-            self.deltas[layer.name] = delta
+            self.mode.keep(self.deltas, layer.name, delta)
             started = time.perf_counter()
             delta = layer.backward(delta, need_dx)
             self.deltas.update(layer.nested_deltas())
             self.mode.time(layer, "backward_ms", started)
+            # Freed as backward goes down, so the deltas grow while the caches shrink.
+            _forget(layer)
         return delta
 
     def loss_and_gradients(self, x, labels, input_grad=True):
@@ -80,6 +87,7 @@ class Network:
 
         Returns (loss, scores, dx); dx is None when input_grad is False.
         """
+        self.deltas = {}  # the last step's, freed before this forward keeps its caches
         scores = self.forward(x, training=True)
         loss, dscores, _ = self.loss_fn(scores, labels)
         dx = self.backward(dscores, input_grad)
@@ -99,3 +107,10 @@ class Network:
     def load_state(self, arrays):
         for key, value in self.state().items():
             value[...] = arrays[key]
+
+
+def _forget(layer):
+    """Drop what a layer (and every layer inside it) kept for backward."""
+    layer.cache = None
+    for child in layer.children():
+        _forget(child)

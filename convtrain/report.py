@@ -12,12 +12,16 @@ def norm(array):
     return float(np.sqrt(np.sum(np.square(array, dtype=np.float64))))
 
 
-def layer_record(network, updates):
+
+def layer_record(network, updates, delta_norms=None):
     """Per-layer norms after a step: δ (error at the layer's output) for every layer,
-    and for layers with a weight: ∇W, ΔW (the applied update) and W."""
+    and for layers with a weight: ∇W, ΔW (the applied update) and W. delta_norms: {name:
+    δ norm} taken during backward, else they are taken from the network's kept deltas."""
+    if delta_norms is None:
+        delta_norms = {name: norm(delta) for name, delta in network.deltas.items()}
     record = {}
     for layer in network.all_layers():
-        entry = {"delta_norm": norm(network.deltas[layer.name])}
+        entry = {"delta_norm": delta_norms[layer.name]}
         if "weight" in layer.params:
             entry["grad_norm"] = norm(layer.grads["weight"])
             entry["update_norm"] = norm(updates[f"{layer.name}.weight"])

@@ -64,10 +64,10 @@ class RunLog:
         if self.tensorboard is not None:
             self.tensorboard.add(record)
 
-    def step(self, network, updates, fields):
+    def step(self, network, updates, fields, delta_norms=None):
         """The per-layer record and table after a step; fields: epoch, step, loss, lr and
-        any extras for the record."""
-        layers = report.layer_record(network, updates)
+        any extras for the record; delta_norms as report.layer_record takes them."""
+        layers = report.layer_record(network, updates, delta_norms)
         for name, times in (network.timings or {}).items():
             layers[name].update(times)
         record = {"event": "step", **fields, "layers": layers}

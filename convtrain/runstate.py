@@ -19,8 +19,8 @@ def training_settings(config):
         for key, value in dataclasses.asdict(getattr(config, section)).items():
             if isinstance(value, dict):
                 settings.update({f"{section}.{key}.{k}": v for k, v in value.items()})
-            else:
-                settings[f"{section}.{key}"] = value
+            else:  # a tuple as a list: as the checkpoint's JSON gives it back
+                settings[f"{section}.{key}"] = list(value) if isinstance(value, tuple) else value
     return settings
 
 

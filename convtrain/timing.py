@@ -21,6 +21,7 @@ def time_network(config, batch, iters):
     x = rng.standard_normal((batch,) + tuple(config.input)).astype(network.dtype)
     labels = rng.integers(0, config.num_outputs, size=batch)
     compile_s, kernels = ready_kernels(network, optimizer, x, labels)
+    network.mode.keep_deltas = False  # as in a training step that is not logged
     layers = network.all_layers()
     passes = []  # per iteration, {layer name: {"forward_ms", "backward_ms"}}
     steps = []

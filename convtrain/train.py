@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from convtrain import report
+from convtrain.report import norm
 from convtrain.augment import EpochAugmentation
 from convtrain.compiling import ready_kernels
 from convtrain.errors import RunFailed
@@ -75,13 +76,27 @@ def _first_bad_output(layers, out):
     return None, out
 
 
-def first_bad_delta(network):
+def first_bad_delta(network, xb=None, yb=None):
     """Backward runs top to bottom: the first non-finite delta on that path is where it
-    began ('' when every delta is finite)."""
+    began ('' when every delta is finite). A step that did not keep its deltas is run
+    again on xb, yb to keep them: that needs the weights it ran with."""
+    if not network.mode.keep_deltas:
+        network.mode.keep_deltas = True
+        with np.errstate(over="ignore", invalid="ignore"):
+            network.loss_and_gradients(xb, yb, input_grad=False)
     for layer in _backward_order(network.layers):
         delta = network.deltas.get(layer.name)
         if delta is not None and not np.all(np.isfinite(delta)):
             return f"; the first non-finite delta is at layer {layer.name}"
+    return ""
+
+
+def first_bad_gradient(network):
+    """'; ...' naming the first layer on backward's path whose gradient is not finite, or
+    ''. For a step whose weights are updated already: its deltas cannot be had again."""
+    for layer in _backward_order(network.layers):
+        if not all(np.all(np.isfinite(grad)) for grad in layer.grads.values()):
+            return f"; the first non-finite gradient is at layer {layer.name}"
     return ""
 
 
@@ -223,6 +238,11 @@ class Trainer:
     def _step(self, xb, yb, lr, epoch):
         network, state = self.network, self.state
         network.mode.step = state.global_step + 1  # dropout's masks: a function of the step
+        # The log needs only the deltas' norms: taken as backward goes, the deltas freed.
+        network.mode.keep_deltas = False
+        delta_norms = {} if network.mode.step % self.config.log.every == 0 else None
+        network.mode.delta_hook = (None if delta_norms is None else
+                                   lambda name, delta: delta_norms.update({name: norm(delta)}))
         # Overflow is caught below as a non-finite loss or update; NumPy's warnings would
         # only interleave with the progress bar.
         with np.errstate(over="ignore", invalid="ignore"):
@@ -230,18 +250,18 @@ class Trainer:
         state.global_step += 1
         if not np.isfinite(loss):
             self._diverged(f"the loss is {loss}{first_bad_output(network, xb)}"
-                           f"{first_bad_delta(network)}")
+                           f"{first_bad_delta(network, xb, yb)}")
         clip = self.config.train.clip_grad_norm
         total_norm = clip_gradients(network, clip) if clip else None
         updates = self.optimizer.step(lr)
         broken = first_bad_parameter(network, updates)
         if broken:
-            self._diverged(broken + first_bad_delta(network))
+            self._diverged(broken + first_bad_gradient(network))
         state.add_batch(loss, int(np.sum(np.argmax(scores, axis=1) == yb)), len(yb))
         if state.global_step % self.config.log.every == 0:
             extra = {"grad_norm_total": total_norm} if clip else {}
             self.log.step(network, updates, {"epoch": epoch, "step": state.global_step,
-                                             "loss": loss, "lr": lr, **extra})
+                                             "loss": loss, "lr": lr, **extra}, delta_norms)
         return loss
 
     def _end_epoch(self, epoch, seconds, trained, val_x, val_y):

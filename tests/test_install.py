@@ -22,7 +22,7 @@ import convtrain.layers  # the runtime defaults, as the CLI and every network se
 from convtrain.kernels.elementwise import leaky_relu_forward
 assert leaky_relu_forward.py_func.__code__.co_filename.startswith(sys.argv[1])
 x = np.linspace(-1, 1, 8, dtype=np.float32)
-leaky_relu_forward(x, np.float32(0.0), np.empty_like(x))
+leaky_relu_forward(x, np.float32(0.0), np.empty_like(x), np.empty(8, dtype=np.bool_))
 """
 
 # What setuptools' editable install puts on sys.meta_path (__editable___*_finder.py): a finder

@@ -59,7 +59,7 @@ def test_pool_forward_matches_naive(kind, size, stride):
 def test_maxpool_backward_routes_to_first_max_on_ties():
     net = _net(1, 2, 2, ["{type: maxpool, size: 2}"], "float64")
     x = np.ones((1, 1, 2, 2))
-    net.forward(x)
+    net.forward(x, training=True)  # keeps what backward needs
     dx = net.backward(np.array([[5.0]]))
     np.testing.assert_array_equal(dx[0, 0], [[5.0, 0.0], [0.0, 0.0]])
 
@@ -84,7 +84,7 @@ def test_kernels_deterministic_across_repeats(threads_first):
     grads = []
     for threads in (threads_first, 3 - threads_first):
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        out = net.forward(x)
+        out = net.forward(x, training=True)
         net.backward(np.ones_like(out))
         grads.append(net.layers[0].grads["weight"].copy())
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)

@@ -70,6 +70,8 @@ def test_divergence_before_any_checkpoint_says_there_is_none(write_config, tmp_p
     assert result.exit_code == 1
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: training diverged at step 2:"), line  # step 1 made it
+    # training keeps no deltas: the step is run again to find where it began
+    assert "; the first non-finite delta is at layer " in line, line
     assert "last good checkpoint" not in line and "no checkpoint was written" in line, line
     assert not [name for name in os.listdir(out) if name.endswith(".npz")]
 

@@ -10,17 +10,20 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True)
-def leaky_relu_forward(x, slope, out):
-    """out = x if x > 0 else slope * x (slope 0 is ReLU). x, out (M,)."""
+def leaky_relu_forward(x, slope, out, positive):
+    """out = x if x > 0 else slope * x (slope 0 is ReLU); positive = x > 0, all backward
+    needs, a quarter of x's bytes in float32. x, out, positive (M,)."""
     for i in prange(x.shape[0]):
-        out[i] = x[i] if x[i] > 0 else slope * x[i]
+        positive[i] = x[i] > 0
+        out[i] = x[i] if positive[i] else slope * x[i]
 
 
 @njit(parallel=True, cache=True)
-def leaky_relu_backward(x, dout, slope, dx):
-    """dx = dout * (1 if x > 0 else slope). The derivative at exactly 0 is taken as `slope`."""
-    for i in prange(x.shape[0]):
-        dx[i] = dout[i] if x[i] > 0 else slope * dout[i]
+def leaky_relu_backward(positive, dout, slope, dx):
+    """dx = dout * (1 if x > 0 else slope), positive = x > 0 (M,) from the forward. The
+    derivative at exactly 0 is taken as `slope`."""
+    for i in prange(positive.shape[0]):
+        dx[i] = dout[i] if positive[i] else slope * dout[i]
 
 
 @njit(parallel=True, cache=True)

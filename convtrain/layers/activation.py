@@ -23,19 +23,21 @@ class LeakyRelu(Layer):
     def forward(self, x):
         x = np.ascontiguousarray(x)
         out = np.empty_like(x)
-        leaky_relu_forward(x.reshape(-1), self.slope, out.reshape(-1))
-        self.cache = x
+        positive = np.empty(x.shape, dtype=np.bool_)
+        leaky_relu_forward(x.reshape(-1), self.slope, out.reshape(-1), positive.reshape(-1))
+        self.cache = positive
         return out
 
     def backward(self, dout, need_dx=True):
-        x = self.cache
+        positive = self.cache
         dout = np.ascontiguousarray(dout)
-        dx = np.empty_like(x)
-        leaky_relu_backward(x.reshape(-1), dout.reshape(-1), self.slope, dx.reshape(-1))
+        dx = np.empty_like(dout)
+        leaky_relu_backward(positive.reshape(-1), dout.reshape(-1), self.slope,
+                            dx.reshape(-1))
         return dx
 
     def kink_state(self):
-        return self.cache > 0
+        return self.cache.copy()
 
 
 class _OutputActivation(Layer):

@@ -16,7 +16,6 @@ class Residual(Layer):
         self.body = [build_layer(child, dtype, rng) for child in spec.body]
         self.shortcut = [build_layer(child, dtype, rng) for child in spec.shortcut]
         self.deltas = {}
-        self.branch_deltas = None
 
     def children(self):
         return self.body + self.shortcut
@@ -32,18 +31,16 @@ class Residual(Layer):
         return out
 
     def backward(self, dout, need_dx=True):
-        """Fills self.deltas (each nested layer's output delta, by full name) and
-        self.branch_deltas (what the body and the shortcut hand down)."""
+        """Fills self.deltas (each nested layer's output delta, by full name)."""
         self.deltas = {}
         dbody = self._branch_backward(self.body, dout, need_dx)
         dskip = self._branch_backward(self.shortcut, dout, need_dx)
-        self.branch_deltas = (dbody, dskip)
         return dbody + dskip if need_dx else None
 
     def _branch_backward(self, layers, delta, need_dx):
         for layer in reversed(layers):
             delta = delta.reshape((delta.shape[0],) + layer.spec.out_shape)
-            self.deltas[layer.name] = delta
+            self.mode.keep(self.deltas, layer.name, delta)
             started = time.perf_counter()
             delta = layer.backward(delta, need_dx or layer is not layers[0])
             self.mode.time(layer, "backward_ms", started)
@@ -51,4 +48,6 @@ class Residual(Layer):
         return delta
 
     def nested_deltas(self):
-        return self.deltas
+        """Handed over once: the network keeps them, this block forgets them."""
+        deltas, self.deltas = self.deltas, {}
+        return deltas

@@ -175,7 +175,7 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
         ok, line = run_smoke(spec, steps=max_steps or 20)
         click.echo(line)
         sys.exit(0 if ok else 1)
-    from convtrain.data import load_datasets
+    from convtrain.data import class_names, load_datasets
     from convtrain.runfolder import (
         lock_run_folder,
         prepare_run_folder,
@@ -184,12 +184,13 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
 
     # Everything that can be wrong with the input (config, data, checkpoint) is found
     # before a run folder is made or touched.
+    classes = class_names(spec)  # before decoding any image
     datasets = load_datasets(spec)
     loaded = _read_checkpoint(resume or init_from)
     _numba(threads)
     from convtrain.train import Trainer
 
-    trainer = Trainer(spec, datasets, quiet=quiet, max_steps=max_steps)
+    trainer = Trainer(spec, datasets, quiet=quiet, max_steps=max_steps, classes=classes)
     if init_from:
         trainer.init_from(*loaded, init_skip)
     if resume:
@@ -316,7 +317,7 @@ def evaluate(config, checkpoint, fmt, overrides):
     import numpy as np
 
     from convtrain.checkpoint import load_into
-    from convtrain.data import load_datasets
+    from convtrain.data import class_names, load_datasets
     from convtrain.network import Network
     from convtrain.report import class_report, confusion_text
     from convtrain.train import evaluate as run_eval
@@ -324,12 +325,18 @@ def evaluate(config, checkpoint, fmt, overrides):
     x, y, val_x, val_y = load_datasets(spec)
     network = Network(spec)
     meta = load_into(*loaded, spec, network)
+    names = meta.get("classes")
+    data_names = class_names(spec)
+    if names and data_names and names != data_names:
+        raise UserError(f"the checkpoint was trained on the classes {', '.join(names)}, but "
+                        f"the config's data has {', '.join(data_names)}: its labels would "
+                        f"mean other classes", file=checkpoint)
     which = "val" if val_x is not None else "train"
     if val_x is not None:
         x, y = val_x, val_y
     predicted = np.empty(len(y), dtype=np.int64)
     loss, acc = run_eval(network, x, y, predictions=predicted)
-    classes = class_report(y, predicted, spec.num_outputs)
+    classes = class_report(y, predicted, spec.num_outputs, names or data_names)
     payload = {"checkpoint": checkpoint, "data": which, "samples": int(len(y)), "loss": loss,
                "accuracy": acc, "epochs_done": meta.get("epochs_done"), **classes}
     _emit(fmt, payload, f"{which}: {len(y)} samples  loss {loss:.4f}  accuracy {acc:.4f}  "

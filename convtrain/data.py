@@ -20,7 +20,7 @@ import numpy as np
 from convtrain.config import lone_sample_batchnorm
 from convtrain.errors import DataError
 from convtrain.filekind import read_bytes, what_file
-from convtrain.image_files import read_cifar10, read_folder
+from convtrain.image_files import CIFAR_CLASSES, folder_classes, read_cifar10, read_folder
 from convtrain.stored_images import StoredImages
 
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -294,3 +294,27 @@ def load_datasets(config, need_val=True):
                         f"sample is zero); choose another batch size",
                         file=config.file, path="train.batch_size")
     return x, y, val_x, val_y
+
+
+def class_names(config):
+    """The names of the classes 0, 1, ... as the training data has them (an image folder's
+    subfolders, CIFAR-10's ten), or None. A validation source with other names, or the
+    same names in another order, is refused: its labels would mean other classes."""
+    names = _source_classes(config.data.train)
+    val = config.data.val
+    if names is None or val is None:
+        return names
+    val_names = _source_classes(val)
+    if val_names is not None and val_names != names:
+        raise DataError(f"has the classes {', '.join(val_names)}, but data.train has "
+                        f"{', '.join(names)}: a label would mean one class in training and "
+                        f"another in validation", file=val.path, path=val.key_path)
+    return names
+
+
+def _source_classes(source):
+    if source.format == "folder":
+        return folder_classes(source.path, source.key_path)
+    if source.format == "cifar10":
+        return list(CIFAR_CLASSES)
+    return None

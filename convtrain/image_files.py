@@ -13,6 +13,9 @@ from convtrain.errors import DataError
 CIFAR_RECORD = 1 + 3 * 32 * 32  # a label byte, then the R, G and B planes, rows in order
 CIFAR_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
                "test": ("test_batch.bin",)}
+# The names of labels 0..9, as the distribution's batches.meta.txt lists them.
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                 "ship", "truck")
 
 
 def read_cifar10(path, split, key_path):
@@ -114,13 +117,7 @@ def read_folder(path, input_shape, resize, key_path):
     except ImportError:
         raise DataError("reading image folders needs Pillow, an optional extra: pip install "
                         "'convtrain[images]'", file=path, path=key_path) from None
-    if not os.path.isdir(path):
-        raise DataError("not a folder (format: folder wants one subfolder of images per "
-                        "class)", file=path, path=key_path)
-    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
-    if not classes:
-        raise DataError("has no class subfolders (format: folder wants one subfolder of "
-                        "images per class, e.g. cat/ and dog/)", file=path, path=key_path)
+    classes = folder_classes(path, key_path)
     channels, height, width = input_shape
     if channels not in (1, 3):
         raise DataError(f"image folders give 1 (grey) or 3 (RGB) channels, but input has "
@@ -137,6 +134,18 @@ def read_folder(path, input_shape, resize, key_path):
                                       (height, width), resize, key_path))
             labels.append(label)
     return np.stack(images), np.array(labels, dtype=np.int64)
+
+
+def folder_classes(path, key_path):
+    """An image folder's class names: its subfolders' names, sorted (label 0 first)."""
+    if not os.path.isdir(path):
+        raise DataError("not a folder (format: folder wants one subfolder of images per "
+                        "class)", file=path, path=key_path)
+    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    if not classes:
+        raise DataError("has no class subfolders (format: folder wants one subfolder of "
+                        "images per class, e.g. cat/ and dog/)", file=path, path=key_path)
+    return classes
 
 
 def _read_image(Image, file, channels, size, resize, key_path):

@@ -58,16 +58,17 @@ def _sci(value):
     return f"{value:.3e}"
 
 
-def class_report(labels, predicted, classes):
+def class_report(labels, predicted, classes, names=None):
     """{"confusion_matrix": [[count]] (row: true class, column: predicted), "per_class":
-    [{"class", "samples", "correct", "accuracy"}]}; accuracy is None for a class with no
-    samples."""
+    [{"class", "samples", "correct", "accuracy"}, and "name" when names are given]};
+    accuracy is None for a class with no samples."""
     matrix = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(matrix, (labels, predicted), 1)
     per_class = []
     for k in range(classes):
         samples, correct = int(matrix[k].sum()), int(matrix[k, k])
-        per_class.append({"class": k, "samples": samples, "correct": correct,
+        per_class.append({"class": k, **({"name": names[k]} if names else {}),
+                          "samples": samples, "correct": correct,
                           "accuracy": correct / samples if samples else None})
     return {"confusion_matrix": matrix.tolist(), "per_class": per_class}
 
@@ -78,10 +79,14 @@ MATRIX_LIMIT = 20  # more classes than this: the matrix is in --format json only
 def confusion_text(report):
     """Per-class accuracy, then the confusion matrix (when it fits a terminal)."""
     rows = report["per_class"]
-    lines = [f"{'class':>6}{'samples':>9}{'correct':>9}{'accuracy':>10}"]
+    named = max((len(row.get("name", "")) for row in rows), default=0)
+    header = f"  {'name':<{named}}" if named else ""
+    lines = [f"{'class':>6}{header}{'samples':>9}{'correct':>9}{'accuracy':>10}"]
     for row in rows:
         accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.4f}"
-        lines.append(f"{row['class']:>6}{row['samples']:>9}{row['correct']:>9}{accuracy:>10}")
+        name = f"  {row['name']:<{named}}" if named else ""
+        lines.append(f"{row['class']:>6}{name}{row['samples']:>9}{row['correct']:>9}"
+                     f"{accuracy:>10}")
     if len(rows) > MATRIX_LIMIT:
         lines.append(f"confusion matrix: {len(rows)} classes, see --format json")
         return "\n".join(lines)

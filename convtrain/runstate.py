@@ -73,8 +73,9 @@ class RunState:
     """The counters of a run. `partial` sums the current epoch's loss and accuracy over
     the batches done so far, so an epoch cut by a checkpoint reports the same numbers."""
 
-    def __init__(self, config):
+    def __init__(self, config, classes=None):
         self.config = config
+        self.classes = classes  # the names of the classes 0, 1, ..., or None
         self.epochs_done = 0
         self.step_in_epoch = 0
         self.global_step = 0
@@ -98,6 +99,7 @@ class RunState:
                 "fingerprint": config.architecture_fingerprint(),
                 "architecture": describe_architecture(config),
                 "layer_names": [spec.name for spec in walk(config.layers)],
+                "classes": self.classes,
                 "early_stopping": self.early_stopping and self.early_stopping.state()}
 
     def restore(self, meta, path):

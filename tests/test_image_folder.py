@@ -136,3 +136,58 @@ def test_a_validation_folder_with_other_classes_is_refused(tmp_path):
     assert f"{val}: data.val: has the classes cat, dog, emu, but data.train has cat, dog" in (
         result.stderr)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_is_decoded_once_and_again_only_when_its_files_change(tmp_path, monkeypatch):
+    import os
+
+    from convtrain import image_files
+
+    path, content = _folder(tmp_path)
+    first = load_datasets(_config(path), need_val=False)
+    cache = os.path.join(path, ".convtrain-cache-3x3x4.npz")
+    assert os.path.exists(cache)
+    decoded = []
+    real = image_files._read_image
+    monkeypatch.setattr(image_files, "_read_image",
+                        lambda *args: decoded.append(args[1]) or real(*args))
+    again = load_datasets(_config(path), need_val=False)
+    assert decoded == []  # from the cache
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    # an image replaced (other size in bytes, or only touched), one added: decoded again
+    pixels = np.full((3, 4, 3), 7, dtype=np.uint8)
+    Image.fromarray(pixels, "RGB").save(os.path.join(path, "cat", "0.png"))
+    x, _, _, _ = load_datasets(_config(path), need_val=False)
+    assert len(decoded) == 4
+    np.testing.assert_array_equal(x.stored[0], pixels.transpose(2, 0, 1))
+    os.utime(os.path.join(path, "dog", "1.png"), ns=(1, 1))
+    load_datasets(_config(path), need_val=False)
+    assert len(decoded) == 8
+    Image.fromarray(pixels, "RGB").save(os.path.join(path, "dog", "2.png"))
+    x, y, _, _ = load_datasets(_config(path), need_val=False)
+    assert len(decoded) == 8 + 5 and list(y) == [0, 0, 1, 1, 1]
+    load_datasets(_config(path), need_val=False)
+    assert len(decoded) == 13
+    # another input size has a cache of its own; a damaged cache is rebuilt, not an error
+    load_datasets(_config(path, channels=1), need_val=False)
+    assert os.path.exists(os.path.join(path, ".convtrain-cache-1x3x4.npz"))
+    with open(cache, "r+b") as handle:
+        handle.truncate(100)
+    x, y, _, _ = load_datasets(_config(path), need_val=False)
+    assert len(decoded) == 13 + 5 + 5 and len(y) == 5
+
+
+def test_a_folder_that_cannot_be_written_to_is_decoded_every_time(tmp_path, monkeypatch):
+    import os
+
+    from convtrain import folder_cache
+
+    def refused(*args, **kwargs):  # as for a read-only folder (chmod does not stop root)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(folder_cache.tempfile, "mkstemp", refused)
+    path, _ = _folder(tmp_path)
+    for _ in range(2):
+        x, y, _, _ = load_datasets(_config(path), need_val=False)
+        assert len(y) == 4 and not [n for n in os.listdir(path) if n.startswith(".")]

@@ -39,7 +39,11 @@ def read_cifar10(path, split, key_path):
     try:
         with tarfile.open(path, "r:*") as archive:
             return _fill_cifar(_cifar_members(archive, path, split, key_path), key_path)
-    except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile) as exc:
+    except EOFError:
+        raise DataError("ends too soon: a download cut short? (the CIFAR-10 binary "
+                        "distribution's .tar.gz is about 170 MB)", file=path,
+                        path=key_path) from None
+    except (tarfile.TarError, OSError, zipfile.BadZipFile) as exc:
         raise DataError(f"not a readable .tar.gz of the CIFAR-10 binary distribution, nor its "
                         f"extracted folder ({exc})", file=path, path=key_path) from None
 

@@ -127,6 +127,9 @@ def test_broken_distributions_are_one_line(tmp_path):
         info = tarfile.TarInfo("readme.txt")
         tar.addfile(info, io.BytesIO(b""))
     assert "has no data_batch_1.bin" in _error(empty, tmp_path=tmp_path)
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(open(archive, "rb").read()[:-500])
+    assert "ends too soon: a download cut short?" in _error(cut, tmp_path=tmp_path)
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"not a tar at all")
     assert "not a readable .tar.gz" in _error(junk, tmp_path=tmp_path)

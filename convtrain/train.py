@@ -13,12 +13,18 @@ import time
 import numpy as np
 
 from convtrain import report
-from convtrain.report import norm
 from convtrain.augment import EpochAugmentation
 from convtrain.compiling import ready_kernels
+from convtrain.divergence import (
+    first_bad_delta,
+    first_bad_gradient,
+    first_bad_output,
+    first_bad_parameter,
+)
 from convtrain.errors import RunFailed
 from convtrain.network import Network
 from convtrain.optim import Optimizer, clip_gradients, learning_rate, step_learning_rate
+from convtrain.report import norm
 from convtrain.runfolder import BEST, LAST, RunCheckpoints, remove_temp_checkpoints
 from convtrain.runlog import METRICS, RunLog, tidy_metrics
 from convtrain.runstate import RunState, init_run, resume_run
@@ -46,78 +52,6 @@ def evaluate(network, x, y, batch_size=EVAL_BATCH, predictions=None):
         if predictions is not None:
             predictions[start:start + batch_size] = predicted
     return total_loss / len(y), correct / len(y)
-
-
-def first_bad_output(network, xb):
-    """'; ...' naming the first layer whose output is not finite, or, when all are, the
-    last layer's largest score (the loss itself overflowed). Re-runs the forward pass:
-    only called once, on the way out."""
-    network.mode.training = True  # as in the step that failed
-    with np.errstate(over="ignore", invalid="ignore"):
-        bad, out = _first_bad_output(network.layers, xb)
-    if bad:
-        return f"; the first non-finite output is at layer {bad}"
-    largest = float(np.max(np.abs(out)))
-    return f"; the outputs of the last layer, {network.layers[-1].name}, reach {largest:.3g}"
-
-
-def _first_bad_output(layers, out):
-    """(name of the first layer of `layers` whose output is not finite, looking inside a
-    residual block's branches, or None; the last output)."""
-    for layer in layers:
-        inside = None
-        if layer.children():
-            inside = (_first_bad_output(layer.body, out)[0]
-                      or _first_bad_output(layer.shortcut, out)[0])
-        result = layer.forward(out)
-        if not np.all(np.isfinite(result)):
-            return inside or layer.name, result
-        out = result
-    return None, out
-
-
-def first_bad_delta(network, xb=None, yb=None):
-    """Backward runs top to bottom: the first non-finite delta on that path is where it
-    began ('' when every delta is finite). A step that did not keep its deltas is run
-    again on xb, yb to keep them: that needs the weights it ran with."""
-    if not network.mode.keep_deltas:
-        network.mode.keep_deltas = True
-        with np.errstate(over="ignore", invalid="ignore"):
-            network.loss_and_gradients(xb, yb, input_grad=False)
-    for layer in _backward_order(network.layers):
-        delta = network.deltas.get(layer.name)
-        if delta is not None and not np.all(np.isfinite(delta)):
-            return f"; the first non-finite delta is at layer {layer.name}"
-    return ""
-
-
-def first_bad_gradient(network):
-    """'; ...' naming the first layer on backward's path whose gradient is not finite, or
-    ''. For a step whose weights are updated already: its deltas cannot be had again."""
-    for layer in _backward_order(network.layers):
-        if not all(np.all(np.isfinite(grad)) for grad in layer.grads.values()):
-            return f"; the first non-finite gradient is at layer {layer.name}"
-    return ""
-
-
-def _backward_order(layers):
-    """Layers as backward reaches them: a residual block, its body's, then its shortcut's."""
-    for layer in reversed(layers):
-        yield layer
-        for branch in (getattr(layer, "body", []), getattr(layer, "shortcut", [])):
-            yield from _backward_order(branch)
-
-
-def first_bad_parameter(network, updates):
-    """What became non-finite in the step just taken, or None. One pass over the weights:
-    a non-finite update leaves a non-finite weight too."""
-    for layer, key in network.parameters():
-        if not np.all(np.isfinite(layer.params[key])):
-            name = f"{layer.name}.{key}"
-            if not np.all(np.isfinite(updates[name])):
-                return f"the update of {name} is not finite"
-            return f"the weight {name} became non-finite"
-    return None
 
 
 class _StopFlag:

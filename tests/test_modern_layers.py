@@ -345,7 +345,7 @@ def test_init_from_skip_of_a_block_skips_every_layer_inside_it(write_config, tmp
 
 
 def test_a_divergence_is_traced_to_the_layer_inside_a_block():
-    from convtrain.train import first_bad_output
+    from convtrain.divergence import first_bad_output
 
     network = _network([CONV, "{type: residual, name: r, body: [" + CONV + ", " + BN3 + "]}"])
     network.layers[1].body[0].params["weight"][0, 0, 0, 0] = np.inf

@@ -13,29 +13,17 @@ import time
 import numpy as np
 
 from convtrain import report
-from convtrain.augment import EpochAugmentation
+from convtrain.augment import EpochAugmentation, EpochBatches
 from convtrain.compiling import ready_kernels
-from convtrain.divergence import (
-    first_bad_delta,
-    first_bad_gradient,
-    first_bad_output,
-    first_bad_parameter,
-)
 from convtrain.errors import RunFailed
 from convtrain.network import Network
-from convtrain.optim import Optimizer, clip_gradients, learning_rate, step_learning_rate
-from convtrain.report import norm
+from convtrain.optim import Optimizer, learning_rate, step_learning_rate
 from convtrain.runfolder import BEST, LAST, RunCheckpoints, remove_temp_checkpoints
 from convtrain.runlog import METRICS, RunLog, tidy_metrics
 from convtrain.runstate import RunState, init_run, resume_run
+from convtrain.step import Diverged, train_step
 
 EVAL_BATCH = 256
-
-
-def epoch_order(seed, epoch, count, shuffle):
-    if not shuffle:
-        return np.arange(count)
-    return np.random.default_rng([seed, 2, epoch]).permutation(count)
 
 
 def evaluate(network, x, y, batch_size=EVAL_BATCH, predictions=None):
@@ -132,27 +120,21 @@ class Trainer:
     def _epoch(self, epoch, x, y, val_x, val_y, stop):
         """One epoch (or the rest of one). Returns whether training goes on."""
         config, state = self.config, self.state
-        batch = config.train.batch_size
-        batches = -(-len(y) // batch)
+        batches = EpochBatches(config, x, y, epoch)
         epoch_lr = learning_rate(config.optimizer, config.schedule, epoch, config.train.epochs)
-        order = epoch_order(config.seed, epoch, len(y), config.train.shuffle)
-        source = config.data.train
-        augmentation = (EpochAugmentation(source.augment, config.seed, epoch, len(y))
-                        if source and source.augment else None)
         started, trained = time.perf_counter(), 0
-        with self.log.progress_bar(epoch, batches, state.step_in_epoch) as bar:
-            while state.step_in_epoch < batches:
-                index = order[state.step_in_epoch * batch:(state.step_in_epoch + 1) * batch]
+        with self.log.progress_bar(epoch, len(batches), state.step_in_epoch) as bar:
+            while state.step_in_epoch < len(batches):
+                xb, yb = batches[state.step_in_epoch]
                 lr = step_learning_rate(epoch_lr, config.schedule, state.global_step + 1)
-                xb = augmentation.batch(x, index) if augmentation else x[index]
-                bar.update(1, self._step(xb, y[index], lr, epoch))
-                trained += len(index)
+                bar.update(1, self._step(xb, yb, lr, epoch))
+                trained += len(yb)
                 if config.checkpoint_every and state.global_step % config.checkpoint_every == 0:
                     self.checkpoint(LAST)
                 if stop.raised or self._at_max_steps():
                     break
         seconds = time.perf_counter() - started
-        if state.step_in_epoch < batches:
+        if state.step_in_epoch < len(batches):
             self.checkpoint(LAST)
             self._stopped_mid_epoch(stop)
             return False
@@ -171,33 +153,22 @@ class Trainer:
         return self.max_steps and self.state.global_step >= self.max_steps
 
     def _step(self, xb, yb, lr, epoch):
-        network, state = self.network, self.state
-        network.mode.step = state.global_step + 1  # dropout's masks: a function of the step
-        # The log needs only the deltas' norms: taken as backward goes, the deltas freed.
-        network.mode.keep_deltas = False
-        delta_norms = {} if network.mode.step % self.config.log.every == 0 else None
-        network.mode.delta_hook = (None if delta_norms is None else
-                                   lambda name, delta: delta_norms.update({name: norm(delta)}))
-        # Overflow is caught below as a non-finite loss or update; NumPy's warnings would
-        # only interleave with the progress bar.
-        with np.errstate(over="ignore", invalid="ignore"):
-            loss, scores, _ = network.loss_and_gradients(xb, yb, input_grad=False)
+        state, every = self.state, self.config.log.every
+        try:
+            result = train_step(self.network, self.optimizer, xb, yb, lr,
+                                state.global_step + 1, self.config.train.clip_grad_norm,
+                                delta_norms=(state.global_step + 1) % every == 0)
+        except Diverged as exc:
+            raise RunFailed(f"training diverged at step {state.global_step + 1}: {exc}"
+                            f"{self.checkpoints.what_is_kept()}") from None
         state.global_step += 1
-        if not np.isfinite(loss):
-            self._diverged(f"the loss is {loss}{first_bad_output(network, xb)}"
-                           f"{first_bad_delta(network, xb, yb)}")
-        clip = self.config.train.clip_grad_norm
-        total_norm = clip_gradients(network, clip) if clip else None
-        updates = self.optimizer.step(lr)
-        broken = first_bad_parameter(network, updates)
-        if broken:
-            self._diverged(broken + first_bad_gradient(network))
-        state.add_batch(loss, int(np.sum(np.argmax(scores, axis=1) == yb)), len(yb))
-        if state.global_step % self.config.log.every == 0:
-            extra = {"grad_norm_total": total_norm} if clip else {}
-            self.log.step(network, updates, {"epoch": epoch, "step": state.global_step,
-                                             "loss": loss, "lr": lr, **extra}, delta_norms)
-        return loss
+        state.add_batch(result.loss, result.correct, len(yb))
+        if result.delta_norms is not None:
+            clipped = {"grad_norm_total": result.total_norm} if result.total_norm else {}
+            self.log.step(self.network, result.updates,
+                          {"epoch": epoch, "step": state.global_step, "loss": result.loss,
+                           "lr": lr, **clipped}, result.delta_norms)
+        return result.loss
 
     def _end_epoch(self, epoch, seconds, trained, val_x, val_y):
         """Validate, log, checkpoint. Returns early stopping's reason to stop, or None."""
@@ -232,6 +203,3 @@ class Trainer:
         self.log.interrupted(self.state.global_step, self.checkpoints.resume_command())
         raise SystemExit(130)
 
-    def _diverged(self, what):
-        raise RunFailed(f"training diverged at step {self.state.global_step}: {what}"
-                        f"{self.checkpoints.what_is_kept()}")

@@ -15,26 +15,20 @@ import time
 
 import numpy as np
 
-from convtrain.augment import EpochAugmentation
+from convtrain.augment import EpochBatches
 from convtrain.config import load_config
 from convtrain.data import load_datasets
 from convtrain.timing import time_network
-from convtrain.train import epoch_order
 
 
-def batch_times(config, x, count):
+def batch_times(config, x, y, count):
     """Seconds to make each of the first `count` training batches of epoch 1."""
-    source, batch = config.data.train, config.train.batch_size
-    order = epoch_order(config.seed, 1, len(x), config.train.shuffle)
-    augmentation = (EpochAugmentation(source.augment, config.seed, 1, len(x))
-                    if source.augment else None)
+    batches = EpochBatches(config, x, y, 1)
     times = []
-    for start in range(0, min(count, len(x) // batch) * batch, batch):
-        index = order[start:start + batch]
+    for k in range(min(count, len(batches))):
         started = time.perf_counter()
-        xb = augmentation.batch(x, index) if augmentation else x[index]
+        batches[k]
         times.append(time.perf_counter() - started)
-        assert xb.shape[0] == batch
     return times
 
 
@@ -46,15 +40,15 @@ def main():
     args = parser.parse_args()
     config = load_config(args.config)
     started = time.perf_counter()
-    x, _, _, _ = load_datasets(config, need_val=False)
+    x, y, _, _ = load_datasets(config, need_val=False)
     load_s = time.perf_counter() - started
     batch = config.train.batch_size
-    batch_times(config, x, 2)  # compiles (or loads) the augmentation kernel
-    data_ms = 1e3 * float(np.median(batch_times(config, x, args.batches)))
+    batch_times(config, x, y, 2)  # compiles (or loads) the augmentation kernel
+    data_ms = 1e3 * float(np.median(batch_times(config, x, y, args.batches)))
     step_ms = time_network(config, batch, args.iters)["step_ms"]
     print(f"{config.name}: {len(x):,} training images ({x.stored.dtype} in memory, "
           f"{x.stored.nbytes / 2**20:.0f} MiB), loaded in {load_s:.1f} s")
-    print(f"making a batch of {batch}: {data_ms:.2f} ms ({batch / data_ms * 1e3:,.0f} images/s)"
+    print(f"making a batch of {batch}: {data_ms:.3g} ms ({batch / data_ms * 1e3:,.0f} images/s)"
           f"{', augmented' if config.data.train.augment else ''}")
     print(f"training step:    {step_ms:.1f} ms ({batch / step_ms * 1e3:,.0f} images/s)")
     print(f"data / step:      {data_ms / step_ms:.1%}")

@@ -7,6 +7,7 @@ one line on stderr and exit code 2; a failed run exits 1.
 
 import functools
 import json
+import os
 import sys
 
 import click
@@ -342,6 +343,91 @@ def evaluate(config, checkpoint, fmt, overrides):
     _emit(fmt, payload, f"{which}: {len(y)} samples  loss {loss:.4f}  accuracy {acc:.4f}  "
                         f"(checkpoint after {_epochs(meta.get('epochs_done'))})\n"
                         + confusion_text(classes))
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
+@click.option("--top", type=click.IntRange(min=1), default=1, show_default=True,
+              help="How many of the best classes to list.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text",
+              show_default=True)
+@click.option("--split", type=click.Choice(["train", "val"]), default=None,
+              help="For INPUT '-': which data source (default: val if the config has one).")
+@click.option("--resize", is_flag=True, help="Resize images of another size than input.")
+@click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@reports_errors
+def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, overrides):
+    """The top classes of each input: image files, folders of images, .npy arrays (one
+    sample or a stack), or '-' for a data source of the config."""
+    spec = _config(config, overrides)
+    loaded = _read_checkpoint(checkpoint)
+    from convtrain.predict import check_top, read_inputs
+
+    check_top(top, spec.num_outputs)
+    labels = None
+    if inputs == ("-",):
+        from convtrain.data import load_datasets
+
+        x, labels, val_x, val_y = load_datasets(spec, need_val=split != "train")
+        if split == "val" and val_x is None:
+            raise UserError("the config has no validation data (data.val)", path="--split")
+        if val_x is not None and split != "train":
+            x, labels = val_x, val_y
+        names = [str(i) for i in range(len(labels))]
+    elif "-" in inputs:
+        raise UserError("'-' (a data source of the config) cannot be mixed with files",
+                        path="INPUT")
+    else:
+        x, names = read_inputs(inputs, spec, resize)
+    _numba()
+    from convtrain.checkpoint import load_into
+    from convtrain.network import Network
+    from convtrain.predict import predict as run_predict
+    from convtrain.predict import predictions_text, top_classes
+
+    network = Network(spec)
+    meta = load_into(*loaded, spec, network)
+    scores = run_predict(network, x, batch)
+    rows = top_classes(scores, top, meta.get("classes"),
+                       probabilities=spec.loss == "softmax_cross_entropy")
+    records = [{"input": name, **({"label": int(labels[i])} if labels is not None else {}),
+                "top": row, "scores": scores[i].tolist()}
+               for i, (name, row) in enumerate(zip(names, rows))]
+    click.echo(predictions_text(records, fmt, top), nl=False)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The .onnx file to write.")
+@click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@reports_errors
+def export(config, checkpoint, out, opset, overrides):
+    """Write the checkpoint's network as an ONNX model: input 'input' float32 [N, C, H, W],
+    output 'scores' [N, K]."""
+    spec = _config(config, overrides)
+    loaded = _read_checkpoint(checkpoint)
+    from convtrain.onnx_export import export_onnx, require_onnx, write_model
+
+    require_onnx()
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise UserError(f"the folder {folder} does not exist", file=out, path="--out")
+    _numba()
+    from convtrain.checkpoint import load_into
+    from convtrain.network import Network
+
+    network = Network(spec)
+    meta = load_into(*loaded, spec, network)
+    model = export_onnx(network, spec, opset, meta.get("classes"))
+    write_model(model, out)
+    click.echo(f"wrote {out}: ONNX opset {opset}, input 'input' [N, {', '.join(map(str, spec.input))}], "
+               f"output 'scores' [N, {spec.num_outputs}]")
 
 
 @main.command()

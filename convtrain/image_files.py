@@ -118,11 +118,7 @@ def read_folder(path, input_shape, resize, key_path):
     grey for one input channel, RGB for three; sizes other than input's are refused, or
     resized (bilinear) with `resize: true`. Decoded once: later runs read folder_cache's
     file while the folder's files are unchanged."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise DataError("reading image folders needs Pillow, an optional extra: pip install "
-                        "'convtrain[images]'", file=path, path=key_path) from None
+    require_pillow(path, key_path)
     classes = folder_classes(path, key_path)
     channels, height, width = input_shape
     if channels not in (1, 3):
@@ -146,7 +142,7 @@ def read_folder(path, input_shape, resize, key_path):
     # 256x256 JPEGs; the cache makes every later run 20x faster than either.
     images = np.empty((len(files), channels, height, width), dtype=np.uint8)
     for i, (file, _) in enumerate(files):
-        images[i] = _read_image(Image, file, channels, (height, width), resize, key_path)
+        images[i] = read_image(file, channels, (height, width), resize, key_path)
     labels = np.array([label for _, label in files], dtype=np.int64)
     folder_cache.save(cache, images, labels, digest)
     return images, labels
@@ -164,8 +160,23 @@ def folder_classes(path, key_path):
     return classes
 
 
-def _read_image(Image, file, channels, size, resize, key_path):
-    """One image file as (C, H, W) uint8."""
+def require_pillow(file, key_path=None):
+    """PIL.Image, or a DataError naming the extra that brings it."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError("reading images needs Pillow, an optional extra: pip install "
+                        "'convtrain[images]'", file=file, path=key_path) from None
+    return Image
+
+
+RESIZE_HINT = "; add resize: true to the source to resize every image"
+
+
+def read_image(file, channels, size, resize, key_path, resize_hint=RESIZE_HINT):
+    """One image file as (C, H, W) uint8: grey for one channel, RGB for three, of size
+    (H, W), resized (bilinear) only when resize is true."""
+    Image = require_pillow(file, key_path)
     try:
         with Image.open(file) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
@@ -176,8 +187,8 @@ def _read_image(Image, file, channels, size, resize, key_path):
             if (image.height, image.width) != size:
                 if not resize:
                     raise DataError(f"is {image.width}x{image.height}, but input is "
-                                    f"{size[1]}x{size[0]} (W x H); add resize: true to the "
-                                    f"source to resize every image", file=file, path=key_path)
+                                    f"{size[1]}x{size[0]} (W x H){resize_hint}", file=file,
+                                    path=key_path)
                 image = image.resize((size[1], size[0]), Image.BILINEAR)
             pixels = np.asarray(image, dtype=np.uint8)
     except DataError:

@@ -148,9 +148,9 @@ def test_a_folder_is_decoded_once_and_again_only_when_its_files_change(tmp_path,
     cache = os.path.join(path, ".convtrain-cache-3x3x4.npz")
     assert os.path.exists(cache)
     decoded = []
-    real = image_files._read_image
-    monkeypatch.setattr(image_files, "_read_image",
-                        lambda *args: decoded.append(args[1]) or real(*args))
+    real = image_files.read_image
+    monkeypatch.setattr(image_files, "read_image",
+                        lambda *args: decoded.append(args[0]) or real(*args))
     again = load_datasets(_config(path), need_val=False)
     assert decoded == []  # from the cache
     np.testing.assert_array_equal(first[0], again[0])

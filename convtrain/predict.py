@@ -1,0 +1,153 @@
+"""`convtrain predict`: a trained network's top classes for image files, folders of
+images, .npy arrays, or a data source of the config.
+
+Every input is prepared as training prepared its data (the config's data.train `scale`,
+`mean`, `std`; no augmentation) and run in eval mode (running statistics, no dropout), in
+batches through the same kernels as validation.
+"""
+
+import csv
+import io
+import json
+import os
+
+import numpy as np
+
+from convtrain.errors import DataError, UserError
+from convtrain.image_files import IMAGE_SUFFIXES, read_image
+from convtrain.stored_images import StoredImages
+
+BATCH = 256
+
+
+def read_inputs(paths, config, resize=False):
+    """(StoredImages of every input's samples, [name of each sample]): image files, the
+    images in folders (recursively, sorted), .npy files of one sample or a stack."""
+    arrays, names = [], []
+    for path in paths:
+        for file in _files(path):
+            stack, stack_names = _read_one(file, config, resize)
+            arrays.append(stack)
+            names += stack_names
+    source = config.data.train
+    scale, mean, std = (source.scale, source.mean, source.std) if source else (1.0, None, None)
+    dtypes = {array.dtype for array in arrays}
+    stored = np.concatenate(arrays) if len(dtypes) == 1 else np.concatenate(
+        [array.astype(config.dtype) for array in arrays])
+    return StoredImages(stored, config.dtype, scale, mean, std), names
+
+
+def _files(path):
+    if os.path.isdir(path):
+        found = []
+        for root, folders, files in os.walk(path):
+            folders.sort()
+            found += [os.path.join(root, f) for f in sorted(files)
+                      if f.lower().endswith(IMAGE_SUFFIXES)]
+        if not found:
+            raise DataError(f"holds no images ({', '.join(IMAGE_SUFFIXES)}), in it or below",
+                            file=path)
+        return found
+    if not os.path.exists(path):
+        raise DataError(f"no such file (relative paths start at {os.getcwd()})", file=path)
+    return [path]
+
+
+def _read_one(file, config, resize):
+    """(samples (n, C, H, W) as stored, names) of one image or .npy file."""
+    channels, height, width = config.input
+    if file.lower().endswith(IMAGE_SUFFIXES):
+        if channels not in (1, 3):
+            raise DataError(f"images give 1 (grey) or 3 (RGB) channels, but input has "
+                            f"{channels}", file=file)
+        hint = "; --resize resizes every image to input's size"
+        return read_image(file, channels, (height, width), resize, None, hint)[None], [file]
+    if file.lower().endswith(".npy"):
+        return _read_npy(file, tuple(config.input))
+    raise DataError("is not an image (.png, .jpg, .jpeg, .bmp), a .npy array or a folder",
+                    file=file)
+
+
+def _read_npy(file, input_shape):
+    try:
+        array = np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"not a readable .npy array ({exc})", file=file) from None
+    if not isinstance(array, np.ndarray):
+        raise DataError("is an .npz archive, not one .npy array", file=file)
+    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.integer)
+                                       or np.issubdtype(array.dtype, np.floating)):
+        raise DataError(f"holds {array.dtype}, not numbers (integers or floats)", file=file)
+    c, h, w = input_shape
+    shape = list(array.shape)
+    if array.shape == input_shape or (c == 1 and array.shape == (h, w)):
+        stack = array.reshape((1,) + input_shape)
+    elif array.shape[1:] == input_shape or (c == 1 and array.ndim == 3
+                                            and array.shape[1:] == (h, w)):
+        stack = array.reshape((len(array),) + input_shape)
+    else:
+        raise DataError(f"has shape {shape}, but input is {list(input_shape)}: give one sample "
+                        f"(C, H, W) or a stack (N, C, H, W)"
+                        + (", or (H, W) / (N, H, W) for one channel" if c == 1 else ""),
+                        file=file)
+    if np.issubdtype(stack.dtype, np.floating) and not np.all(np.isfinite(stack)):
+        raise DataError("contains values that are not finite (NaN or Inf)", file=file)
+    names = [file] if array.shape in (input_shape, (h, w)) else [
+        f"{file}[{i}]" for i in range(len(stack))]
+    return np.ascontiguousarray(stack, dtype=stack.dtype.newbyteorder("=")), names
+
+
+def predict(network, x, batch=BATCH):
+    """scores (N, K) of the network in eval mode for x (N, C, H, W) or StoredImages."""
+    scores = np.empty((len(x), int(np.prod(network.layers[-1].spec.out_shape))),
+                      dtype=network.dtype)
+    for start in range(0, len(x), batch):
+        scores[start:start + batch] = network.forward(x[start:start + batch])
+    return scores
+
+
+def top_classes(scores, top, names=None, probabilities=True):
+    """For each row of scores, the `top` best classes [{"class", "name"?, "p" | "score"}],
+    best first; p is the softmax of the row."""
+    if probabilities:
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        values = shifted / shifted.sum(axis=1, keepdims=True)
+    else:
+        values = scores
+    # a stable sort of -values: of equal values, the lower class first, as argmax does
+    order = np.argsort(-values, axis=1, kind="stable")[:, :top]
+    key = "p" if probabilities else "score"
+    return [[{"class": int(k), **({"name": names[k]} if names else {}),
+              key: float(values[row, k])} for k in order[row]] for row in range(len(scores))]
+
+
+def check_top(top, classes):
+    if top > classes:
+        raise UserError(f"--top {top} is more than the network's {classes} classes",
+                        path="--top")
+
+
+def predictions_text(records, fmt, top):
+    """records [{"input", "label"?, "top": [...], "scores"}] as text, JSON or CSV."""
+    if fmt == "json":
+        return json.dumps({"predictions": records}, indent=1) + "\n"
+    key = "p" if "p" in records[0]["top"][0] else "score"
+    labelled = "label" in records[0]
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["input"] + (["label"] if labelled else []) + [
+            f"{field}_{rank}" for rank in range(1, top + 1) for field in ("class", "name", key)])
+        for record in records:
+            writer.writerow([record["input"]] + ([record["label"]] if labelled else []) + [
+                value for entry in record["top"]
+                for value in (entry["class"], entry.get("name", ""), f"{entry[key]:.6g}")])
+        return out.getvalue()
+    width = max(len(record["input"]) for record in records)
+    lines = []
+    for record in records:
+        best = "  ".join(f"{entry.get('name', entry['class'])} {entry[key]:.4f}"
+                         for entry in record["top"])
+        label = f"  (label {record['label']})" if labelled else ""
+        lines.append(f"{record['input']:<{width}}  {best}{label}")
+    return "\n".join(lines) + "\n"

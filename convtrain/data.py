@@ -313,6 +313,8 @@ def class_names(config):
 
 
 def _source_classes(source):
+    if source is None:
+        return None
     if source.format == "folder":
         return folder_classes(source.path, source.key_path)
     if source.format == "cifar10":

@@ -23,7 +23,8 @@ import numpy as np
 from convtrain.kernels import augment, conv, dense, elementwise, norm, pool
 from convtrain.network import Network
 from convtrain.optim import Optimizer
-from convtrain.runtime import available_cores
+from convtrain.augment import EpochAugmentation
+from convtrain.runtime import available_cores, return_freed_memory
 
 KERNEL_MODULES = (augment, conv, dense, elementwise, norm, pool)
 
@@ -56,11 +57,14 @@ def _is_dispatcher(value):
     return hasattr(value, "stats") and hasattr(value, "py_func")
 
 
-def warm_up(network, optimizer, x, y):
+def warm_up(network, optimizer, x, y, augment=None):
     """Run every kernel a training step and a validation pass of this network use once, so
-    JIT compilation (or loading the cache) happens here and never inside a timed epoch.
-    Weights and running statistics are left unchanged."""
+    JIT compilation (or loading the cache) happens here and never inside a timed epoch;
+    with `augment` (an AugmentSpec; x StoredImages) the augmentation's too. Weights and
+    running statistics are left unchanged."""
     started = time.perf_counter()
+    if augment:
+        EpochAugmentation(augment, 0, 0, 2).batch(x, np.arange(2))
     saved = {k: v.copy() for k, v in network.state().items()}
     saved_opt = {k: v.copy() for k, v in optimizer.state.items()}
     steps = optimizer.steps
@@ -74,11 +78,11 @@ def warm_up(network, optimizer, x, y):
     return time.perf_counter() - started
 
 
-def ready_kernels(network, optimizer, x, y):
+def ready_kernels(network, optimizer, x, y, augment=None):
     """Compile (in several processes where that pays) or load every kernel signature the
     warm-up calls, then warm up. Returns (seconds, 'kernels ready in 6.2 s (12 compiled
     in 2 processes, 0 loaded from the cache)')."""
-    return ready_all([(network, optimizer, x, y)])[:2]
+    return ready_all([(network, optimizer, x, y, augment)])[:2]
 
 
 def ready_all(steps):
@@ -93,6 +97,7 @@ def ready_all(steps):
     processes = compile_in_processes(missing, min(numba.get_num_threads(), available_cores()))
     for step in steps:
         warm_up(*step)
+    return_freed_memory()
     seconds = time.perf_counter() - started
     where = f" in {processes} processes" if processes > 1 else ""
     return seconds, (f"kernels ready in {seconds:.1f} s ({len(missing)} compiled{where}, "
@@ -117,7 +122,7 @@ def compile_configs(configs):
     return note, counts
 
 
-def planned_calls(network, optimizer, x, y):
+def planned_calls(network, optimizer, x, y, augment=None):
     """[(dispatcher, signature)]: each kernel signature warm_up would call, in call order,
     each once. Learned by a warm-up in which every kernel call is only recorded: no kernel
     runs (the arrays it would fill stay as allocated) and nothing is compiled."""
@@ -131,7 +136,7 @@ def planned_calls(network, optimizer, x, y):
         return record
 
     with _kernels_replaced(recorder), np.errstate(all="ignore"):
-        warm_up(network, optimizer, x, y)
+        warm_up(network, optimizer, x, y, augment)
     return calls
 
 
@@ -182,25 +187,32 @@ def _in_cache(dispatcher, signature):
 
 def compile_in_processes(calls, processes):
     """Compile calls [(dispatcher, signature)] into Numba's cache, sharing them among up to
-    `processes` processes: this one and others started for the purpose. Returns how many
-    processes compiled.
+    `processes` processes started for the purpose; work that would take less than starting
+    one (SPAWN_S) is compiled here. Returns how many processes compiled.
+
+    This process only waits for the others: Numba keeps the LLVM modules of a kernel it
+    compiled in the process, not of one it loads from the cache (a first ResNet-20 run
+    peaked at 710 MB with half the kernels compiled here, 638 MB with none), at the price
+    of starting one more process (0.5 s more on the digits' first smoke).
 
     A started process that fails leaves its share to the warm-up after, which compiles
     whatever is still missing: the result is the same, only slower."""
-    shares = _shares(calls, processes)
+    cost = sum(COMPILE_S.get(d.py_func.__name__, UNLISTED_S) for d, _ in calls)
+    if processes < 2 or cost <= SPAWN_S:
+        for dispatcher, signature in calls:
+            dispatcher.compile(signature)
+        return 1
     helpers = []
     try:
-        for share in shares[1:]:
+        for share in _shares(calls, processes):
             work = [(d.py_func.__module__, d.py_func.__name__, s) for d, s in share]
             try:
                 helpers.append(_start_compiling(work))
             except OSError:  # no interpreter to start (an embedded Python): the warm-up compiles
                 break  # the rest
-        for dispatcher, signature in shares[0]:
-            dispatcher.compile(signature)
         for helper in helpers:
             helper.wait()
-        return 1 + len(helpers)
+        return max(1, len(helpers))
     finally:
         for helper in helpers:
             if helper.poll() is None:
@@ -252,9 +264,9 @@ def compile_work(work, starter):
 
 
 def _shares(calls, processes):
-    """calls split into at most `processes` lists, the first for this process, balanced by
-    COMPILE_S (longest first, each to the process that would finish it soonest; started
-    processes begin SPAWN_S late). Calls whose kernels call a common function go to one
+    """calls split into at most `processes` non-empty lists, balanced by COMPILE_S (longest
+    first, each to the process that would finish it soonest). Calls whose kernels call a
+    common function go to one
     process, so that no two processes write the same function's cache entry at once
     (Numba's cache index is read, changed and rewritten, and could lose an entry)."""
     groups = []
@@ -267,13 +279,13 @@ def _shares(calls, processes):
         groups.append((reach, [c for group in joined for c in group[1]] + [call]))
     costs = [sum(COMPILE_S.get(d.py_func.__name__, UNLISTED_S) for d, _ in group)
              for _, group in groups]
-    finish = [0.0] + [SPAWN_S] * (processes - 1)
+    finish = [0.0] * processes
     shares = [[] for _ in finish]
     for cost, (_, group) in sorted(zip(costs, groups), key=lambda pair: -pair[0]):
         soonest = min(range(len(finish)), key=lambda p: finish[p] + cost)
         finish[soonest] += cost
         shares[soonest] += group
-    return [shares[0]] + [share for share in shares[1:] if share]
+    return [share for share in shares if share]
 
 
 def _reach(dispatcher):

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from convtrain import report
-from convtrain.augment import EpochAugmentation, EpochBatches
+from convtrain.augment import EpochBatches
 from convtrain.compiling import ready_kernels
 from convtrain.errors import RunFailed
 from convtrain.network import Network
@@ -90,9 +90,8 @@ class Trainer:
                 self.log.note(note)
         x, y, val_x, val_y = self.datasets
         source = self.config.data.train
-        if source and source.augment:  # compiles (or loads) the augmentation kernel now
-            EpochAugmentation(source.augment, 0, 0, 2).batch(x, np.arange(2))
-        compile_s, kernels = ready_kernels(self.network, self.optimizer, x, y)
+        compile_s, kernels = ready_kernels(self.network, self.optimizer, x, y,
+                                           source.augment if source else None)
         self.log.note(f"{kernels}; not counted in epoch times")
         state = self.state
         if state.resumed:

@@ -83,6 +83,13 @@ def _epochs(count):
     return f"{count} epoch" if count == 1 else f"{count} epochs"
 
 
+def _progress(meta):
+    """'after 3 epochs', or 'at step 15, in epoch 1' for a checkpoint taken mid-epoch."""
+    if meta.get("step_in_epoch"):
+        return f"at step {meta.get('global_step')}, in epoch {meta.get('epochs_done', 0) + 1}"
+    return f"after {_epochs(meta.get('epochs_done'))}"
+
+
 def _read_checkpoint(path):
     """(read_checkpoint's result, path), or None without a path."""
     if path is None:
@@ -196,6 +203,10 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
         trainer.init_from(*loaded, init_skip)
     if resume:
         trainer.resume_from(*loaded)
+        if max_steps is not None and trainer.state.global_step >= max_steps:
+            raise UserError(f"the checkpoint is at step {trainer.state.global_step} already: "
+                            f"nothing to do up to step {max_steps} (--max-steps counts from "
+                            f"the run's first step; raise it)", path="--max-steps")
     out = prepare_run_folder(spec.name, out, resume)
     lock = lock_run_folder(out)
     write_resolved_config(spec, out)
@@ -341,7 +352,7 @@ def evaluate(config, checkpoint, fmt, overrides):
     payload = {"checkpoint": checkpoint, "data": which, "samples": int(len(y)), "loss": loss,
                "accuracy": acc, "epochs_done": meta.get("epochs_done"), **classes}
     _emit(fmt, payload, f"{which}: {len(y)} samples  loss {loss:.4f}  accuracy {acc:.4f}  "
-                        f"(checkpoint after {_epochs(meta.get('epochs_done'))})\n"
+                        f"(checkpoint {_progress(meta)})\n"
                         + confusion_text(classes))
 
 

@@ -418,6 +418,8 @@ def _source(section, key_path, channels):
         normalise["augment"] = AugmentSpec(augment_section.get_int("pad_crop", 0, minimum=0),
                                            augment_section.get_bool("flip", False))
         augment_section.finish()
+    elif key_path == "data.train":
+        section.seen.add("augment")  # known here: named among the keys a misspelling lists
     if normalise["std"] is not None and min(normalise["std"]) <= 0:
         raise section.error("std", f"must be greater than 0 for every channel, got "
                                    f"{list(normalise['std'])}")
@@ -430,6 +432,10 @@ def _source(section, key_path, channels):
     elif fmt == "csv":
         fields = {"path": section.get_str("path"), "header": section.get_bool("header", False)}
     elif fmt == "cifar10":
+        if isinstance(section.raw.get("split"), (int, float)) and key_path == "data.val":
+            raise section.error("split", "a cifar10 source's split is train or test; a "
+                                         "fraction of data.train is data.val: {split: f}, "
+                                         "without a format")
         fields = {"path": section.get_str("path"),
                   "split": section.get_choice("split", ("train", "test"), "train")}
     elif fmt == "folder":

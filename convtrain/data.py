@@ -136,6 +136,11 @@ def load_source(source, input_shape, num_classes, dtype):
         images, labels = read_cifar10(source.path, source.split, key_path)
         names = (source.path, source.path)
     elif source.format == "folder":
+        classes = folder_classes(source.path, key_path)
+        if len(classes) > num_classes:
+            raise DataError(f"has {len(classes)} class folders ({', '.join(classes)}), but the "
+                            f"network has {num_classes} outputs (the last layer, layers[-1] "
+                            f"in the config, sets that number)", file=source.path, path=key_path)
         images, labels = read_folder(source.path, input_shape, source.resize, key_path)
         names = (source.path, source.path)
     else:
@@ -298,14 +303,14 @@ def load_datasets(config, need_val=True):
 
 def class_names(config):
     """The names of the classes 0, 1, ... as the training data has them (an image folder's
-    subfolders, CIFAR-10's ten), or None. A validation source with other names, or the
-    same names in another order, is refused: its labels would mean other classes."""
+    subfolders, CIFAR-10's ten), or None. A validation source whose classes are not the
+    first of those, in order, is refused: its labels would mean other classes."""
     names = _source_classes(config.data.train)
     val = config.data.val
     if names is None or val is None:
         return names
     val_names = _source_classes(val)
-    if val_names is not None and val_names != names:
+    if val_names is not None and val_names != names[:len(val_names)]:
         raise DataError(f"has the classes {', '.join(val_names)}, but data.train has "
                         f"{', '.join(names)}: a label would mean one class in training and "
                         f"another in validation", file=val.path, path=val.key_path)

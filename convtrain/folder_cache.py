@@ -3,10 +3,11 @@ first run decodes them.
 
     FOLDER/.convtrain-cache-CxHxW[-resize].npz   images (N, C, H, W) uint8, labels (N,),
                                                  manifest: the SHA-256 of every image's
-                                                 path, size and modification time
+                                                 path, class, size, times and inode
 
 The cache serves only while its manifest matches the folder's files: an image added,
-removed, replaced or touched makes the next run decode them all again and rewrite it. A
+removed, replaced, copied over or touched makes the next run decode them all again and
+rewrite it. A
 folder that cannot be written to is simply decoded every time.
 """
 
@@ -27,12 +28,13 @@ def cache_path(folder, input_shape, resize):
 
 def manifest(folder, files):
     """The digest of files [(path, label)], in order: their paths relative to folder,
-    labels, sizes and modification times."""
+    labels, sizes, modification times, and inode change times and numbers, which no copy
+    keeps (cp -p, rsync -a and tar x set the modification time)."""
     digest = hashlib.sha256(f"convtrain folder cache {VERSION}\n".encode())
     for path, label in files:
         stat = os.stat(path)
         digest.update(f"{os.path.relpath(path, folder)}\t{label}\t{stat.st_size}\t"
-                      f"{stat.st_mtime_ns}\n".encode())
+                      f"{stat.st_mtime_ns}\t{stat.st_ctime_ns}\t{stat.st_ino}\n".encode())
     return digest.hexdigest()
 
 
@@ -58,6 +60,9 @@ def save(path, images, labels, manifest_digest):
     try:
         with os.fdopen(handle, "wb") as out:
             np.savez(out, images=images, labels=labels, manifest=np.array(manifest_digest))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as a plain file: mkstemp's is its owner's only
         os.replace(tmp, path)
         return True
     except OSError:

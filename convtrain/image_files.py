@@ -43,6 +43,14 @@ def read_cifar10(path, split, key_path):
         raise DataError("ends too soon: a download cut short? (the CIFAR-10 binary "
                         "distribution's .tar.gz is about 170 MB)", file=path,
                         path=key_path) from None
+    except tarfile.ReadError:
+        if path.endswith(".bin"):
+            raise DataError(f"is one file of the CIFAR-10 binary distribution: give the "
+                            f"folder that holds them all, {os.path.dirname(path) or '.'}",
+                            file=path, path=key_path) from None
+        raise DataError("is not a .tar.gz or a folder: give cifar-10-binary.tar.gz as "
+                        "downloaded, or the folder it extracts to", file=path,
+                        path=key_path) from None
     except (tarfile.TarError, OSError, zipfile.BadZipFile) as exc:
         raise DataError(f"not a readable .tar.gz of the CIFAR-10 binary distribution, nor its "
                         f"extracted folder ({exc})", file=path, path=key_path) from None
@@ -127,7 +135,8 @@ def read_folder(path, input_shape, resize, key_path):
     files = []  # (path, label) in label order, then name order
     for label, name in enumerate(classes):
         folder = os.path.join(path, name)
-        names = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
+        names = sorted(f for f in os.listdir(folder)
+                       if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith("."))
         if not names:
             raise DataError(f"class folder '{name}' has no images ({', '.join(IMAGE_SUFFIXES)})",
                             file=folder, path=key_path)
@@ -150,10 +159,16 @@ def read_folder(path, input_shape, resize, key_path):
 
 def folder_classes(path, key_path):
     """An image folder's class names: its subfolders' names, sorted (label 0 first)."""
+    if not os.path.exists(path):
+        raise DataError(f"no such folder (relative paths start at {os.getcwd()})", file=path,
+                        path=key_path)
     if not os.path.isdir(path):
         raise DataError("not a folder (format: folder wants one subfolder of images per "
                         "class)", file=path, path=key_path)
-    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    # Hidden folders (.ipynb_checkpoints, .git) are no classes: one sorted first would
+    # shift every label.
+    classes = sorted(d for d in os.listdir(path)
+                     if not d.startswith(".") and os.path.isdir(os.path.join(path, d)))
     if not classes:
         raise DataError("has no class subfolders (format: folder wants one subfolder of "
                         "images per class, e.g. cat/ and dog/)", file=path, path=key_path)
@@ -170,6 +185,9 @@ def require_pillow(file, key_path=None):
     return Image
 
 
+# Pillow modes of more than 8 bits a channel, which convert("L") and ("RGB") clip.
+WIDE_MODES = {"I;16": "16-bit", "I;16B": "16-bit", "I;16L": "16-bit", "I;16N": "16-bit",
+              "I": "32-bit integer", "F": "32-bit float"}
 RESIZE_HINT = "; add resize: true to the source to resize every image"
 
 
@@ -183,12 +201,16 @@ def read_image(file, channels, size, resize, key_path, resize_hint=RESIZE_HINT):
                 raise DataError(f"claims {image.width}x{image.height} pixels, more than "
                                 f"{MAX_IMAGE_PIXELS:,}: refused before decoding (a "
                                 f"decompression bomb?)", file=file, path=key_path)
+            if image.mode in WIDE_MODES:
+                raise DataError(f"is a {WIDE_MODES[image.mode]} image (mode {image.mode}); "
+                                f"convtrain reads 8-bit images: converted, its values would "
+                                f"be clipped to 0..255", file=file, path=key_path)
             image = image.convert("L" if channels == 1 else "RGB")
             if (image.height, image.width) != size:
                 if not resize:
-                    raise DataError(f"is {image.width}x{image.height}, but input is "
-                                    f"{size[1]}x{size[0]} (W x H){resize_hint}", file=file,
-                                    path=key_path)
+                    raise DataError(f"is {image.width} pixels wide and {image.height} high, "
+                                    f"but input is {size[1]} wide and {size[0]} high"
+                                    f"{resize_hint}", file=file, path=key_path)
                 image = image.resize((size[1], size[0]), Image.BILINEAR)
             pixels = np.asarray(image, dtype=np.uint8)
     except DataError:

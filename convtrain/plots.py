@@ -59,8 +59,8 @@ def read_metrics(run_dir):
         if any(r.get("event") == "epoch" for r in records):
             raise UserError("no step records: the run took fewer steps than log.every, so "
                             "there is nothing to plot (lower log.every)", file=path)
-        raise UserError("no step records yet: nothing to plot (is the run still compiling?)",
-                        file=path)
+        raise UserError("no step records: nothing to plot (is the run still compiling, or did "
+                        "it stop before log.every steps?)", file=path)
     return records
 
 
@@ -76,14 +76,15 @@ def plot_run(run_dir, out_dir=None):
 
     config = load_config(os.path.join(run_dir, "config.yaml"))
     network = Network(config)
-    load_into(read_checkpoint(checkpoint_path), checkpoint_path, config, network)
+    meta = load_into(read_checkpoint(checkpoint_path), checkpoint_path, config, network)
     sample = _sample(config) if _first_conv(network) is not None else None
+    classes = meta.get("classes")
     out_dir = out_dir or run_dir
     os.makedirs(out_dir, exist_ok=True)
     written = []
     drawings = (lambda: _curves(plt, records, config), lambda: _layers(plt, records, network),
                 lambda: _kernels(plt, network, checkpoint_path),
-                lambda: _features(plt, network, sample))
+                lambda: _features(plt, network, sample, classes))
     for name, draw in zip(FILES, drawings):
         figure = draw()
         path = os.path.join(out_dir, name)
@@ -256,7 +257,7 @@ def _sample(config):
     return x[:1], y[0], x.stored[0]
 
 
-def _features(plt, network, sample):
+def _features(plt, network, sample, classes=None):
     convs = [layer for layer in network.all_layers() if layer.spec.type == "conv2d"]
     if not convs:
         return _no_conv(plt, "feature maps")
@@ -296,7 +297,8 @@ def _features(plt, network, sample):
                 axis.axis("off")  # this layer has fewer maps than the widest one
         axes[row, 0].set_xticks([])
         axes[row, 0].set_yticks([])
-    axes[0, 0].set_title(f"input (label {label})", fontsize=8)
+    named = f"{classes[label]}, " if classes else ""
+    axes[0, 0].set_title(f"input ({named}label {label})", fontsize=8)
     figure.suptitle("feature maps after each conv layer (before its activation), one "
                     "sample", fontsize=9)
     figure.tight_layout()

@@ -132,13 +132,18 @@ def test_broken_distributions_are_one_line(tmp_path):
     assert "ends too soon: a download cut short?" in _error(cut, tmp_path=tmp_path)
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"not a tar at all")
-    assert "not a readable .tar.gz" in _error(junk, tmp_path=tmp_path)
+    assert "is not a .tar.gz or a folder: give cifar-10-binary.tar.gz as downloaded" in \
+        _error(junk, tmp_path=tmp_path)
+    one = os.path.join(folder, "cifar-10-batches-bin", "data_batch_1.bin")
+    assert "is one file of the CIFAR-10 binary distribution: give the folder that holds " \
+           "them all" in _error(one, tmp_path=tmp_path)
 
 
 @pytest.mark.parametrize("extra,words", [
     (", mean: [0.5, 0.5]", ["data.train.mean", "3 numbers, one per input channel"]),
     (", std: [0.2, 0, 0.2]", ["data.train.std", "greater than 0"]),
     (", split: validation", ["data.train.split", "choose one of: train, test"]),
+    (", augmnt: {flip: true}", ["did you mean 'augment'?", "known keys here: augment, "]),
 ])
 def test_bad_normalisation_and_split_are_config_errors(tmp_path, extra, words):
     archive, _, _ = _distribution(tmp_path)

@@ -64,13 +64,15 @@ def _error(tmp_path, path, extra=""):
 
 def test_broken_folders_are_one_line(tmp_path, monkeypatch):
     path, _ = _folder(tmp_path, sizes=((4, 3), (5, 3)))
-    assert "1.png: data.train: is 5x3, but input is 4x3" in _error(tmp_path, path)
+    assert "1.png: data.train: is 5 pixels wide and 3 high, but input is 4 wide and 3 high" in \
+        _error(tmp_path, path)
     assert "add resize: true" in _error(tmp_path, path)
     (tmp_path / "images" / "dog" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     assert "1.png: data.train: cannot be read as an image" in _error(tmp_path, path,
                                                                      ", resize: true")
-    (tmp_path / "images" / "bird").mkdir()
-    assert "class folder 'bird' has no images" in _error(tmp_path, path, ", resize: true")
+    for image in (tmp_path / "images" / "dog").iterdir():
+        image.unlink()
+    assert "class folder 'dog' has no images" in _error(tmp_path, path, ", resize: true")
     flat = tmp_path / "flat"
     flat.mkdir()
     Image.new("RGB", (4, 3)).save(flat / "a.png")
@@ -191,3 +193,67 @@ def test_a_folder_that_cannot_be_written_to_is_decoded_every_time(tmp_path, monk
     for _ in range(2):
         x, y, _, _ = load_datasets(_config(path), need_val=False)
         assert len(y) == 4 and not [n for n in os.listdir(path) if n.startswith(".")]
+
+
+def test_hidden_folders_are_no_classes_and_too_many_classes_are_named(tmp_path):
+    path, _ = _folder(tmp_path)
+    hidden = tmp_path / "images" / ".ipynb_checkpoints"
+    hidden.mkdir()
+    Image.new("RGB", (4, 3)).save(hidden / "0.png")
+    x, y, _, _ = load_datasets(_config(path), need_val=False)
+    assert list(y) == [0, 0, 1, 1] and len(x) == 4
+    (tmp_path / "images" / "emu").mkdir()
+    Image.new("RGB", (4, 3)).save(tmp_path / "images" / "emu" / "0.png")
+    message = _error(tmp_path, path)
+    assert "has 3 class folders (cat, dog, emu), but the network has 2 outputs" in message
+
+
+def test_a_validation_folder_may_hold_the_first_classes_only(tmp_path):
+    path, _ = _folder(tmp_path, classes=("cat", "dog", "emu"))
+    val, _ = _folder(tmp_path / "v", classes=("cat", "dog"))
+    config = tmp_path / "c.yaml"
+    config.write_text(TRAIN.format(train=path, val=val).replace("units: 2", "units: 3"))
+    result = CliRunner().invoke(main, ["train", str(config), "--out", str(tmp_path / "run"),
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+
+
+def test_images_of_more_than_8_bits_are_refused_not_clipped(tmp_path):
+    path, _ = _folder(tmp_path)
+    wide = (np.arange(12).reshape(3, 4) * 5000).astype(np.uint16)
+    Image.fromarray(wide).save(tmp_path / "images" / "dog" / "9.png")
+    message = _error(tmp_path, path)
+    assert "9.png: data.train: is a 16-bit image (mode I;16)" in message
+    assert "convtrain reads 8-bit images" in message
+
+
+def test_an_image_copied_over_with_its_times_kept_is_decoded_again(tmp_path):
+    import os
+    import shutil
+
+    path, _ = _folder(tmp_path)
+    target = os.path.join(path, "cat", "7.bmp")  # BMPs of one size have one file size
+    Image.fromarray(np.zeros((3, 4, 3), dtype=np.uint8), "RGB").save(target)
+    load_datasets(_config(path), need_val=False)
+    stat = os.stat(target)
+    pixels = np.full((3, 4, 3), 99, dtype=np.uint8)
+    Image.fromarray(pixels, "RGB").save(tmp_path / "new.bmp")
+    assert os.path.getsize(tmp_path / "new.bmp") == stat.st_size
+    shutil.copyfile(tmp_path / "new.bmp", target)
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as cp -p, rsync -a, tar x
+    x, _, _, _ = load_datasets(_config(path), need_val=False)
+    np.testing.assert_array_equal(x.stored[2], pixels.transpose(2, 0, 1))  # cat: 0, 1, 7
+
+
+def test_the_cache_file_is_readable_by_others_as_a_plain_file_is(tmp_path):
+    import os
+    import stat
+
+    path, _ = _folder(tmp_path)
+    old = os.umask(0o022)
+    try:
+        load_datasets(_config(path), need_val=False)
+    finally:
+        os.umask(old)
+    mode = os.stat(os.path.join(path, ".convtrain-cache-3x3x4.npz")).st_mode
+    assert stat.S_IMODE(mode) == 0o644

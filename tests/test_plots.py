@@ -85,7 +85,7 @@ def test_plot_fails_cleanly_on_a_half_written_run(run_dir, tmp_path):
     half.mkdir()
     # Compiling, nothing trained yet:
     (half / "metrics.jsonl").write_text('{"event": "compile", "seconds": 1.0}\n')
-    _one_line(_run(["plot", str(half)]), "no step records yet")
+    _one_line(_run(["plot", str(half)]), "no step records: nothing to plot (is the run still compiling, or did it stop before log.every steps?)")
     # Steps logged, but killed before the first checkpoint:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()[:4]
     (half / "metrics.jsonl").write_text("\n".join(lines) + "\n")
@@ -171,7 +171,9 @@ def test_colour_inputs_and_first_layer_kernels_are_drawn_in_colour(tmp_path):
     config = load_config(str(tmp_path / "c.yaml"))
     network = Network(config)
     sample = plots._sample(config)
-    features = plots._features(plt, network, sample)
+    features = plots._features(plt, network, sample, classes=["red", "blue"])
+    assert features.axes[0].get_title() == f"input ({['red', 'blue'][sample[1]]}, label " \
+                                           f"{sample[1]})"
     shown = features.axes[0].images[0].get_array()
     assert shown.shape == (8, 8, 3)  # the input as RGB, the bytes as stored
     np.testing.assert_array_equal(shown, x[0].transpose(1, 2, 0))

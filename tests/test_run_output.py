@@ -190,3 +190,19 @@ def test_a_text_file_given_as_npz_data_is_named_for_what_it_is(write_config, tmp
     result = _run(["train", config, "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "pickle" not in result.stderr
     assert result.stderr.endswith("data.train: not an .npz archive but a text file\n")
+
+
+def test_resuming_with_max_steps_already_reached_is_refused(write_config, tmp_path):
+    config = write_config(CONFIG)
+    out = tmp_path / "run"
+    assert _run(["train", config, "--out", str(out), "--max-steps", "4"]).exit_code == 0
+    before = (out / "checkpoint-last.npz").read_bytes()
+    for steps in ("4", "2"):
+        result = _run(["train", config, "--resume", str(out / "checkpoint-last.npz"),
+                       "--max-steps", steps])
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        assert (f"--max-steps: the checkpoint is at step 4 already: nothing to do up to step "
+                f"{steps}") in result.stderr
+    assert (out / "checkpoint-last.npz").read_bytes() == before
+    result = _run(["eval", config, "--checkpoint", str(out / "checkpoint-last.npz")])
+    assert "(checkpoint at step 4, in epoch 1)" in result.stdout

@@ -85,7 +85,8 @@ def test_plot_fails_cleanly_on_a_half_written_run(run_dir, tmp_path):
     half.mkdir()
     # Compiling, nothing trained yet:
     (half / "metrics.jsonl").write_text('{"event": "compile", "seconds": 1.0}\n')
-    _one_line(_run(["plot", str(half)]), "no step records: nothing to plot (is the run still compiling, or did it stop before log.every steps?)")
+    _one_line(_run(["plot", str(half)]), "no step records: nothing to plot (is the run "
+                                         "still compiling, or did it stop before log.every")
     # Steps logged, but killed before the first checkpoint:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()[:4]
     (half / "metrics.jsonl").write_text("\n".join(lines) + "\n")

@@ -75,19 +75,18 @@ _IR_VERSION = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
 
 
 def preprocessing_metadata(config, classes):
-    """{key: str}: what a user of the file needs to feed it as training did."""
+    """{key: JSON text}: what a user of the file needs to feed it as training did."""
     source = config.data.train
-    meta = {"convtrain.config_name": config.name,
-            "convtrain.input": json.dumps(list(config.input)),
-            "convtrain.preprocessing": ("input = (pixels / scale - mean[c]) / std[c], "
-                                        "channels first (N, C, H, W), RGB order"),
-            "convtrain.scale": json.dumps(source.scale if source else 1.0),
-            "convtrain.mean": json.dumps(list(source.mean) if source and source.mean else None),
-            "convtrain.std": json.dumps(list(source.std) if source and source.std else None),
-            "convtrain.loss": config.loss}
-    if classes:
-        meta["convtrain.classes"] = json.dumps(list(classes))
-    return meta
+    meta = {"config_name": config.name,
+            "input": list(config.input),
+            "preprocessing": "input = (pixels / scale - mean[c]) / std[c], channels first "
+                             "(N, C, H, W), RGB order; mean or std null: left out",
+            "scale": source.scale if source else 1.0,
+            "mean": list(source.mean) if source and source.mean else None,
+            "std": list(source.std) if source and source.std else None,
+            "classes": list(classes) if classes else None,
+            "loss": config.loss}
+    return {f"convtrain.{key}": json.dumps(value) for key, value in meta.items()}
 
 
 class _Graph:

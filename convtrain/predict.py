@@ -146,7 +146,7 @@ def predictions_text(records, fmt, top):
     width = max(len(record["input"]) for record in records)
     lines = []
     for record in records:
-        best = "  ".join(f"{entry.get('name', entry['class'])} {entry[key]:.4f}"
+        best = "  ".join(f"{entry.get('name', entry['class'])}: {entry[key]:.4f}"
                          for entry in record["top"])
         label = f"  (label {record['label']})" if labelled else ""
         lines.append(f"{record['input']:<{width}}  {best}{label}")

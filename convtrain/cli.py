@@ -90,6 +90,27 @@ def _progress(meta):
     return f"after {_epochs(meta.get('epochs_done'))}"
 
 
+def _matching_checkpoint(meta, spec, checkpoint, data_names=None):
+    """The checkpoint's class names (or data_names); refuses a config that would prepare
+    inputs, or read outputs, otherwise than the checkpoint's training did, and data whose
+    classes are others."""
+    from convtrain.runstate import preparation
+
+    trained, ours = meta.get("preparation"), preparation(spec)
+    if trained and trained != ours:
+        differ = "; ".join(f"{key} {trained.get(key)} there, {ours[key]} here"
+                           for key in ours if trained.get(key) != ours[key])
+        raise UserError(f"the checkpoint was trained with other input preparation or loss "
+                        f"({differ}): give the config it was trained with, its run folder's "
+                        f"config.yaml", file=checkpoint)
+    names = meta.get("classes")
+    if names and data_names and names != data_names:
+        raise UserError(f"the checkpoint was trained on the classes {', '.join(names)}, but "
+                        f"the config's data has {', '.join(data_names)}: its labels would "
+                        f"mean other classes", file=checkpoint)
+    return names or data_names
+
+
 def _read_checkpoint(path):
     """(read_checkpoint's result, path), or None without a path."""
     if path is None:
@@ -337,18 +358,13 @@ def evaluate(config, checkpoint, fmt, overrides):
     x, y, val_x, val_y = load_datasets(spec)
     network = Network(spec)
     meta = load_into(*loaded, spec, network)
-    names = meta.get("classes")
-    data_names = class_names(spec)
-    if names and data_names and names != data_names:
-        raise UserError(f"the checkpoint was trained on the classes {', '.join(names)}, but "
-                        f"the config's data has {', '.join(data_names)}: its labels would "
-                        f"mean other classes", file=checkpoint)
+    names = _matching_checkpoint(meta, spec, checkpoint, class_names(spec))
     which = "val" if val_x is not None else "train"
     if val_x is not None:
         x, y = val_x, val_y
     predicted = np.empty(len(y), dtype=np.int64)
     loss, acc = run_eval(network, x, y, predictions=predicted)
-    classes = class_report(y, predicted, spec.num_outputs, names or data_names)
+    classes = class_report(y, predicted, spec.num_outputs, names)
     payload = {"checkpoint": checkpoint, "data": which, "samples": int(len(y)), "loss": loss,
                "accuracy": acc, "epochs_done": meta.get("epochs_done"), **classes}
     _emit(fmt, payload, f"{which}: {len(y)} samples  loss {loss:.4f}  accuracy {acc:.4f}  "
@@ -378,20 +394,24 @@ def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, override
     from convtrain.predict import check_top, read_inputs
 
     check_top(top, spec.num_outputs)
-    labels = None
-    if inputs == ("-",):
-        from convtrain.data import load_datasets
+    labels = data_names = None
+    if "-" in inputs:
+        if inputs != ("-",):
+            raise UserError("'-' (a data source of the config) is an INPUT of its own: give "
+                            "it alone, or files and folders", path="INPUT")
+        from convtrain.data import class_names, load_datasets
 
+        data_names = class_names(spec)
         x, labels, val_x, val_y = load_datasets(spec, need_val=split != "train")
         if split == "val" and val_x is None:
             raise UserError("the config has no validation data (data.val)", path="--split")
         if val_x is not None and split != "train":
             x, labels = val_x, val_y
         names = [str(i) for i in range(len(labels))]
-    elif "-" in inputs:
-        raise UserError("'-' (a data source of the config) cannot be mixed with files",
-                        path="INPUT")
     else:
+        if split:
+            raise UserError("--split chooses the data source of INPUT '-'; the inputs here "
+                            "are files", path="--split")
         x, names = read_inputs(inputs, spec, resize)
     _numba()
     from convtrain.checkpoint import load_into
@@ -401,19 +421,25 @@ def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, override
 
     network = Network(spec)
     meta = load_into(*loaded, spec, network)
+    classes = _matching_checkpoint(meta, spec, checkpoint, data_names)
     scores = run_predict(network, x, batch)
-    rows = top_classes(scores, top, meta.get("classes"),
+    rows = top_classes(scores, top, classes,
                        probabilities=spec.loss == "softmax_cross_entropy")
-    records = [{"input": name, **({"label": int(labels[i])} if labels is not None else {}),
-                "top": row, "scores": scores[i].tolist()}
-               for i, (name, row) in enumerate(zip(names, rows))]
+    records = []
+    for i, (name, row) in enumerate(zip(names, rows)):
+        record = {"input": name}
+        if labels is not None:
+            record["label"] = int(labels[i])
+            if classes:
+                record["label_name"] = classes[labels[i]]
+        records.append({**record, "top": row, "scores": scores[i].tolist()})
     click.echo(predictions_text(records, fmt, top), nl=False)
 
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", required=True, type=click.Path(),
               help="The .onnx file to write.")
 @click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
@@ -429,13 +455,16 @@ def export(config, checkpoint, out, opset, overrides):
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
         raise UserError(f"the folder {folder} does not exist", file=out, path="--out")
+    if os.path.isdir(out):
+        raise UserError(f"is a folder: give the file to write, e.g. "
+                        f"{os.path.join(out, spec.name + '.onnx')}", file=out, path="--out")
     _numba()
     from convtrain.checkpoint import load_into
     from convtrain.network import Network
 
     network = Network(spec)
     meta = load_into(*loaded, spec, network)
-    model = export_onnx(network, spec, opset, meta.get("classes"))
+    model = export_onnx(network, spec, opset, _matching_checkpoint(meta, spec, checkpoint))
     write_model(model, out)
     click.echo(f"wrote {out}: ONNX opset {opset}, input 'input' [N, {', '.join(map(str, spec.input))}], "
                f"output 'scores' [N, {spec.num_outputs}]")

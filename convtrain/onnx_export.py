@@ -79,8 +79,18 @@ def preprocessing_metadata(config, classes):
     source = config.data.train
     meta = {"config_name": config.name,
             "input": list(config.input),
-            "preprocessing": "input = (pixels / scale - mean[c]) / std[c], channels first "
-                             "(N, C, H, W), RGB order; mean or std null: left out",
+            "preprocessing": (
+                "input = (pixels / scale - mean[c]) / std[c]; pixels are the raw values as "
+                "the training data held them (0..255 for 8-bit images and CIFAR-10), "
+                + ("grey, one channel" if config.input[0] == 1 else
+                   "R, G, B channels" if config.input[0] == 3 else
+                   f"{config.input[0]} channels")
+                + f", channels first (N, C, H, W), H x W = {config.input[1]} x "
+                  f"{config.input[2]}; a null mean or std is left out"),
+            "scores": ("the last layer's outputs; softmax gives the class probabilities"
+                       if config.loss == "softmax_cross_entropy" else
+                       f"the last layer's outputs, trained with the {config.loss} loss; the "
+                       f"largest is the class"),
             "scale": source.scale if source else 1.0,
             "mean": list(source.mean) if source and source.mean else None,
             "std": list(source.std) if source and source.std else None,

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from convtrain.errors import DataError, UserError
+from convtrain.filekind import what_file
 from convtrain.image_files import IMAGE_SUFFIXES, read_image
 from convtrain.stored_images import StoredImages
 
@@ -41,9 +42,9 @@ def _files(path):
     if os.path.isdir(path):
         found = []
         for root, folders, files in os.walk(path):
-            folders.sort()
+            folders[:] = sorted(f for f in folders if not f.startswith("."))  # as data folders
             found += [os.path.join(root, f) for f in sorted(files)
-                      if f.lower().endswith(IMAGE_SUFFIXES)]
+                      if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith(".")]
         if not found:
             raise DataError(f"holds no images ({', '.join(IMAGE_SUFFIXES)}), in it or below",
                             file=path)
@@ -64,11 +65,15 @@ def _read_one(file, config, resize):
         return read_image(file, channels, (height, width), resize, None, hint)[None], [file]
     if file.lower().endswith(".npy"):
         return _read_npy(file, tuple(config.input))
-    raise DataError("is not an image (.png, .jpg, .jpeg, .bmp), a .npy array or a folder",
-                    file=file)
+    raise DataError("is not a file convtrain predicts on: give PNG, JPEG or BMP images, .npy "
+                    "arrays or folders of images", file=file)
 
 
 def _read_npy(file, input_shape):
+    with open(file, "rb") as handle:
+        head = handle.read(4096)
+    if not head.startswith(b"\x93NUMPY"):
+        raise DataError(f"is not a .npy array: it is {_kind(head)}", file=file)
     try:
         array = np.load(file, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -86,15 +91,28 @@ def _read_npy(file, input_shape):
                                             and array.shape[1:] == (h, w)):
         stack = array.reshape((len(array),) + input_shape)
     else:
+        channels_last = array.ndim >= 3 and array.shape[-3:] == (h, w, c)
         raise DataError(f"has shape {shape}, but input is {list(input_shape)}: give one sample "
                         f"(C, H, W) or a stack (N, C, H, W)"
-                        + (", or (H, W) / (N, H, W) for one channel" if c == 1 else ""),
-                        file=file)
+                        + (", or (H, W) / (N, H, W) for one channel" if c == 1 else "")
+                        + ("; this one is channels last: np.moveaxis(a, -1, -3) puts the "
+                           "channels first" if channels_last else ""), file=file)
+    if len(stack) == 0:
+        raise DataError("holds no samples", file=file)
     if np.issubdtype(stack.dtype, np.floating) and not np.all(np.isfinite(stack)):
         raise DataError("contains values that are not finite (NaN or Inf)", file=file)
     names = [file] if array.shape in (input_shape, (h, w)) else [
         f"{file}[{i}]" for i in range(len(stack))]
     return np.ascontiguousarray(stack, dtype=stack.dtype.newbyteorder("=")), names
+
+
+def _kind(head):
+    if head.startswith(b"PK"):
+        return "an .npz archive (several arrays), not one array"
+    if head.startswith((b"\x89PNG", b"\xff\xd8", b"BM")):
+        return "an image under a .npy name"
+    kind = what_file(head)
+    return "a file of another kind" if "zip" in kind else kind
 
 
 def predict(network, x, batch=BATCH):
@@ -123,8 +141,8 @@ def top_classes(scores, top, names=None, probabilities=True):
 
 def check_top(top, classes):
     if top > classes:
-        raise UserError(f"--top {top} is more than the network's {classes} classes",
-                        path="--top")
+        raise UserError(f"{top} is more than the network's {classes} classes: at most "
+                        f"{classes}", path="--top")
 
 
 def predictions_text(records, fmt, top):
@@ -148,6 +166,7 @@ def predictions_text(records, fmt, top):
     for record in records:
         best = "  ".join(f"{entry.get('name', entry['class'])}: {entry[key]:.4f}"
                          for entry in record["top"])
-        label = f"  (label {record['label']})" if labelled else ""
+        label = (f"  (label {record.get('label_name', record['label'])})" if labelled
+                 else "")
         lines.append(f"{record['input']:<{width}}  {best}{label}")
     return "\n".join(lines) + "\n"

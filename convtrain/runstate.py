@@ -24,6 +24,17 @@ def training_settings(config):
     return settings
 
 
+def preparation(config):
+    """How the network's inputs were prepared and its outputs read: data.train's scale,
+    mean and std, and the loss. A checkpoint keeps it, so that eval, predict and export
+    can refuse a config that would feed it differently."""
+    source = config.data.train
+    return {"scale": source.scale if source else 1.0,
+            "mean": list(source.mean) if source and source.mean else None,
+            "std": list(source.std) if source and source.std else None,
+            "loss": config.loss}
+
+
 def changed_settings(before, now):
     """'key old -> new; ...' for the settings that differ ('' when none, or no record)."""
     if not before:
@@ -100,6 +111,7 @@ class RunState:
                 "architecture": describe_architecture(config),
                 "layer_names": [spec.name for spec in walk(config.layers)],
                 "classes": self.classes,
+                "preparation": preparation(config),
                 "early_stopping": self.early_stopping and self.early_stopping.state()}
 
     def restore(self, meta, path):

@@ -167,6 +167,11 @@ def test_export_errors_are_one_line(trained, tmp_path, monkeypatch):
                                        "--out", str(tmp_path / "no" / "model.onnx")])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "--out: the folder" in result.stderr and "does not exist" in result.stderr
+    result = CliRunner().invoke(main, ["export", config, "--checkpoint", checkpoint,
+                                       "--out", str(tmp_path)])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert f"--out: is a folder: give the file to write, e.g. {tmp_path}/digits-small.onnx" \
+        in result.stderr
     other = tmp_path / "other.yaml"
     other.write_text(DIGITS.replace("filters: 6", "filters: 7"))
     result = CliRunner().invoke(main, ["export", str(other), "--checkpoint", checkpoint,

@@ -156,7 +156,8 @@ def test_npy_stacks_in_batches_not_one_call_per_input(digits, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("case", ["architecture", "shape", "size", "channels", "unreadable",
-                                  "dtype", "rank", "top", "missing", "mixed", "pillow"])
+                                  "dtype", "rank", "top", "missing", "mixed", "pillow", "empty",
+                                  "not-npy", "channels-last", "split", "gif"])
 def test_bad_input_is_one_line_naming_the_file(case, colours, digits, tmp_path, monkeypatch):
     config, checkpoint, folder = colours
     image = tmp_path / "x.png"
@@ -184,12 +185,28 @@ def test_bad_input_is_one_line_naming_the_file(case, colours, digits, tmp_path, 
         np.save(tmp_path / "x.npy", np.zeros((1, 1, 3, 8, 8)))
         args, words = [str(tmp_path / "x.npy")], ["x.npy", "has shape [1, 1, 3, 8, 8]"]
     elif case == "top":
-        args, words = args + ["--top", "3"], ["--top: --top 3 is more than the network's 2 "
-                                              "classes"]
+        args, words = args + ["--top", "3"], ["--top: 3 is more than the network's 2 "
+                                              "classes: at most 2"]
     elif case == "missing":
         args, words = [str(tmp_path / "nothere.png")], ["nothere.png", "no such file"]
     elif case == "mixed":
-        args, words = ["-", str(image)], ["'-' (a data source of the config) cannot be mixed"]
+        args, words = ["-", str(image)], ["INPUT: '-' (a data source of the config) is an "
+                                          "INPUT of its own"]
+    elif case == "empty":
+        np.save(tmp_path / "x.npy", np.zeros((0, 3, 8, 8)))
+        args, words = [str(tmp_path / "x.npy")], ["x.npy", "holds no samples"]
+    elif case == "not-npy":
+        (tmp_path / "x.npy").write_bytes(image.read_bytes())
+        args, words = [str(tmp_path / "x.npy")], ["x.npy", "is not a .npy array: it is an "
+                                                            "image under a .npy name"]
+    elif case == "channels-last":
+        np.save(tmp_path / "x.npy", np.zeros((5, 8, 8, 3)))
+        args, words = [str(tmp_path / "x.npy")], ["x.npy", "np.moveaxis(a, -1, -3)"]
+    elif case == "split":
+        args, words = args + ["--split", "train"], ["--split: --split chooses the data source"]
+    elif case == "gif":
+        Image.new("RGB", (8, 8)).save(tmp_path / "x.gif")
+        args, words = [str(tmp_path / "x.gif")], ["x.gif", "give PNG, JPEG or BMP images"]
     elif case == "pillow":
         monkeypatch.setitem(sys.modules, "PIL", None)  # as if the extra were not installed
         words = ["x.png", "reading images needs Pillow, an optional extra: pip install "
@@ -199,3 +216,36 @@ def test_bad_input_is_one_line_naming_the_file(case, colours, digits, tmp_path, 
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     for word in words:
         assert word in result.stderr, result.stderr
+
+
+def test_a_checkpoint_trained_with_other_preparation_is_refused(colours, tmp_path):
+    config, checkpoint, folder = colours
+    other = tmp_path / "other.yaml"
+    other.write_text(open(config).read().replace("std: [0.3, 0.3, 0.3]", "std: [0.2, 0.2, 0.2]"))
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(image)
+    for args in (["predict", str(other), "--checkpoint", checkpoint, str(image)],
+                 ["eval", str(other), "--checkpoint", checkpoint],
+                 ["export", str(other), "--checkpoint", checkpoint, "--out",
+                  str(tmp_path / "m.onnx")]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        assert "trained with other input preparation or loss (std [0.3, 0.3, 0.3] there, " \
+               "[0.2, 0.2, 0.2] here): give the config it was trained with" in result.stderr
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_labels_of_named_classes_are_named_and_hidden_files_are_skipped(colours, tmp_path):
+    config, checkpoint, folder = colours
+    result = _predict(config, "--checkpoint", checkpoint, "-")
+    assert result.exit_code == 0, result.output
+    assert all(row.endswith(("(label blue)", "(label red)")) for row in result.stdout.splitlines())
+    records = json.loads(_predict(config, "--checkpoint", checkpoint, "-", "--format",
+                                  "json").stdout)["predictions"]
+    assert {r["label_name"] for r in records} == {"blue", "red"}
+    truth = _images(tmp_path / "new", 1, seed=3, classes=False)
+    (tmp_path / "new" / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "new" / ".ipynb_checkpoints" / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "new" / ".hidden.png")
+    result = _predict(config, "--checkpoint", checkpoint, str(tmp_path / "new"))
+    assert [row.split()[0] for row in result.stdout.splitlines()] == sorted(truth)

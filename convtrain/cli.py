@@ -279,7 +279,7 @@ def compile_command(configs, overrides, threads):
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("run_dir", type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for the pictures (default: RUN_DIR).")
 @reports_errors

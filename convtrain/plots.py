@@ -39,8 +39,11 @@ def read_metrics(run_dir):
     """The records of RUN_DIR/metrics.jsonl. A last line cut short (a run killed while
     writing it) is left out; any other unreadable line is an error."""
     path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(run_dir):
+        raise UserError("no such folder", file=run_dir)
     if not os.path.isdir(run_dir):
-        raise UserError("not a folder", file=run_dir)
+        raise UserError("not a run folder: plot takes the folder a run wrote (runs/NAME-…, "
+                        "or train's --out), not a config", file=run_dir)
     try:
         with open(path, encoding="utf-8") as handle:
             lines = handle.read().splitlines()

@@ -54,11 +54,11 @@ class Source:
         return None
 
     def error(self, path, message):
-        file, setting = self.file, self.override_near(path)
+        file, setting, line = self.file, self.override_near(path), self.line_of(path)
         if setting:
-            file = f"{file} with --set {setting}"
-        return ConfigError(message, file=file, path=format_path(path) or None,
-                           line=self.line_of(path))
+            # the value came from the flag: no line of the file holds it
+            file, line = f"{file} with --set {setting}", None
+        return ConfigError(message, file=file, path=format_path(path) or None, line=line)
 
     def override_near(self, path):
         """The `--set` that wrote at path, inside it or above it (None if none did): an

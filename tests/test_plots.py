@@ -77,7 +77,10 @@ def test_plot_command_writes_them_elsewhere(run_dir, tmp_path):
 
 def test_plot_fails_cleanly_on_an_empty_folder(tmp_path):
     _one_line(_run(["plot", str(tmp_path)]), "no metrics.jsonl here")
-    _one_line(_run(["plot", str(tmp_path / "nope")]), "not a folder")
+    _one_line(_run(["plot", str(tmp_path / "nope")]), "no such folder")
+    (tmp_path / "c.yaml").write_text(CONFIG)
+    _one_line(_run(["plot", str(tmp_path / "c.yaml")]), "not a run folder: plot takes the "
+                                                       "folder a run wrote")
 
 
 def test_plot_fails_cleanly_on_a_half_written_run(run_dir, tmp_path):

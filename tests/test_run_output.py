@@ -176,6 +176,9 @@ def test_quiet_still_says_how_to_continue_after_max_steps(write_config, tmp_path
                          "(did you mean 'optimizer'?)"),
     ("optimizer.type=adam", ":10: optimizer.momentum: 'momentum' is a key of sgd, not of adam; "
                             "adam takes: lr, weight_decay, beta1, beta2, eps"),
+    # a whole mapping from the flag: no line of the file is named
+    ("schedule={type: step, milestones: [3, 2]}",
+     "with --set schedule={type: step, milestones: [3, 2]}: schedule.milestones: must be"),
 ])
 def test_config_errors_point_at_the_likely_slip(write_config, flag, expected):
     result = _run(["summary", write_config(CONFIG), "--set", flag])

@@ -63,6 +63,11 @@ def read_checkpoint(path):
     Anything else is a UserError that says what the file is instead. Nothing in it is
     unpickled, and NumPy's own messages (its advice to load pickles) are not passed on.
     """
+    if os.path.isdir(path):
+        inside = [name for name in ("checkpoint-best.npz", "checkpoint-last.npz")
+                  if os.path.exists(os.path.join(path, name))]
+        hint = f": give a file in it ({' or '.join(inside)})" if inside else ""
+        raise UserError(f"is a folder, not a checkpoint{hint}", file=path)
     try:
         with open(path, "rb") as handle:
             raw = handle.read()

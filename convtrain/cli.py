@@ -164,8 +164,8 @@ def main():
 @click.option("--epochs", type=click.IntRange(min=1), help="Override train.epochs.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps in all.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/NAME-TIME).")
-@click.option("--resume", type=click.Path(dir_okay=False), help="Continue from a checkpoint.")
-@click.option("--init-from", type=click.Path(dir_okay=False),
+@click.option("--resume", type=click.Path(), help="Continue from a checkpoint.")
+@click.option("--init-from", type=click.Path(),
               help="Start from another run's weights (fine-tuning): weights only, a fresh "
                    "optimizer, the architecture checked.")
 @click.option("--init-from-skip", "init_skip", multiple=True, metavar="LAYER",
@@ -302,7 +302,7 @@ def plot(run_dir, out):
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
               show_default=True, help="html: one self-contained page of coloured grids.")
 @click.option("--full", is_flag=True, help="Print big arrays in full instead of summaries.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False),
+@click.option("--checkpoint", type=click.Path(),
               help="Trace a trained network's weights instead of its initialisation.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @reports_errors
@@ -336,7 +336,7 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides):
 
 @main.command(name="eval")
 @click.argument("config", type=click.Path(dir_okay=False))
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
+@click.option("--checkpoint", required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
@@ -375,7 +375,7 @@ def evaluate(config, checkpoint, fmt, overrides):
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
+@click.option("--checkpoint", required=True, type=click.Path())
 @click.option("--top", type=click.IntRange(min=1), default=1, show_default=True,
               help="How many of the best classes to list.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text",
@@ -438,7 +438,7 @@ def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, override
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
+@click.option("--checkpoint", required=True, type=click.Path())
 @click.option("--out", required=True, type=click.Path(),
               help="The .onnx file to write.")
 @click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True)
@@ -477,7 +477,7 @@ def export(config, checkpoint, out, opset, overrides):
               show_default=True)
 @click.option("--max-entries", type=click.IntRange(min=1), default=60, show_default=True,
               help="Tensors larger than this are sampled (seeded), smaller ones checked whole.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False),
+@click.option("--checkpoint", type=click.Path(),
               help="Check at a trained network's weights instead of its initialisation.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @reports_errors

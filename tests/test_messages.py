@@ -240,3 +240,14 @@ def test_a_checkpoint_that_records_its_layer_names_is_compared_name_by_name(smal
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert ("where the config has layer avgpool3 (avgpool), the checkpoint has maxpool3 "
             "(maxpool)") in result.stderr
+
+
+def test_a_run_folder_given_as_checkpoint_names_the_files_in_it(small, tmp_path):
+    run = tmp_path / "run"
+    assert CliRunner().invoke(main, ["train", small, "--out", str(run), "--quiet"]).exit_code == 0
+    for args in (["eval", small, "--checkpoint", str(run)],
+                 ["train", small, "--resume", str(run)]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and result.stderr == (
+            f"error: {run}: is a folder, not a checkpoint: give a file in it "
+            f"(checkpoint-best.npz or checkpoint-last.npz)\n")

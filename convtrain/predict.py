@@ -132,8 +132,9 @@ def top_classes(scores, top, names=None, probabilities=True):
         values = shifted / shifted.sum(axis=1, keepdims=True)
     else:
         values = scores
-    # a stable sort of -values: of equal values, the lower class first, as argmax does
-    order = np.argsort(-values, axis=1, kind="stable")[:, :top]
+    # Ranked by the scores themselves (two scores can round to one probability), stably:
+    # of equal scores the lower class first, as eval's argmax takes it.
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :top]
     key = "p" if probabilities else "score"
     return [[{"class": int(k), **({"name": names[k]} if names else {}),
               key: float(values[row, k])} for k in order[row]] for row in range(len(scores))]

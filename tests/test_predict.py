@@ -249,3 +249,17 @@ def test_labels_of_named_classes_are_named_and_hidden_files_are_skipped(colours,
     Image.new("RGB", (8, 8)).save(tmp_path / "new" / ".hidden.png")
     result = _predict(config, "--checkpoint", checkpoint, str(tmp_path / "new"))
     assert [row.split()[0] for row in result.stdout.splitlines()] == sorted(truth)
+
+
+def test_classes_are_ranked_by_score_as_evals_argmax_ranks_them():
+    from convtrain.predict import top_classes
+
+    # -90 and the float32 just above it: far below the best, their softmax rounds to one
+    # (subnormal) probability, yet the second is the larger score
+    close = np.nextafter(np.float32(-90.0), np.float32(0.0))
+    scores = np.array([[10.0, -90.0, close], [1.0, 1.0, 0.0]], dtype=np.float32)
+    shifted = np.exp(scores[0] - scores[0].max())
+    assert (shifted / shifted.sum())[1] == (shifted / shifted.sum())[2]
+    rows = top_classes(scores, 3)
+    assert [entry["class"] for entry in rows[0]] == [0, 2, 1]
+    assert [entry["class"] for entry in rows[1]][:2] == [0, 1]  # a tie: the lower class first

@@ -394,14 +394,27 @@ def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, override
     from convtrain.predict import check_top, read_inputs
 
     check_top(top, spec.num_outputs)
-    labels = data_names = None
-    if "-" in inputs:
-        if inputs != ("-",):
-            raise UserError("'-' (a data source of the config) is an INPUT of its own: give "
-                            "it alone, or files and folders", path="INPUT")
-        from convtrain.data import class_names, load_datasets
+    from_data = "-" in inputs
+    if from_data and inputs != ("-",):
+        raise UserError("'-' (a data source of the config) is an INPUT of its own: give it "
+                        "alone, or files and folders", path="INPUT")
+    if split and not from_data:
+        raise UserError("--split chooses the data source of INPUT '-'; the inputs here are "
+                        "files", path="--split")
+    # The checkpoint first: a wrong one fails before thousands of images are decoded.
+    _numba()
+    from convtrain.checkpoint import load_into
+    from convtrain.data import class_names, load_datasets
+    from convtrain.network import Network
+    from convtrain.predict import predict as run_predict
+    from convtrain.predict import predictions_text, top_classes
 
-        data_names = class_names(spec)
+    network = Network(spec)
+    meta = load_into(*loaded, spec, network)
+    classes = _matching_checkpoint(meta, spec, checkpoint,
+                                   class_names(spec) if from_data else None)
+    labels = None
+    if from_data:
         x, labels, val_x, val_y = load_datasets(spec, need_val=split != "train")
         if split == "val" and val_x is None:
             raise UserError("the config has no validation data (data.val)", path="--split")
@@ -409,19 +422,7 @@ def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, override
             x, labels = val_x, val_y
         names = [str(i) for i in range(len(labels))]
     else:
-        if split:
-            raise UserError("--split chooses the data source of INPUT '-'; the inputs here "
-                            "are files", path="--split")
         x, names = read_inputs(inputs, spec, resize)
-    _numba()
-    from convtrain.checkpoint import load_into
-    from convtrain.network import Network
-    from convtrain.predict import predict as run_predict
-    from convtrain.predict import predictions_text, top_classes
-
-    network = Network(spec)
-    meta = load_into(*loaded, spec, network)
-    classes = _matching_checkpoint(meta, spec, checkpoint, data_names)
     scores = run_predict(network, x, batch)
     rows = top_classes(scores, top, classes,
                        probabilities=spec.loss == "softmax_cross_entropy")

@@ -263,3 +263,9 @@ def test_classes_are_ranked_by_score_as_evals_argmax_ranks_them():
     rows = top_classes(scores, 3)
     assert [entry["class"] for entry in rows[0]] == [0, 2, 1]
     assert [entry["class"] for entry in rows[1]][:2] == [0, 1]  # a tie: the lower class first
+
+
+def test_a_wrong_checkpoint_is_named_before_any_input_is_read(colours, digits, tmp_path):
+    config, checkpoint, _ = colours
+    result = _predict(digits[0], "--checkpoint", checkpoint, str(tmp_path / "missing.png"))
+    assert result.exit_code == 2 and "checkpoint is of another architecture" in result.stderr

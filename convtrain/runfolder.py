@@ -27,7 +27,7 @@ def prepare_run_folder(name, out, resume):
     mix into an earlier run's files."""
     if out is None:
         if resume:
-            out = os.path.dirname(os.path.abspath(resume))
+            out = os.path.dirname(resume) or "."  # as the user wrote it, relative or not
         else:
             out = os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if os.path.exists(out) and not os.path.isdir(out):

@@ -209,3 +209,14 @@ def test_resuming_with_max_steps_already_reached_is_refused(write_config, tmp_pa
     assert (out / "checkpoint-last.npz").read_bytes() == before
     result = _run(["eval", config, "--checkpoint", str(out / "checkpoint-last.npz")])
     assert "(checkpoint at step 4, in epoch 1)" in result.stdout
+
+
+def test_a_resumed_run_prints_paths_as_they_were_given(write_config, tmp_path, monkeypatch):
+    config = write_config(CONFIG)
+    monkeypatch.chdir(tmp_path)
+    assert _run(["train", config, "--out", "run", "--max-steps", "2"]).exit_code == 0
+    result = _run(["train", "run/config.yaml", "--resume", "run/checkpoint-last.npz",
+                   "--max-steps", "4"])
+    assert result.exit_code == 0, result.output
+    assert "run/config.yaml --resume run/checkpoint-last.npz" in result.stderr
+    assert str(tmp_path) not in result.stderr

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from convtrain.errors import ConfigError
 from convtrain.fields import Section
 from convtrain.layer_specs import LAYER_SPECS, ResidualSpec, as_array, walk
 from convtrain.yamlsource import apply_override, did_you_mean, load_yaml
@@ -143,6 +144,16 @@ class Config:
     checkpoint_every: int
     trace: TraceSpec
     resolved: dict = field(compare=False, repr=False)
+    # The YAML it came from (lines, --set flags): for errors found after validation.
+    source: object = field(default=None, compare=False, repr=False)
+
+    def error(self, path, message):
+        """A ConfigError at key path (a dotted string) naming the file, the line or the
+        --set that gave it."""
+        keys = tuple(int(k) if k.isdigit() else k for k in path.split("."))
+        if self.source is None:
+            return ConfigError(message, file=self.file, path=path)
+        return self.source.error(keys, message)
 
     @property
     def output_shape(self):
@@ -221,7 +232,7 @@ def load_config(path, overrides=(), text=None):
     trace = _trace(top.section("trace", {}), input_shape, last_shape, layers)
     top.finish()
     return Config(str(path), name, seed, dtype, input_shape, layers, loss, optimizer, schedule,
-                  train, data, log, checkpoint_every, trace, top.resolved)
+                  train, data, log, checkpoint_every, trace, top.resolved, source)
 
 
 def _input_shape(top):

@@ -274,8 +274,8 @@ def load_datasets(config, need_val=True):
     `train` and `eval` see the same validation samples.
     """
     if config.data.train is None:
-        raise DataError("the config has no data.train source; this command needs data",
-                        file=config.file, path="data.train")
+        raise config.error("data.train", "the config has no data.train source; this command "
+                                         "needs data")
     dtype = np.dtype(config.dtype)
     x, y = load_source(config.data.train, config.input, config.num_outputs, dtype)
     val_x = val_y = None
@@ -283,9 +283,9 @@ def load_datasets(config, need_val=True):
         order = np.random.default_rng([config.seed, 1]).permutation(len(y))
         n_val = int(round(len(y) * config.data.val_split))
         if n_val == 0 or n_val == len(y):
-            raise DataError(f"a split of {config.data.val_split} leaves "
-                            f"{'no' if n_val == 0 else 'all'} samples for validation "
-                            f"out of {len(y)}", file=config.file, path="data.val.split")
+            raise config.error("data.val.split", f"a split of {config.data.val_split} leaves "
+                                                 f"{'no' if n_val == 0 else 'all'} samples "
+                                                 f"for validation out of {len(y)}")
         val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
         val_x, val_y = x.take(val_idx), y[val_idx]
         x, y = x.take(train_idx), y[train_idx]
@@ -293,11 +293,11 @@ def load_datasets(config, need_val=True):
         val_x, val_y = load_source(config.data.val, config.input, config.num_outputs, dtype)
     per_sample = lone_sample_batchnorm(config.layers)
     if per_sample and len(y) % config.train.batch_size == 1:
-        raise DataError(f"the last batch of every epoch would hold one sample ({len(y)} "
-                        f"training samples in batches of {config.train.batch_size}), and "
-                        f"batchnorm '{per_sample}' cannot train on one (the variance of one "
-                        f"sample is zero); choose another batch size",
-                        file=config.file, path="train.batch_size")
+        raise config.error("train.batch_size",
+                           f"the last batch of every epoch would hold one sample ({len(y)} "
+                           f"training samples in batches of {config.train.batch_size}), and "
+                           f"batchnorm '{per_sample}' cannot train on one (the variance of "
+                           f"one sample is zero); choose another batch size")
     return x, y, val_x, val_y
 
 

@@ -7,7 +7,6 @@ layers/<layer>/<norm> (the per-layer table's δ, ∇W, ΔW and W norms) with the
 epoch/<key> (train_loss, train_acc, val_loss, val_acc, images_per_s) at each epoch's end.
 """
 
-from convtrain.errors import UserError
 
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "images_per_s")
 
@@ -16,9 +15,9 @@ def require_tensorboardx(config):
     try:
         import tensorboardX  # noqa: F401
     except ImportError:
-        raise UserError("TensorBoard logging needs the tensorboardX package: pip install "
-                        "'convtrain[tensorboard]'", file=config.file,
-                        path="log.tensorboard") from None
+        raise config.error("log.tensorboard", "TensorBoard logging needs the tensorboardX "
+                                              "package: pip install "
+                                              "'convtrain[tensorboard]'") from None
 
 
 class EventWriter:

@@ -21,7 +21,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from convtrain.checkpoint import load_into
 from convtrain.data import load_datasets
-from convtrain.errors import ConfigError
 from convtrain.layer_specs import walk
 from convtrain.network import Network
 from convtrain.optim import Optimizer, learning_rate, step_learning_rate
@@ -183,8 +182,8 @@ def _trace_inputs(config):
         x, label, origin = trace.input, trace.target, "trace.input"
     else:
         if config.data.train is None:
-            raise ConfigError("nothing to trace: give `trace.input` (one sample) or a "
-                              "data.train source", file=config.file, path="trace")
+            raise config.error("trace", "nothing to trace: give `trace.input` (one sample) "
+                                        "or a data.train source")
         xs, ys, _, _ = load_datasets(config, need_val=False)
         x, label, origin = xs[0].astype(np.float64), int(ys[0]), "the first training sample"
         if trace.target is not None:
@@ -443,8 +442,9 @@ def _compare_published(config, steps, textbook, replays):
             continue
         value = step["value"]
         if printed.size != value.size:
-            raise ConfigError(f"has {printed.size} numbers but the trace step has {value.size}",
-                              file=config.file, path=f"trace.published.{step['layer']}.{step['what']}")
+            raise config.error(f"trace.published.{step['layer']}.{step['what']}",
+                               f"has {printed.size} numbers but the trace step has "
+                               f"{value.size}")
         printed = printed.reshape(value.shape)
         differs = np.abs(printed - value) > half_unit
         replay = replays.get((step["layer"], step["what"]))

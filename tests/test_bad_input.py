@@ -333,3 +333,18 @@ def test_commands_that_need_data_say_so_when_the_config_has_none(write_config):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
         assert "data.train: the config has no data.train source" in result.stderr
+
+
+def test_config_problems_found_with_the_data_name_their_line(write_config):
+    config = write_config("input: [1, 8, 8]\nlayers:\n  - {type: flatten}\n"
+                          "  - {type: dense, units: 10}\n  - {type: batchnorm}\n"
+                          "train: {batch_size: 16}\ndata:\n"
+                          "  train: {format: builtin, name: digits, limit: 33}\n")
+    result = CliRunner().invoke(main, ["train", config, "--smoke"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: {config}:6: train.batch_size: the last batch of "
+                                    f"every epoch would hold one sample")
+    result = CliRunner().invoke(main, ["train", config, "--smoke", "--set",
+                                       "data.val={split: 0.9999}"])
+    assert result.stderr.startswith(f"error: {config} with --set data.val={{split: 0.9999}}: "
+                                    f"data.val.split: a split of 0.9999 leaves all samples")

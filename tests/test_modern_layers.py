@@ -118,7 +118,7 @@ def test_a_last_batch_of_one_sample_is_refused_before_training(write_config, tmp
                           "data:\n  train: {format: builtin, name: digits, scale: 16, limit: 33}\n")
     result = CliRunner().invoke(main, ["train", config, "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
-    assert result.stderr.startswith(f"error: {config}: train.batch_size: the last batch of every "
+    assert result.stderr.startswith(f"error: {config}:7: train.batch_size: the last batch of every "
                                     f"epoch would hold one sample (33 training samples in "
                                     f"batches of 32)")
     assert not (tmp_path / "run").exists()

@@ -25,8 +25,10 @@ from convtrain.network import Network
 from convtrain.optim import Optimizer
 from convtrain.augment import EpochAugmentation
 from convtrain.runtime import available_cores, return_freed_memory
+from convtrain.stored_images import StoredImages
 
 KERNEL_MODULES = (augment, conv, dense, elementwise, norm, pool)
+BYTE_FORMATS = ("cifar10", "folder", "builtin")  # sources whose images are always uint8
 
 # Seconds each kernel took to compile on an empty cache (scripts/compile_times.py on
 # configs/digits.yaml and a config with every other layer type, on the 2-core development
@@ -106,14 +108,20 @@ def ready_all(steps):
 
 def compile_configs(configs):
     """Compile (or load) every kernel training each config uses: forward, backward, the
-    optimizer's update, in the config's dtype. Needs no data. Returns (the note, for each
+    optimizer's update, in the config's dtype, and the augmentation's for a source of
+    bytes. Needs no data. Returns (the note, for each
     config (kernel signatures it uses, how many of them no config before it uses))."""
     steps = []
     for config in configs:
         network = Network(config)
-        x = np.zeros((2,) + tuple(config.input), dtype=network.dtype)
+        source = config.data.train
+        # The augmentation kernel runs on the images as stored: bytes for the formats
+        # that hold bytes; an NPZ or CSV source's type is known only from its file.
+        stored = np.uint8 if source and source.format in BYTE_FORMATS else network.dtype
+        x = StoredImages(np.zeros((2,) + tuple(config.input), dtype=stored), network.dtype)
+        augment = source.augment if source and stored == np.uint8 else None
         steps.append((network, Optimizer(config.optimizer, network), x,
-                      np.zeros(2, dtype=np.int64)))
+                      np.zeros(2, dtype=np.int64), augment))
     _, note, planned = ready_all(steps)
     counts, seen = [], set()
     for step_calls in planned:

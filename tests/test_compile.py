@@ -166,6 +166,20 @@ def test_compile_of_several_configs_says_what_they_share(write_config, tmp_path)
     assert lines[2].startswith("kernels ready in ") and lines[3].startswith("kernel cache: ")
 
 
+def test_compile_includes_the_augmentation_of_a_source_of_bytes(write_config):
+    plain = small_cnn("plain")
+    augmented = plain.replace("limit: 400}", "limit: 400, augment: {pad_crop: 1, flip: true}}")
+    assert augmented != plain
+    first = write_config(plain, "plain.yaml")
+    second = write_config(augmented, "augmented.yaml")
+    result = CliRunner().invoke(main, ["compile", first, second])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    used = int(lines[0].split(": ")[1].split()[0])
+    assert lines[1] == f"{second}: {used + 1} kernel signatures ({used} also in the configs " \
+                       f"before)"  # crop_flip on uint8 images
+
+
 def test_compile_refuses_a_cache_folder_it_cannot_write(write_config, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     env["XDG_CACHE_HOME"] = "/proc/no-cache-here"  # not even root can make a folder in /proc

@@ -116,8 +116,10 @@ def _curves(plt, records, config):
     for r in steps:
         last_step[r["epoch"]] = max(last_step.get(r["epoch"], 0), r["step"])
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    # dots as well where there are few: one logged step is no line, and would not show
     loss_axis.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8,
-                   color="#9aa5b8", label="step loss (logged steps)")
+                   marker="." if len(steps) < 30 else None, color="#9aa5b8",
+                   label="step loss (logged steps)")
     if epochs:
         at = [last_step.get(e["epoch"], 0) for e in epochs]
         loss_axis.plot(at, [e["train_loss"] for e in epochs], "o-", color="#2855a6",

@@ -187,3 +187,13 @@ def test_colour_inputs_and_first_layer_kernels_are_drawn_in_colour(tmp_path):
     weight = network.layers[0].params["weight"][0]
     np.testing.assert_allclose(pictures[0], ((weight - weight.min()) / np.ptp(weight))
                                .transpose(1, 2, 0), rtol=1e-6)
+
+
+def test_a_single_logged_step_is_drawn_as_a_dot():
+    from convtrain import plots
+
+    plt = plots.require_pyplot()
+    records = [{"event": "step", "step": 5, "epoch": 1, "loss": 2.0}]
+    figure = plots._curves(plt, records, type("Config", (), {"name": "one-step"}))
+    line = figure.axes[0].get_lines()[0]
+    assert list(line.get_xdata()) == [5] and line.get_marker() == "."

@@ -194,6 +194,9 @@ def test_a_single_logged_step_is_drawn_as_a_dot():
 
     plt = plots.require_pyplot()
     records = [{"event": "step", "step": 5, "epoch": 1, "loss": 2.0}]
-    figure = plots._curves(plt, records, type("Config", (), {"name": "one-step"}))
+    from convtrain.config import load_config
+
+    config = load_config("one.yaml", text=CONFIG)
+    figure = plots._curves(plt, records, config)
     line = figure.axes[0].get_lines()[0]
     assert list(line.get_xdata()) == [5] and line.get_marker() == "."

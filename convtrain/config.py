@@ -70,6 +70,9 @@ class TrainSpec:
     clip_grad_norm: float = None
 
 
+CIFAR_INPUT = (3, 32, 32)
+
+
 @dataclass(frozen=True)
 class AugmentSpec:
     pad_crop: int = 0   # pad by this many pixels, then crop back to size at a random place
@@ -214,7 +217,7 @@ def load_config(path, overrides=(), text=None):
                            f"a batch of one cannot train batchnorm '{per_sample}': it "
                            f"normalises each feature over the batch, and the variance of one "
                            f"sample is zero; use a batch size of at least 2")
-    data = _data(top.section("data", {}), input_shape[0])
+    data = _data(top.section("data", {}), input_shape)
     if train.early_stopping and data.val is None and not data.val_split:
         raise source.error(("train", "early_stopping", "metric"),
                            f"early stopping watches {train.early_stopping.metric}, and the "
@@ -395,8 +398,8 @@ def _milestones(section):
     return tuple(value)
 
 
-def _data(section, channels):
-    train = (_source(section.section("train"), "data.train", channels) if section.has("train")
+def _data(section, input_shape):
+    train = (_source(section.section("train"), "data.train", input_shape) if section.has("train")
              else None)
     section.seen.add("train")
     val, split = None, 0.0
@@ -408,14 +411,20 @@ def _data(section, channels):
             split = val_section.get_float("split", positive=True, below=1.0)
             val_section.finish()
         else:
-            val = _source(val_section, "data.val", channels)
+            val = _source(val_section, "data.val", input_shape)
     section.seen.add("val")
     section.finish()
     return DataSpec(train, val, split)
 
 
-def _source(section, key_path, channels):
+def _source(section, key_path, input_shape):
     fmt = section.get_choice("format", FORMATS)
+    channels = input_shape[0]
+    if fmt == "cifar10" and tuple(input_shape) != CIFAR_INPUT:
+        # Named at `input`, the likelier slip, before mean and std are checked against it.
+        raise section.source.error(("input",), f"is {list(input_shape)}, but {key_path} is "
+                                               f"CIFAR-10, whose images are "
+                                               f"{list(CIFAR_INPUT)} (R, G, B, 32x32)")
     scale = section.get_float("scale", 1.0, positive=True)
     layout = section.get_choice("layout", ("nchw", "nhwc"), "nchw")
     limit = section.get_int("limit", None, minimum=1) if section.has("limit") else None

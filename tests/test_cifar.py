@@ -154,3 +154,16 @@ def test_bad_normalisation_and_split_are_config_errors(tmp_path, extra, words):
     result = CliRunner().invoke(main, ["summary", str(config)])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert all(word in result.stderr for word in words), result.stderr
+
+
+def test_an_input_that_is_not_cifars_shape_is_named_before_mean_and_std(tmp_path):
+    archive, _, _ = _distribution(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text("input: [1, 32, 32]\nlayers:\n  - {type: flatten}\n"
+                      "  - {type: dense, units: 10}\n"
+                      f"data:\n  train: {{format: cifar10, path: {archive}, "
+                      f"mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2]}}\n")
+    result = CliRunner().invoke(main, ["summary", str(config)])
+    assert result.exit_code == 2 and result.stderr == (
+        f"error: {config}:1: input: is [1, 32, 32], but data.train is CIFAR-10, whose images "
+        f"are [3, 32, 32] (R, G, B, 32x32)\n")

@@ -4,7 +4,9 @@ Written to a temp file in the same folder, fsynced, then renamed over the old
 one, so a crash at any moment leaves either the old or the new file, whole.
 Layout: "param/<layer>.<key>", "opt/<layer>.<key>/<state>", and "meta", the
 JSON of {epoch, step_in_epoch, global_step, optimizer_steps, best_val_acc,
-fingerprint, seed, ...} stored as uint8 bytes (no pickles anywhere).
+fingerprint, seed, preparation, classes, ...} stored as uint8 bytes (no pickles anywhere).
+Loading checks that a checkpoint fits the config: its architecture (load_into), and for
+eval, predict and export its input preparation, loss and classes (matching_classes).
 """
 
 import io
@@ -186,3 +188,33 @@ def load_weights(checkpoint, path, config, network, skip=()):
             layer.params[key][...] = params[f"{layer.name}.{key}"]
             loaded.append(layer.name)
     return list(dict.fromkeys(loaded))
+
+
+def preparation(config):
+    """How the network's inputs were prepared and its outputs read: data.train's scale,
+    mean and std, and the loss. A checkpoint keeps it, so that eval, predict and export
+    can refuse a config that would feed it differently."""
+    source = config.data.train
+    return {"scale": source.scale if source else 1.0,
+            "mean": list(source.mean) if source and source.mean else None,
+            "std": list(source.std) if source and source.std else None,
+            "loss": config.loss}
+
+
+def matching_classes(meta, spec, checkpoint, data_names=None):
+    """The checkpoint's class names (or data_names); refuses a config that would prepare
+    inputs, or read outputs, otherwise than the checkpoint's training did, and data whose
+    classes are others."""
+    trained, ours = meta.get("preparation"), preparation(spec)
+    if trained and trained != ours:
+        differ = "; ".join(f"{key} {trained.get(key)} there, {ours[key]} here"
+                           for key in ours if trained.get(key) != ours[key])
+        raise UserError(f"the checkpoint was trained with other input preparation or loss "
+                        f"({differ}): give the config it was trained with, its run folder's "
+                        f"config.yaml", file=checkpoint)
+    names = meta.get("classes")
+    if names and data_names and names != data_names:
+        raise UserError(f"the checkpoint was trained on the classes {', '.join(names)}, but "
+                        f"the config's data has {', '.join(data_names)}: its labels would "
+                        f"mean other classes", file=checkpoint)
+    return names or data_names

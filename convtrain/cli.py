@@ -90,27 +90,6 @@ def _progress(meta):
     return f"after {_epochs(meta.get('epochs_done'))}"
 
 
-def _matching_checkpoint(meta, spec, checkpoint, data_names=None):
-    """The checkpoint's class names (or data_names); refuses a config that would prepare
-    inputs, or read outputs, otherwise than the checkpoint's training did, and data whose
-    classes are others."""
-    from convtrain.runstate import preparation
-
-    trained, ours = meta.get("preparation"), preparation(spec)
-    if trained and trained != ours:
-        differ = "; ".join(f"{key} {trained.get(key)} there, {ours[key]} here"
-                           for key in ours if trained.get(key) != ours[key])
-        raise UserError(f"the checkpoint was trained with other input preparation or loss "
-                        f"({differ}): give the config it was trained with, its run folder's "
-                        f"config.yaml", file=checkpoint)
-    names = meta.get("classes")
-    if names and data_names and names != data_names:
-        raise UserError(f"the checkpoint was trained on the classes {', '.join(names)}, but "
-                        f"the config's data has {', '.join(data_names)}: its labels would "
-                        f"mean other classes", file=checkpoint)
-    return names or data_names
-
-
 def _read_checkpoint(path):
     """(read_checkpoint's result, path), or None without a path."""
     if path is None:
@@ -349,7 +328,7 @@ def evaluate(config, checkpoint, fmt, overrides):
     _numba()
     import numpy as np
 
-    from convtrain.checkpoint import load_into
+    from convtrain.checkpoint import load_into, matching_classes
     from convtrain.data import class_names, load_datasets
     from convtrain.network import Network
     from convtrain.report import class_report, confusion_text
@@ -358,7 +337,7 @@ def evaluate(config, checkpoint, fmt, overrides):
     x, y, val_x, val_y = load_datasets(spec)
     network = Network(spec)
     meta = load_into(*loaded, spec, network)
-    names = _matching_checkpoint(meta, spec, checkpoint, class_names(spec))
+    names = matching_classes(meta, spec, checkpoint, class_names(spec))
     which = "val" if val_x is not None else "train"
     if val_x is not None:
         x, y = val_x, val_y
@@ -403,37 +382,24 @@ def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, override
                         "files", path="--split")
     # The checkpoint first: a wrong one fails before thousands of images are decoded.
     _numba()
-    from convtrain.checkpoint import load_into
-    from convtrain.data import class_names, load_datasets
+    from convtrain.checkpoint import load_into, matching_classes
+    from convtrain.data import class_names
     from convtrain.network import Network
+    from convtrain.predict import data_source, prediction_records, predictions_text, top_classes
     from convtrain.predict import predict as run_predict
-    from convtrain.predict import predictions_text, top_classes
 
     network = Network(spec)
     meta = load_into(*loaded, spec, network)
-    classes = _matching_checkpoint(meta, spec, checkpoint,
-                                   class_names(spec) if from_data else None)
+    classes = matching_classes(meta, spec, checkpoint, class_names(spec) if from_data else None)
     labels = None
     if from_data:
-        x, labels, val_x, val_y = load_datasets(spec, need_val=split != "train")
-        if split == "val" and val_x is None:
-            raise UserError("the config has no validation data (data.val)", path="--split")
-        if val_x is not None and split != "train":
-            x, labels = val_x, val_y
-        names = [str(i) for i in range(len(labels))]
+        x, labels, names = data_source(spec, split)
     else:
         x, names = read_inputs(inputs, spec, resize)
     scores = run_predict(network, x, batch)
     rows = top_classes(scores, top, classes,
                        probabilities=spec.loss == "softmax_cross_entropy")
-    records = []
-    for i, (name, row) in enumerate(zip(names, rows)):
-        record = {"input": name}
-        if labels is not None:
-            record["label"] = int(labels[i])
-            if classes:
-                record["label_name"] = classes[labels[i]]
-        records.append({**record, "top": row, "scores": scores[i].tolist()})
+    records = prediction_records(names, rows, scores, labels, classes)
     click.echo(predictions_text(records, fmt, top), nl=False)
 
 
@@ -460,12 +426,12 @@ def export(config, checkpoint, out, opset, overrides):
         raise UserError(f"is a folder: give the file to write, e.g. "
                         f"{os.path.join(out, spec.name + '.onnx')}", file=out, path="--out")
     _numba()
-    from convtrain.checkpoint import load_into
+    from convtrain.checkpoint import load_into, matching_classes
     from convtrain.network import Network
 
     network = Network(spec)
     meta = load_into(*loaded, spec, network)
-    model = export_onnx(network, spec, opset, _matching_checkpoint(meta, spec, checkpoint))
+    model = export_onnx(network, spec, opset, matching_classes(meta, spec, checkpoint))
     write_model(model, out)
     click.echo(f"wrote {out}: ONNX opset {opset}, input 'input' [N, {', '.join(map(str, spec.input))}], "
                f"output 'scores' [N, {spec.num_outputs}]")

@@ -64,8 +64,8 @@ class Network:
         return out.reshape(out.shape[0], -1)
 
     def backward(self, dscores, input_grad=True):
-        """dscores (N, K) -> dx (N, *input); fills each layer's grads, and self.deltas
-        and mode.delta_norms as the mode asks.
+        """dscores (N, K) -> dx (N, *input); fills each layer's grads, and hands each
+        layer's delta to mode.keep (self.deltas, the log's hook, as the mode asks).
 
         input_grad=False lets the first layer skip dL/dx (returns None): training never
         reads it, and for a first conv layer it is as costly as the kernel gradient."""

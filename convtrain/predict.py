@@ -38,6 +38,19 @@ def read_inputs(paths, config, resize=False):
     return StoredImages(stored, config.dtype, scale, mean, std), names
 
 
+def data_source(spec, split=None):
+    """(StoredImages, labels, names "0", "1", ...) of the config's validation data, or its
+    training data for split "train" or without validation data."""
+    from convtrain.data import load_datasets
+
+    x, labels, val_x, val_y = load_datasets(spec, need_val=split != "train")
+    if split == "val" and val_x is None:
+        raise UserError("the config has no validation data (data.val)", path="--split")
+    if val_x is not None and split != "train":
+        x, labels = val_x, val_y
+    return x, labels, [str(i) for i in range(len(labels))]
+
+
 def _files(path):
     if os.path.isdir(path):
         found = []
@@ -144,6 +157,19 @@ def check_top(top, classes):
     if top > classes:
         raise UserError(f"{top} is more than the network's {classes} classes: at most "
                         f"{classes}", path="--top")
+
+
+def prediction_records(names, rows, scores, labels=None, classes=None):
+    """[{"input", "label" and "label_name" (with labels), "top", "scores"}], one per input."""
+    records = []
+    for i, (name, row) in enumerate(zip(names, rows)):
+        record = {"input": name}
+        if labels is not None:
+            record["label"] = int(labels[i])
+            if classes:
+                record["label_name"] = classes[labels[i]]
+        records.append({**record, "top": row, "scores": scores[i].tolist()})
+    return records
 
 
 def predictions_text(records, fmt, top):

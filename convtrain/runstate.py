@@ -6,7 +6,7 @@ arrays, so that `--resume` continues exactly where the run stopped.
 import dataclasses
 
 from convtrain.architecture import describe_architecture
-from convtrain.checkpoint import load_into, load_weights
+from convtrain.checkpoint import load_into, load_weights, preparation
 from convtrain.errors import UserError
 from convtrain.layer_specs import walk
 
@@ -22,17 +22,6 @@ def training_settings(config):
             else:  # a tuple as a list: as the checkpoint's JSON gives it back
                 settings[f"{section}.{key}"] = list(value) if isinstance(value, tuple) else value
     return settings
-
-
-def preparation(config):
-    """How the network's inputs were prepared and its outputs read: data.train's scale,
-    mean and std, and the loss. A checkpoint keeps it, so that eval, predict and export
-    can refuse a config that would feed it differently."""
-    source = config.data.train
-    return {"scale": source.scale if source else 1.0,
-            "mean": list(source.mean) if source and source.mean else None,
-            "std": list(source.std) if source and source.std else None,
-            "loss": config.loss}
 
 
 def changed_settings(before, now):

@@ -24,7 +24,7 @@ from convtrain.kernels import augment, conv, dense, elementwise, norm, pool
 from convtrain.network import Network
 from convtrain.optim import Optimizer
 from convtrain.augment import EpochAugmentation
-from convtrain.runtime import available_cores, return_freed_memory
+from convtrain.runtime import available_cores
 from convtrain.stored_images import StoredImages
 
 KERNEL_MODULES = (augment, conv, dense, elementwise, norm, pool)
@@ -99,7 +99,6 @@ def ready_all(steps):
     processes = compile_in_processes(missing, min(numba.get_num_threads(), available_cores()))
     for step in steps:
         warm_up(*step)
-    return_freed_memory()
     seconds = time.perf_counter() - started
     where = f" in {processes} processes" if processes > 1 else ""
     return seconds, (f"kernels ready in {seconds:.1f} s ({len(missing)} compiled{where}, "

@@ -137,21 +137,6 @@ def keep_freed_memory():
     mallopt(m_trim_threshold, 1 << 30)   # keep up to 1 GB of freed heap
 
 
-def return_freed_memory():
-    """Hand the free pages inside glibc's heap back to the OS (malloc_trim): once, after
-    compiling, whose many small freed blocks keep_freed_memory would otherwise keep, and
-    the training arrays, too big for their gaps, would be placed beside (ResNet-20 on
-    CIFAR-10 at batch 128: a first run's peak 710 MB against 642 MB with the kernels
-    cached). A no-op where the C library is not glibc."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):
-        pass
-
-
 def available_cores():
     """The cores this process may run on: its CPU affinity (taskset, cpusets), which can be
     fewer than the machine has. Numba sizes its default thread count the same way."""

@@ -141,7 +141,8 @@ def load_source(source, input_shape, num_classes, dtype):
             raise DataError(f"has {len(classes)} class folders ({', '.join(classes)}), but the "
                             f"network has {num_classes} outputs (the last layer, layers[-1] "
                             f"in the config, sets that number)", file=source.path, path=key_path)
-        images, labels = read_folder(source.path, input_shape, source.resize, key_path)
+        images, labels = read_folder(source.path, classes, input_shape, source.resize,
+                                     key_path)
         names = (source.path, source.path)
     else:
         images, labels = read_builtin(source.name)
@@ -189,13 +190,12 @@ def _stored_images(images, source, dtype, name):
     key_path = source.key_path
     if np.issubdtype(images.dtype, np.integer):
         stored = np.ascontiguousarray(images, dtype=images.dtype.newbyteorder("="))
-        extremes = np.stack([stored.min(axis=(0, 2, 3)), stored.max(axis=(0, 2, 3))])
     else:
         stored = images.astype(dtype, order="C")
         if not np.all(np.isfinite(stored)):
             raise DataError(f"contains values that are not finite in {dtype} (NaN or Inf)",
                             file=name, path=key_path)
-        extremes = np.stack([stored.min(axis=(0, 2, 3)), stored.max(axis=(0, 2, 3))])
+    extremes = np.stack([stored.min(axis=(0, 2, 3)), stored.max(axis=(0, 2, 3))])
     x = StoredImages(stored, dtype, source.scale, source.mean, source.std)
     # Batches are normalised when they are made; each channel's extremes tell now whether
     # any value of any batch would overflow dtype.

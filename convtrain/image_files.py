@@ -120,14 +120,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # a larger header is a decompression bomb, not a photo
 
 
-def read_folder(path, input_shape, resize, key_path):
-    """A folder with one subfolder per class (sorted names are classes 0, 1, ...) of PNG,
-    JPEG or BMP files, decoded by Pillow into (images (N, C, H, W) uint8, labels (N,)):
+def read_folder(path, classes, input_shape, resize, key_path):
+    """A folder with one subfolder per class (`classes`, from folder_classes: sorted names
+    are classes 0, 1, ...) of PNG, JPEG or BMP files, decoded by Pillow into (images
+    (N, C, H, W) uint8, labels (N,)):
     grey for one input channel, RGB for three; sizes other than input's are refused, or
     resized (bilinear) with `resize: true`. Decoded once: later runs read folder_cache's
     file while the folder's files are unchanged."""
     require_pillow(path, key_path)
-    classes = folder_classes(path, key_path)
     channels, height, width = input_shape
     if channels not in (1, 3):
         raise DataError(f"image folders give 1 (grey) or 3 (RGB) channels, but input has "

@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from convtrain import __version__
+from convtrain.checkpoint import preparation
 from convtrain.errors import UserError
 
 DEFAULT_OPSET = 17
@@ -76,7 +77,6 @@ _IR_VERSION = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
 
 def preprocessing_metadata(config, classes):
     """{key: JSON text}: what a user of the file needs to feed it as training did."""
-    source = config.data.train
     meta = {"config_name": config.name,
             "input": list(config.input),
             "preprocessing": (
@@ -91,11 +91,8 @@ def preprocessing_metadata(config, classes):
                        if config.loss == "softmax_cross_entropy" else
                        f"the last layer's outputs, trained with the {config.loss} loss; the "
                        f"largest is the class"),
-            "scale": source.scale if source else 1.0,
-            "mean": list(source.mean) if source and source.mean else None,
-            "std": list(source.std) if source and source.std else None,
-            "classes": list(classes) if classes else None,
-            "loss": config.loss}
+            **preparation(config),  # scale, mean, std, loss: as checkpoints record them
+            "classes": list(classes) if classes else None}
     return {f"convtrain.{key}": json.dumps(value) for key, value in meta.items()}
 
 

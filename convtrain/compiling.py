@@ -26,6 +26,7 @@ from convtrain.optim import Optimizer
 from convtrain.augment import EpochAugmentation
 from convtrain.runtime import available_cores
 from convtrain.stored_images import StoredImages
+from convtrain.team import Solo
 
 KERNEL_MODULES = (augment, conv, dense, elementwise, norm, pool)
 BYTE_FORMATS = ("cifar10", "folder", "builtin")  # sources whose images are always uint8
@@ -35,11 +36,11 @@ BYTE_FORMATS = ("cifar10", "folder", "builtin")  # sources whose images are alwa
 # machine), the functions it calls included. Only their ratios matter: they balance the
 # work between processes. A kernel missing here counts as UNLISTED_S.
 COMPILE_S = {
-    "conv2d_forward": 2.6, "conv2d_backward_weight": 2.3, "conv2d_backward_input": 1.6,
+    "conv2d_forward": 2.6, "conv2d_weight_per_sample": 2.3, "conv2d_backward_input": 1.6,
     "maxpool_forward": 0.8, "avgpool_forward": 0.8, "avgpool_backward": 0.6,
-    "conv2d_backward_bias": 0.6, "maxpool2x2_forward": 0.55, "maxpool_backward": 0.5,
+    "conv2d_bias_column_sums": 0.6, "maxpool2x2_forward": 0.55, "maxpool_backward": 0.5,
     "adam_update": 0.45, "dense_backward_params": 0.35, "sgd_update": 0.3,
-    "batchnorm_forward_train": 0.65, "batchnorm_backward": 0.55, "batchnorm_forward_eval": 0.5,
+    "batchnorm_normalise": 0.5, "batchnorm_backward_input": 0.5, "batchnorm_forward_eval": 0.5,
     "globalavgpool_forward": 0.5, "globalavgpool_backward": 0.35,
 }
 UNLISTED_S = 0.2
@@ -70,11 +71,16 @@ def warm_up(network, optimizer, x, y, augment=None):
     saved = {k: v.copy() for k, v in network.state().items()}
     saved_opt = {k: v.copy() for k, v in optimizer.state.items()}
     steps = optimizer.steps
-    # Training never asks for dL/dx: a network whose only conv layer is the first never
-    # calls conv2d_backward_input (1.6 s to compile).
-    network.loss_and_gradients(x[:2], y[:2], input_grad=False)
-    optimizer.step(0.0)
-    network.forward(x[:2])  # validation's forward: batchnorm's running-statistics kernel
+    # Each process warms up on its own, when it is ready, sharing its batch with no other.
+    team, network.mode.team = network.mode.team, Solo()
+    try:
+        # Training never asks for dL/dx: a network whose only conv layer is the first never
+        # calls conv2d_backward_input (1.6 s to compile).
+        network.loss_and_gradients(x[:2], y[:2], input_grad=False)
+        optimizer.step(0.0)
+        network.forward(x[:2])  # validation's forward: batchnorm's running-statistics kernel
+    finally:
+        network.mode.team = team
     network.load_state(saved)
     optimizer.load_state(saved_opt, steps)
     return time.perf_counter() - started

@@ -7,29 +7,35 @@ import numpy as np
 def first_bad_output(network, xb):
     """'; ...' naming the first layer whose output is not finite, or, when all are, the
     last layer's largest score (the loss itself overflowed). Re-runs the forward pass:
-    only called once, on the way out."""
+    only called once, on the way out. Every layer runs, even after a bad one, so that
+    processes sharing the batch run the same batchnorm sums (mode.team); theirs are
+    combined."""
     network.mode.training = True  # as in the step that failed
+    team = network.mode.team
     with np.errstate(over="ignore", invalid="ignore"):
-        bad, out = _first_bad_output(network.layers, xb)
-    if bad:
-        return f"; the first non-finite output is at layer {bad}"
-    largest = float(np.max(np.abs(out)))
-    return f"; the outputs of the last layer, {network.layers[-1].name}, reach {largest:.3g}"
+        bad, out = _first_bad_output(network.layers, team.own_rows(xb))
+        largest = team.gather_rows(np.array([np.max(np.abs(out))]))
+    names = [layer.name for layer in network.all_layers()]
+    found = team.gather_rows(np.array([names.index(bad) if bad else len(names)]))
+    if found.min() < len(names):
+        return f"; the first non-finite output is at layer {names[found.min()]}"
+    return (f"; the outputs of the last layer, {network.layers[-1].name}, reach "
+            f"{float(largest.max()):.3g}")
 
 
 def _first_bad_output(layers, out):
     """(name of the first layer of `layers` whose output is not finite, looking inside a
     residual block's branches, or None; the last output)."""
+    first = None
     for layer in layers:
         inside = None
         if layer.children():
             inside = (_first_bad_output(layer.body, out)[0]
                       or _first_bad_output(layer.shortcut, out)[0])
-        result = layer.forward(out)
-        if not np.all(np.isfinite(result)):
-            return inside or layer.name, result
-        out = result
-    return None, out
+        out = layer.forward(out)
+        if first is None and not np.all(np.isfinite(out)):
+            first = inside or layer.name
+    return first, out
 
 
 def first_bad_delta(network, xb=None, yb=None):

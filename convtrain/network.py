@@ -85,12 +85,18 @@ class Network:
     def loss_and_gradients(self, x, labels, input_grad=True):
         """Forward, loss, backward: the one path training and gradient checks share.
 
-        Returns (loss, scores, dx); dx is None when input_grad is False.
+        x (B, *input) and labels (B,) are the whole batch. When processes share it
+        (mode.team), this one computes its own rows and the scores are put together, so
+        that loss, accuracy and the gradients are the whole batch's on every process.
+
+        Returns (loss, scores (B, K), dx of this process's rows); dx is None when
+        input_grad is False.
         """
+        team = self.mode.team
         self.deltas = {}  # the last step's, freed before this forward keeps its caches
-        scores = self.forward(x, training=True)
+        scores = team.gather_rows(self.forward(team.own_rows(x), training=True))
         loss, dscores, _ = self.loss_fn(scores, labels)
-        dx = self.backward(dscores, input_grad)
+        dx = self.backward(team.own_rows(dscores), input_grad)
         return loss, scores, dx
 
     def parameters(self):

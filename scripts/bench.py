@@ -172,8 +172,8 @@ def _convtrain_kernels(network, x):
 def _one_layers_kernels(layer, x):
     import numpy as np
 
-    from convtrain.kernels.conv import (conv2d_backward_input, conv2d_backward_weight,
-                                        conv2d_forward)
+    from convtrain.kernels.conv import (add_samples_in_order, conv2d_backward_input,
+                                        conv2d_forward, conv2d_weight_per_sample)
 
     xp = layer.pad(x)
     w = layer.correlation_kernel()
@@ -181,9 +181,16 @@ def _one_layers_kernels(layer, x):
     sh, sw = layer.spec.stride
     y = np.empty((len(x),) + layer.spec.out_shape, dtype=np.float32)
     dout = np.ones_like(y)
-    dw, dxp = np.empty_like(w), np.empty_like(xp)
+    dxp = np.empty_like(xp)
+    filters, channels, kh, kw = w.shape
+    per_sample = np.empty((len(x), channels * kh * kw, filters), dtype=np.float32)
+
+    def weight_grad():
+        conv2d_weight_per_sample(xp, dout, kh, kw, sh, sw, per_sample)
+        add_samples_in_order(per_sample, np.zeros(per_sample.shape[1:]))
+
     kernels = {"forward": lambda: conv2d_forward(xp, w, b, sh, sw, y),
-               "weight grad": lambda: conv2d_backward_weight(xp, dout, sh, sw, dw),
+               "weight grad": weight_grad,
                "input grad": lambda: conv2d_backward_input(dout, w, sh, sw, dxp)}
     for kernel in kernels.values():
         kernel.flops = layer.spec.flops() * len(x)

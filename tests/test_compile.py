@@ -120,8 +120,9 @@ def test_planned_calls_are_the_signatures_the_warm_up_calls(write_config, tmp_pa
     assert planned == called
     names = {name for name, _ in planned}
     assert {"conv2d_forward", "conv2d_backward_input", "tanh_backward", "sigmoid_forward",
-            "maxpool2x2_forward", "sgd_update", "batchnorm_forward_train",
-            "batchnorm_forward_eval", "batchnorm_backward"} <= names
+            "maxpool2x2_forward", "sgd_update", "batchnorm_normalise",
+            "batchnorm_forward_eval", "batchnorm_backward_input", "add_channel_sums",
+            "add_backward_sums", "add_samples_in_order"} <= names
 
 
 def test_planned_calls_leave_the_network_as_it_was():
@@ -145,7 +146,7 @@ def test_kernels_sharing_a_function_compile_in_one_process_and_the_rest_balance(
     owner = {call[0].py_func.__name__: index for index, share in enumerate(shares)
              for call in share}
     # both call im2col: one process writes its cache entry
-    assert owner["conv2d_forward"] == owner["conv2d_backward_weight"]
+    assert owner["conv2d_forward"] == owner["conv2d_weight_per_sample"]
     assert len(shares) == 3 and all(shares)
     seconds = [sum(compiling.COMPILE_S.get(d.py_func.__name__, compiling.UNLISTED_S)
                    for d, _ in share) for share in shares]

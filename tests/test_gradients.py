@@ -123,9 +123,9 @@ def test_checker_catches_stride_ignored_in_backward(monkeypatch):
     """The classic bug: a backward that ignores the forward's stride."""
     import convtrain.layers.conv as conv_module
 
-    real = conv_module.conv2d_backward_weight
-    monkeypatch.setattr(conv_module, "conv2d_backward_weight",
-                        lambda xp, dout, sh, sw, dw: real(xp, dout, 1, 1, dw))
+    real = conv_module.conv2d_weight_per_sample
+    monkeypatch.setattr(conv_module, "conv2d_weight_per_sample",
+                        lambda xp, dout, kh, kw, sh, sw, grads: real(xp, dout, kh, kw, 1, 1, grads))
     rows = _check(_network([CONV_CASES["corr-s2-same"]]))
     assert any(not r.passed for r in rows)
 

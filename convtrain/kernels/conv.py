@@ -150,47 +150,63 @@ def conv2d_backward_input(dout, w, stride_h, stride_w, dxp):
 
 
 @njit(parallel=True, cache=True)
-def conv2d_backward_weight(xp, dout, stride_h, stride_w, dw):
-    """dw = sum over the batch of xp ⋆ dout. xp (N, C, HP, WP), dout (N, F, OH, OW); writes dw (F, C, KH, KW)."""
+def conv2d_weight_per_sample(xp, dout, kernel_h, kernel_w, stride_h, stride_w, per_sample):
+    """Each sample's own kernel gradient, xp[n] ⋆ dout[n], transposed: per_sample[n, r, f]
+    = dw_n[f, c, kh, kw] with r = (c*KH + kh)*KW + kw. xp (N, C, HP, WP), dout (N, F, OH, OW);
+    writes per_sample (N, C*KH*KW, F). One iteration per sample, no shared output."""
     n_samples, filters, out_h, out_w = dout.shape
-    channels, kernel_h, kernel_w = dw.shape[1], dw.shape[2], dw.shape[3]
+    channels = xp.shape[1]
     rows = channels * kernel_h * kernel_w
-    # Each sample's own gradient first (one iteration per sample, no shared output),
-    # transposed: BLAS runs cols (rows, L) times dout[n]^T faster than dout[n] (F, L)
-    # times cols^T (conv2: 9 against 14 us per sample; conv1 about the same)...
-    per_sample = np.empty((n_samples, rows, filters), dtype=dw.dtype)
+    # Transposed because BLAS runs cols (rows, L) times dout[n]^T faster than dout[n]
+    # (F, L) times cols^T (LeNet's conv2: 9 against 14 us per sample; conv1 about the same).
     for n in prange(n_samples):
         shifted = np.empty((channels, kernel_w, xp.shape[2], out_w), dtype=xp.dtype)
         cols = np.empty((rows, out_h * out_w), dtype=xp.dtype)
         im2col(xp[n], kernel_h, stride_h, stride_w, shifted, cols)
         np.dot(cols, dout[n].reshape((filters, out_h * out_w)).T, per_sample[n])
-    # ...then their sum over the batch in sample order, in float64; iteration r owns
-    # dw[:, r] and reads per_sample[:, r, :], F contiguous values per sample.
-    for r in prange(rows):
-        total = np.zeros(filters)
-        for n in range(n_samples):
-            for f in range(filters):
-                total[f] += per_sample[n, r, f]
-        c, k = r // (kernel_h * kernel_w), r % (kernel_h * kernel_w)
-        for f in range(filters):
-            dw[f, c, k // kernel_w, k % kernel_w] = total[f]
 
 
 @njit(parallel=True, cache=True)
-def conv2d_backward_bias(dout, db):
-    """db[f] = sum of dout[:, f]. dout (N, F, OH, OW); writes db (F,)."""
+def add_samples_in_order(per_sample, total):
+    """total += per_sample[0] + per_sample[1] + ..., one float64 running sum per entry,
+    samples in order. per_sample (N, R, F) float32 or float64; total (R, F) float64.
+    Iteration r owns total[r] and reads per_sample[:, r, :], F contiguous values per
+    sample. Starting from a total handed on by the process before keeps the additions
+    those of one process summing the whole batch (convtrain.team)."""
+    n_samples, rows, filters = per_sample.shape
+    for r in prange(rows):
+        running = total[r].copy()
+        for n in range(n_samples):
+            for f in range(filters):
+                running[f] += per_sample[n, r, f]
+        total[r] = running
+
+
+@njit(parallel=True, cache=True)
+def conv2d_bias_column_sums(dout, column_sums):
+    """column_sums[f, ow] += sum over n and oh of dout[n, f, oh, ow], in (n, oh) order.
+    dout (N, F, OH, OW); column_sums (F, OW) float64.
+
+    One float64 partial sum per output column keeps the inner loop independent and
+    vectorised (a single running sum would not vectorise without letting the compiler
+    reorder it); `add_columns_in_order` adds the columns up last. Parallel over filters:
+    iteration f owns column_sums[f]."""
     n_samples, filters, out_h, out_w = dout.shape
-    # Parallel over filters: iteration f owns db[f]. One float64 partial sum per output
-    # column keeps the inner loop independent and vectorised (a single running sum
-    # would not vectorise without letting the compiler reorder it); the columns are
-    # added up last, in order.
     for f in prange(filters):
-        column_sums = np.zeros(out_w)
+        columns = column_sums[f].copy()
         for n in range(n_samples):
             for oh in range(out_h):
                 for ow in range(uint64(out_w)):
-                    column_sums[ow] += dout[n, f, oh, ow]
+                    columns[ow] += dout[n, f, oh, ow]
+        column_sums[f] = columns
+
+
+@njit(cache=True)
+def add_columns_in_order(column_sums, db):
+    """db[f] = column_sums[f, 0] + column_sums[f, 1] + ... in order, in float64.
+    column_sums (F, OW) float64; writes db (F,)."""
+    for f in range(column_sums.shape[0]):
         acc = 0.0
-        for ow in range(out_w):
-            acc += column_sums[ow]
+        for ow in range(column_sums.shape[1]):
+            acc += column_sums[f, ow]
         db[f] = acc

@@ -7,7 +7,9 @@
 Statistics are over M = N*L values per channel: N for a vector, N*H*W for an image.
 
 Each `prange` iteration owns one channel; its sums over the batch run in one fixed order
-(n, then l) in float64, so results are the same for any number of threads.
+(n, then l) in float64, so results are the same for any number of threads. The sums are
+kernels of their own (`add_*`), apart from the passes that use them, so that a batch split
+between processes sums as one (convtrain.team).
 """
 
 import numpy as np
@@ -15,25 +17,41 @@ from numba import njit, prange, uint64
 
 
 @njit(parallel=True, cache=True)
-def batchnorm_forward_train(x, gamma, beta, eps, out, xhat, mean, var, inv_std):
-    """out = gamma * xhat + beta with the batch's own statistics (biased variance, two
-    passes for accuracy). Writes out, xhat (N, C, L), mean, var and inv_std (C,)."""
+def add_channel_sums(x, total):
+    """total[c] += the sum of x[:, c, :], in float64, in (n, l) order. x (N, C, L);
+    total (C,) float64. Starting from a total handed on by the process before keeps the
+    additions those of one process summing the whole batch (convtrain.team)."""
     n_samples, channels, length = x.shape
-    count = n_samples * length
     for c in prange(channels):
-        total = 0.0
+        running = total[c]
         for n in range(n_samples):
             for i in range(uint64(length)):
-                total += x[n, c, i]
-        mu = total / count
-        squares = 0.0
+                running += x[n, c, i]
+        total[c] = running
+
+
+@njit(parallel=True, cache=True)
+def add_centred_squares(x, mean, total):
+    """total[c] += the sum of (x[:, c, :] - mean[c])^2, in float64, in (n, l) order: the
+    second pass of a two-pass variance. x (N, C, L); mean, total (C,) float64."""
+    n_samples, channels, length = x.shape
+    for c in prange(channels):
+        running = total[c]
+        mu = mean[c]
         for n in range(n_samples):
             for i in range(uint64(length)):
                 centred = x[n, c, i] - mu
-                squares += centred * centred
-        variance = squares / count
-        scale = 1.0 / np.sqrt(variance + eps)
-        mean[c], var[c], inv_std[c] = mu, variance, scale
+                running += centred * centred
+        total[c] = running
+
+
+@njit(parallel=True, cache=True)
+def batchnorm_normalise(x, gamma, beta, mean, inv_std, out, xhat):
+    """xhat = (x - mean[c]) * inv_std[c] and out = gamma * xhat + beta with the batch's
+    statistics. x (N, C, L); writes out and xhat (N, C, L)."""
+    n_samples, channels, length = x.shape
+    for c in prange(channels):
+        mu, scale = mean[c], inv_std[c]
         for n in range(n_samples):
             for i in range(uint64(length)):
                 normalised = (x[n, c, i] - mu) * scale
@@ -54,20 +72,29 @@ def batchnorm_forward_eval(x, gamma, beta, eps, running_mean, running_var, out):
 
 
 @njit(parallel=True, cache=True)
-def batchnorm_backward(dout, xhat, gamma, inv_std, dx, dgamma, dbeta):
-    """The full gradient through the batch statistics:
-        dbeta = sum dout, dgamma = sum dout * xhat (over n and l, per channel),
-        dx = gamma * inv_std / M * (M * dout - dbeta - xhat * dgamma).
-    Writes dx (N, C, L), dgamma and dbeta (C,)."""
+def add_backward_sums(dout, xhat, sums):
+    """sums[0, c] += the sum of dout[:, c, :] (dbeta) and sums[1, c] += the sum of
+    dout * xhat over the same values (dgamma), in float64, in (n, l) order.
+    dout, xhat (N, C, L); sums (2, C) float64."""
     n_samples, channels, length = dout.shape
-    count = n_samples * length
     for c in prange(channels):
-        sum_dout, sum_dout_xhat = 0.0, 0.0
+        sum_dout, sum_dout_xhat = sums[0, c], sums[1, c]
         for n in range(n_samples):
             for i in range(uint64(length)):
                 sum_dout += dout[n, c, i]
                 sum_dout_xhat += dout[n, c, i] * xhat[n, c, i]
-        dgamma[c], dbeta[c] = sum_dout_xhat, sum_dout
+        sums[0, c], sums[1, c] = sum_dout, sum_dout_xhat
+
+
+@njit(parallel=True, cache=True)
+def batchnorm_backward_input(dout, xhat, gamma, inv_std, sums, count, dx):
+    """The full gradient through the batch statistics, given the batch's sums (sums[0] =
+    dbeta, sums[1] = dgamma, from add_backward_sums) over its M = count values per channel:
+        dx = gamma * inv_std / M * (M * dout - dbeta - xhat * dgamma).
+    dout, xhat (N, C, L); gamma (C,); inv_std (C,) float64; writes dx (N, C, L)."""
+    n_samples, channels, length = dout.shape
+    for c in prange(channels):
+        sum_dout, sum_dout_xhat = sums[0, c], sums[1, c]
         scale = gamma[c] * inv_std[c] / count
         for n in range(n_samples):
             for i in range(uint64(length)):

@@ -7,7 +7,8 @@
                     return None: nobody reads the gradient of the input images
     params / grads  dicts with the same keys ("weight", "bias"), arrays of the same shapes
     buffers         state that is not trained but saved (batchnorm's running statistics)
-    mode            the network's Mode: training or not, the global step (dropout)
+    mode            the network's Mode: training or not, the global step (dropout), the
+                    processes sharing the batch (mode.team)
     kink_state()    the discrete choices the last forward made (ReLU signs, max-pool
                     winners) or None: a gradient check reports a finite difference whose
                     perturbation changed them as a kink, not as a wrong gradient
@@ -16,6 +17,8 @@
 import time
 
 import numpy as np
+
+from convtrain.team import Solo
 
 
 class Mode:
@@ -34,6 +37,9 @@ class Mode:
         self.seed = seed
         # {layer name: {"forward_ms", "backward_ms"}} of the last pass, or None: not timed.
         self.timings = None
+        # The processes sharing each batch (convtrain.team): batchnorm's statistics, dropout's
+        # masks and every gradient summed over the batch are the whole batch's.
+        self.team = Solo()
 
     def keep(self, deltas, name, delta):
         """Backward's delta at layer `name`'s output: into deltas and the hook, as asked."""

@@ -10,10 +10,12 @@ for both conventions.
 import numpy as np
 
 from convtrain.kernels.conv import (
-    conv2d_backward_bias,
+    add_columns_in_order,
+    add_samples_in_order,
     conv2d_backward_input,
-    conv2d_backward_weight,
+    conv2d_bias_column_sums,
     conv2d_forward,
+    conv2d_weight_per_sample,
 )
 from convtrain.layers.base import Layer, initial_biases, initial_weights
 
@@ -61,14 +63,25 @@ class Conv2d(Layer):
         xp, w = self.cache
         dout = np.ascontiguousarray(dout)
         stride_h, stride_w = self.spec.stride
-        dw = np.empty_like(w)
-        conv2d_backward_weight(xp, dout, stride_h, stride_w, dw)
+        team = self.mode.team
+        filters, channels, kernel_h, kernel_w = w.shape
+        # Each sample's gradient here, then their sum in sample order: float64 totals that
+        # the processes before this one have started (team.chain), so the sum is the one a
+        # single process makes over the whole batch.
+        per_sample = np.empty((dout.shape[0], channels * kernel_h * kernel_w, filters),
+                              dtype=self.dtype)
+        conv2d_weight_per_sample(xp, dout, kernel_h, kernel_w, stride_h, stride_w, per_sample)
+        total = team.chain(np.zeros(per_sample.shape[1:]),
+                           lambda total: add_samples_in_order(per_sample, total))
+        dw = total.T.reshape(w.shape).astype(self.dtype)
         if self.spec.op == "convolution":
             dw = np.ascontiguousarray(dw[:, :, ::-1, ::-1])
         self.grads["weight"] = dw
         if self.spec.bias:
-            db = np.empty(self.spec.filters, dtype=self.dtype)
-            conv2d_backward_bias(dout, db)
+            column_sums = team.chain(np.zeros((filters, dout.shape[3])),
+                                     lambda sums: conv2d_bias_column_sums(dout, sums))
+            db = np.empty(filters, dtype=self.dtype)
+            add_columns_in_order(column_sums, db)
             self.grads["bias"] = db
         if not need_dx:
             return None

@@ -26,7 +26,10 @@ class Dropout(Layer):
         if not self.mode.training or self.spec.rate == 0.0:
             self.cache = None
             return x
-        self.cache = self.mask(x.shape)
+        # The whole batch's mask, of which this process takes its own samples' rows: so the
+        # masks do not depend on how many processes share the batch.
+        team = self.mode.team
+        self.cache = team.own_rows(self.mask((team.size * x.shape[0],) + x.shape[1:]))
         return x * self.cache
 
     def backward(self, dout, need_dx=True):

@@ -5,9 +5,12 @@ running ones; anything else (validation, eval) uses the running statistics."""
 import numpy as np
 
 from convtrain.kernels.norm import (
-    batchnorm_backward,
+    add_backward_sums,
+    add_centred_squares,
+    add_channel_sums,
+    batchnorm_backward_input,
     batchnorm_forward_eval,
-    batchnorm_forward_train,
+    batchnorm_normalise,
 )
 from convtrain.layers.base import Layer
 
@@ -45,11 +48,16 @@ class BatchNorm(Layer):
             batchnorm_forward_eval(x3, gamma, beta, spec.eps, self.buffers["running_mean"],
                                    self.buffers["running_var"], out)
             return out.reshape(x.shape)
-        channels = spec.in_shape[0]
+        channels, team = spec.in_shape[0], self.mode.team
+        # Statistics over the whole batch, whichever processes hold its samples: each sum
+        # is one float64 running total handed from process to process (team.chain).
+        count = team.size * x3.shape[0] * x3.shape[2]
+        mean = team.chain(np.zeros(channels), lambda total: add_channel_sums(x3, total)) / count
+        var = team.chain(np.zeros(channels),
+                         lambda total: add_centred_squares(x3, mean, total)) / count
+        inv_std = 1.0 / np.sqrt(var + spec.eps)
         xhat = np.empty_like(x3)
-        mean, var, inv_std = np.empty(channels), np.empty(channels), np.empty(channels)
-        batchnorm_forward_train(x3, gamma, beta, spec.eps, out, xhat, mean, var, inv_std)
-        count = x3.shape[0] * x3.shape[2]
+        batchnorm_normalise(x3, gamma, beta, mean, inv_std, out, xhat)
         for key, batch in (("running_mean", mean), ("running_var", var * count / (count - 1))):
             running = self.buffers[key]
             running[...] = (1.0 - spec.momentum) * running + spec.momentum * batch
@@ -59,9 +67,13 @@ class BatchNorm(Layer):
     def backward(self, dout, need_dx=True):
         xhat, inv_std, shape = self.cache
         dout3 = np.ascontiguousarray(dout).reshape(xhat.shape)
+        team = self.mode.team
+        sums = team.chain(np.zeros((2, xhat.shape[1])),
+                          lambda sums: add_backward_sums(dout3, xhat, sums))
         dx = np.empty_like(xhat)
-        dgamma, dbeta = np.empty(xhat.shape[1], self.dtype), np.empty(xhat.shape[1], self.dtype)
-        batchnorm_backward(dout3, xhat, self._gamma_beta()[0], inv_std, dx, dgamma, dbeta)
+        count = team.size * xhat.shape[0] * xhat.shape[2]
+        batchnorm_backward_input(dout3, xhat, self._gamma_beta()[0], inv_std, sums, count, dx)
         if self.spec.affine:
-            self.grads["weight"], self.grads["bias"] = dgamma, dbeta
+            self.grads["weight"], self.grads["bias"] = (sums[1].astype(self.dtype),
+                                                        sums[0].astype(self.dtype))
         return dx.reshape(shape)

@@ -13,31 +13,58 @@ import sys
 import click
 
 from convtrain import __version__
-from convtrain.errors import RunFailed, UserError, printable
+from convtrain.errors import EndedElsewhere, RunFailed, UserError, printable
 
 
 def reports_errors(command):
-    """Turn UserError into one line + exit 2 and RunFailed into one line + exit 1."""
+    """Turn UserError into one line + exit 2 and RunFailed into one line + exit 1. Of a
+    run on several processes (convtrain.distributed), only rank 0 prints an error that
+    every process met; one that a process met alone ends the whole job."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except UserError as exc:
-            click.echo(exc.one_line(), err=True)
+        except EndedElsewhere as exc:
             sys.exit(exc.exit_code)
+        except UserError as exc:
+            # The same input gives every process the same error; input that only some can
+            # read is agreed on first (MpiTeam.all_succeed).
+            _fail(exc.one_line(), exc.exit_code, everywhere=True)
         except RunFailed as exc:
-            click.echo(printable(f"error: {exc}"), err=True)
-            sys.exit(RunFailed.exit_code)
+            _fail(printable(f"error: {exc}"), RunFailed.exit_code,
+                  getattr(exc, "everywhere", False))
         except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            sys.exit(130)
+            _fail("error: interrupted", 130, everywhere=False)
         except MemoryError as exc:
-            click.echo(f"error: out of memory ({exc}); lower train.batch_size or the layer "
-                       f"sizes", err=True)
-            sys.exit(RunFailed.exit_code)
+            _fail(f"error: out of memory ({exc}); lower train.batch_size or the layer sizes",
+                  RunFailed.exit_code, everywhere=False)
+        except Exception:
+            from convtrain.distributed import joined
+
+            if joined() is not None:  # a bug: say where, and end the other processes too
+                import traceback
+
+                traceback.print_exc()
+                joined().abort(1)
+            raise
 
     return wrapper
+
+
+def _fail(line, exit_code, everywhere):
+    """Print line and exit. On one of several processes: only rank 0 prints an error met
+    `everywhere`; one met here alone is printed with this process's rank and ends all."""
+    from convtrain.distributed import joined, launched_rank
+
+    team = joined()
+    if team is not None and not everywhere:
+        click.echo(line + (f" (process {team.rank} of {team.size})" if team.rank else ""),
+                   err=True)
+        team.abort(exit_code)
+    if not launched_rank():
+        click.echo(line, err=True)
+    sys.exit(exit_code)
 
 
 def _config(path, overrides=(), epochs=None):
@@ -49,20 +76,29 @@ def _config(path, overrides=(), epochs=None):
     return load_config(path, overrides)
 
 
-def _numba(threads=None):
+def _numba(threads=None, team=None):
+    """Load Numba with `threads` threads (default: the cores this process has to itself),
+    warning, once, of more threads than cores."""
     from convtrain.runtime import available_cores, prepare_numba
 
-    cores = available_cores()
-    if threads and threads > cores:
+    cores, shared = available_cores(), ""
+    per_process = team.cores_per_process() if team is not None else None
+    if per_process is not None and per_process < cores:
+        shared = (f" (its share of the {cores} it may run on, with the other processes on "
+                  f"this machine)")
+        cores = per_process
+        threads = threads or cores
+    say = team is None or team.is_root
+    if threads and threads > cores and say:
         # Every parallel loop ends when its last thread does; threads beyond the cores wait
         # for a time slice, and a digits step was 5x slower with 3 threads on 2 cores.
         click.echo(f"warning: --threads {threads} is more than the {cores} "
-                   f"core{'s' if cores > 1 else ''} available to this process; the extra "
-                   f"threads only take turns (slower, same results)", err=True)
+                   f"core{'s' if cores > 1 else ''} available to this process{shared}; the "
+                   f"extra threads only take turns (slower, same results)", err=True)
     prepare_numba(threads)
     from convtrain.runtime import unwritable_cache_dir
 
-    if unwritable_cache_dir():
+    if unwritable_cache_dir() and say:
         click.echo(f"warning: {unwritable_cache_dir()}: cannot create or write the kernel "
                    f"cache folder; kernels compile again in every run (set XDG_CACHE_HOME or "
                    f"NUMBA_CACHE_DIR to a writable folder)", err=True)
@@ -119,7 +155,10 @@ class OneLineErrors(click.Group):
             ctx = getattr(exc, "ctx", None)
             if ctx is not None:
                 hint = f" (see {ctx.command_path} --help)"
-            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            from convtrain.distributed import launched_rank
+
+            if not launched_rank():  # of several processes, only the first says it
+                click.echo(f"error: {exc.format_message()}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("aborted", err=True)
@@ -184,21 +223,20 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
         click.echo(line)
         sys.exit(0 if ok else 1)
     from convtrain.data import class_names, load_datasets
-    from convtrain.runfolder import (
-        lock_run_folder,
-        prepare_run_folder,
-        write_resolved_config,
-    )
+    from convtrain.distributed import join
 
+    team = join()
+    _check_shares(spec, team)
     # Everything that can be wrong with the input (config, data, checkpoint) is found
-    # before a run folder is made or touched.
-    classes = class_names(spec)  # before decoding any image
-    datasets = load_datasets(spec)
-    loaded = _read_checkpoint(resume or init_from)
-    _numba(threads)
+    # before a run folder is made or touched; on every process.
+    classes, datasets = team.all_succeed(
+        lambda: (class_names(spec), load_datasets(spec)))  # class names before decoding
+    loaded = team.all_succeed(lambda: _read_checkpoint(resume or init_from))
+    _numba(threads, team)
     from convtrain.train import Trainer
 
-    trainer = Trainer(spec, datasets, quiet=quiet, max_steps=max_steps, classes=classes)
+    trainer = Trainer(spec, datasets, quiet=quiet, max_steps=max_steps, classes=classes,
+                      team=team)
     if init_from:
         trainer.init_from(*loaded, init_skip)
     if resume:
@@ -207,6 +245,34 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
             raise UserError(f"the checkpoint is at step {trainer.state.global_step} already: "
                             f"nothing to do up to step {max_steps} (--max-steps counts from "
                             f"the run's first step; raise it)", path="--max-steps")
+    out, lock = team.root_does(lambda: _open_run_folder(spec, out, resume, quiet)) or (None, None)
+    trainer.run(out)
+    if team.is_root:
+        lock.close()
+    if plot_at_end and team.is_root:
+        from convtrain.plots import plot_run
+
+        for path in plot_run(out):
+            click.echo(f"wrote {path}", err=True)
+
+
+def _check_shares(spec, team):
+    """Each of K processes computes B/K samples of every batch: K must divide B."""
+    batch = spec.train.batch_size
+    if batch % team.size:
+        near = [b for b in (batch - batch % team.size, batch - batch % team.size + team.size) if b]
+        raise spec.error("train.batch_size",
+                         f"{batch} samples cannot be shared equally by {team.size} processes, "
+                         f"each computing 1/{team.size} of every batch: use a multiple of "
+                         f"{team.size} (e.g. {' or '.join(map(str, near))}) or another number "
+                         f"of processes")
+
+
+def _open_run_folder(spec, out, resume, quiet):
+    """Make (or reopen) the run folder, lock it, write config.yaml, print the summary.
+    Returns (folder, lock)."""
+    from convtrain.runfolder import lock_run_folder, prepare_run_folder, write_resolved_config
+
     out = prepare_run_folder(spec.name, out, resume)
     lock = lock_run_folder(out)
     write_resolved_config(spec, out)
@@ -214,14 +280,9 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
         from convtrain.report import summary_text
 
         click.echo(summary_text(spec))
-    trainer.log.note(f"run folder: {out}")
-    trainer.run(out)
-    lock.close()
-    if plot_at_end:
-        from convtrain.plots import plot_run
-
-        for path in plot_run(out):
-            click.echo(f"wrote {path}", err=True)
+    if not quiet:
+        click.echo(f"run folder: {out}", err=True)  # stderr, as the trainer's notes
+    return out, lock
 
 
 @main.command(name="compile")

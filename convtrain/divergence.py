@@ -14,13 +14,12 @@ def first_bad_output(network, xb):
     team = network.mode.team
     with np.errstate(over="ignore", invalid="ignore"):
         bad, out = _first_bad_output(network.layers, team.own_rows(xb))
-        largest = team.gather_rows(np.array([np.max(np.abs(out))]))
+        largest = max(team.allgather(float(np.max(np.abs(out), initial=0.0))))
     names = [layer.name for layer in network.all_layers()]
-    found = team.gather_rows(np.array([names.index(bad) if bad else len(names)]))
-    if found.min() < len(names):
-        return f"; the first non-finite output is at layer {names[found.min()]}"
-    return (f"; the outputs of the last layer, {network.layers[-1].name}, reach "
-            f"{float(largest.max()):.3g}")
+    found = min(team.allgather(names.index(bad) if bad else len(names)))
+    if found < len(names):
+        return f"; the first non-finite output is at layer {names[found]}"
+    return f"; the outputs of the last layer, {network.layers[-1].name}, reach {largest:.3g}"
 
 
 def _first_bad_output(layers, out):

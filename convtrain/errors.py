@@ -47,3 +47,21 @@ class RunFailed(Exception):
     """A run that started and failed (a non-finite loss, say): exit code 1."""
 
     exit_code = 1
+
+
+class EndedElsewhere(Exception):
+    """Another process of a run of several (convtrain.distributed) failed and reports why;
+    this one ends with the same exit code and prints nothing."""
+
+    def __init__(self, exit_code):
+        super().__init__(f"ended by another process (exit code {exit_code})")
+        self.exit_code = exit_code
+
+
+def everywhere(exc):
+    """Mark exc as raised by every process of a run of several at the same point (they all
+    saw the same non-finite loss, or were told of one's failure): each then ends with its
+    exit code, and only rank 0 prints it. An error without the mark, on a process of
+    several, ends the whole job (distributed.MpiTeam.abort)."""
+    exc.everywhere = True
+    return exc

@@ -127,6 +127,30 @@ class RunLog:
                 self.bar_active = False
 
 
+class SilentLog(RunLog):
+    """The log of a process other than rank 0 of a run on several (convtrain.distributed):
+    rank 0 says and writes everything; this one nothing."""
+
+    def open(self, out_dir, tensorboard=False, first_step=0):
+        pass
+
+    def record(self, record):
+        pass
+
+    def step(self, network, updates, fields, delta_norms=None):
+        pass
+
+    def result(self, text, quiet_too=False):
+        pass
+
+    def note(self, text, quiet_too=False):
+        pass
+
+    @contextlib.contextmanager
+    def progress_bar(self, epoch, batches, done):
+        yield _SilentBar()
+
+
 def tidy_metrics(metrics_path, global_step, epochs_done):
     """Before a resumed run appends: drop the records a killed run wrote after its last
     checkpoint (those steps run again). Returns how many were dropped."""

@@ -12,7 +12,6 @@ from convtrain.divergence import (
     first_bad_parameter,
 )
 from convtrain.optim import clip_gradients
-from convtrain.report import norm
 
 
 class Diverged(Exception):
@@ -35,8 +34,9 @@ def train_step(network, optimizer, xb, yb, lr, step, clip=None, delta_norms=Fals
     # The log needs only the deltas' norms: taken as backward goes, the deltas freed.
     network.mode.keep_deltas = False
     norms = {} if delta_norms else None
-    network.mode.delta_hook = (None if norms is None else
-                               lambda name, delta: norms.update({name: norm(delta)}))
+    team = network.mode.team
+    network.mode.delta_hook = (None if norms is None else lambda name, delta: norms.update(
+        {name: whole_batch_norm(delta, team)}))
     # Overflow is caught below as a non-finite loss or update; NumPy's warnings would only
     # interleave with the progress bar.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -51,3 +51,11 @@ def train_step(network, optimizer, xb, yb, lr, step, clip=None, delta_norms=Fals
         raise Diverged(broken + first_bad_gradient(network))
     correct = int(np.sum(np.argmax(scores, axis=1) == yb))
     return StepResult(loss, correct, updates, norms, total_norm)
+
+
+def whole_batch_norm(delta, team):
+    """The norm of the whole batch's delta, of which this process holds its own samples'
+    rows (mode.team): each sample's sum of squares in float64, then their sum over the
+    batch, the same on every process whatever their number."""
+    per_sample = np.square(delta.reshape(delta.shape[0], -1), dtype=np.float64).sum(axis=1)
+    return float(np.sqrt(np.sum(team.gather_rows(per_sample))))

@@ -15,30 +15,39 @@ import numpy as np
 from convtrain import report
 from convtrain.augment import EpochBatches
 from convtrain.compiling import ready_kernels
-from convtrain.errors import RunFailed
+from convtrain.errors import RunFailed, everywhere
 from convtrain.network import Network
 from convtrain.optim import Optimizer, learning_rate, step_learning_rate
 from convtrain.runfolder import BEST, LAST, RunCheckpoints, remove_temp_checkpoints
-from convtrain.runlog import METRICS, RunLog, tidy_metrics
+from convtrain.runlog import METRICS, RunLog, SilentLog, tidy_metrics
 from convtrain.runstate import RunState, init_run, resume_run
 from convtrain.step import Diverged, train_step
+from convtrain.team import Solo
 
 EVAL_BATCH = 256
 
 
-def evaluate(network, x, y, batch_size=EVAL_BATCH, predictions=None):
+def evaluate(network, x, y, batch_size=EVAL_BATCH, predictions=None, team=None):
     """(mean loss, accuracy) over (x, y), forward only; fills `predictions` (N,) with the
-    predicted classes when given."""
-    total_loss, correct = 0.0, 0
-    for start in range(0, len(y), batch_size):
+    predicted classes when given. Processes sharing the work (team) take every K-th batch;
+    the batches' losses are added up in order all the same."""
+    team = team or Solo()
+    batches = {}  # start: (loss, correct)
+    for start in range(team.rank * batch_size, len(y), team.size * batch_size):
         scores = network.forward(x[start:start + batch_size])
         labels = y[start:start + batch_size]
         loss, _, _ = network.loss_fn(scores, labels)
-        total_loss += loss * len(labels)
         predicted = np.argmax(scores, axis=1)
-        correct += int(np.sum(predicted == labels))
+        batches[start] = (loss, int(np.sum(predicted == labels)))
         if predictions is not None:
             predictions[start:start + batch_size] = predicted
+    for theirs in team.allgather(batches):
+        batches.update(theirs)
+    total_loss, correct = 0.0, 0
+    for start in sorted(batches):
+        loss, right = batches[start]
+        total_loss += loss * len(y[start:start + batch_size])
+        correct += right
     return total_loss / len(y), correct / len(y)
 
 
@@ -55,18 +64,22 @@ class _StopFlag:
 
 
 class Trainer:
-    def __init__(self, config, datasets, quiet=False, max_steps=None, classes=None):
+    def __init__(self, config, datasets, quiet=False, max_steps=None, classes=None, team=None):
         """datasets: (x, y, val_x, val_y) from `load_datasets`; classes: the class names
-        the checkpoints keep (`data.class_names`), or None."""
+        the checkpoints keep (`data.class_names`), or None; team: the processes sharing
+        each batch (convtrain.team; default this one alone). Every process keeps the
+        same state; only rank 0 prints and writes."""
         self.config = config
         self.datasets = datasets
         self.max_steps = max_steps
+        self.team = team or Solo()
         self.network = Network(config)
+        self.network.mode.team = self.team
         if config.log.timing:
             self.network.timings = {}
         self.optimizer = Optimizer(config.optimizer, self.network)
         self.state = RunState(config, classes)
-        self.log = RunLog(quiet, config.train.epochs)
+        self.log = (RunLog if self.team.is_root else SilentLog)(quiet, config.train.epochs)
         self.checkpoints = None
         # (notes, metrics record) of --resume and --init-from, said once the run folder
         # is locked.
@@ -84,23 +97,24 @@ class Trainer:
     def run(self, out_dir):
         """Train into the run folder out_dir (metrics.jsonl, checkpoints). Returns the best
         epoch's summary."""
-        self.checkpoints = RunCheckpoints(out_dir)
+        team = self.team
+        self.checkpoints = RunCheckpoints(out_dir) if team.is_root else None
         for notes, _ in self.opening:
             for note in notes:
                 self.log.note(note)
         x, y, val_x, val_y = self.datasets
         source = self.config.data.train
-        compile_s, kernels = ready_kernels(self.network, self.optimizer, x, y,
-                                           source.augment if source else None)
+        # Rank 0 first: processes sharing a kernel cache then load what it compiled.
+        compile_s, kernels = team.root_first(lambda: ready_kernels(
+            self.network, self.optimizer, x, y, source.augment if source else None))
         self.log.note(f"{kernels}; not counted in epoch times")
+        if team.size > 1:
+            self.log.note(f"{team.size} processes share each batch of "
+                          f"{self.config.train.batch_size}: {self.config.train.batch_size // team.size} "
+                          f"samples each")
         state = self.state
         if state.resumed:
-            remove_temp_checkpoints(out_dir)
-            dropped = tidy_metrics(os.path.join(out_dir, METRICS), state.global_step,
-                                   state.epochs_done)
-            if dropped:
-                self.log.note(f"{METRICS}: dropped {dropped} record(s) written after the "
-                              f"checkpoint (those steps run again)")
+            team.root_does(lambda: self._tidy_run_folder(out_dir))
         stop = _StopFlag()
         previous = signal.signal(signal.SIGINT, stop)
         try:
@@ -116,6 +130,16 @@ class Trainer:
             signal.signal(signal.SIGINT, previous)
             self.log.close()
 
+    def _tidy_run_folder(self, out_dir):
+        """Before a resumed run goes on: drop what the run before wrote after its last
+        checkpoint."""
+        remove_temp_checkpoints(out_dir)
+        dropped = tidy_metrics(os.path.join(out_dir, METRICS), self.state.global_step,
+                               self.state.epochs_done)
+        if dropped:
+            self.log.note(f"{METRICS}: dropped {dropped} record(s) written after the "
+                          f"checkpoint (those steps run again)")
+
     def _epoch(self, epoch, x, y, val_x, val_y, stop):
         """One epoch (or the rest of one). Returns whether training goes on."""
         config, state = self.config, self.state
@@ -130,6 +154,7 @@ class Trainer:
                 trained += len(yb)
                 if config.checkpoint_every and state.global_step % config.checkpoint_every == 0:
                     self.checkpoint(LAST)
+                stop.raised = self.team.any(stop.raised)  # Ctrl-C reached one: all stop here
                 if stop.raised or self._at_max_steps():
                     break
         seconds = time.perf_counter() - started
@@ -138,13 +163,14 @@ class Trainer:
             self._stopped_mid_epoch(stop)
             return False
         reason = self._end_epoch(epoch, seconds, trained, val_x, val_y)
+        stop.raised = self.team.any(stop.raised)
         if stop.raised:
             self._interrupted()
         if reason:
             self.log.stopped_early(epoch, reason, state.best["epoch"])
             return False
         if self._at_max_steps():
-            self.log.stopped_at_max_steps(self.max_steps, self.checkpoints.resume_command())
+            self.log.stopped_at_max_steps(self.max_steps, self._resume_command())
             return False
         return True
 
@@ -157,9 +183,9 @@ class Trainer:
             result = train_step(self.network, self.optimizer, xb, yb, lr,
                                 state.global_step + 1, self.config.train.clip_grad_norm,
                                 delta_norms=(state.global_step + 1) % every == 0)
-        except Diverged as exc:
-            raise RunFailed(f"training diverged at step {state.global_step + 1}: {exc}"
-                            f"{self.checkpoints.what_is_kept()}") from None
+        except Diverged as exc:  # every process saw the same loss and weights
+            raise everywhere(RunFailed(f"training diverged at step {state.global_step + 1}: "
+                                       f"{exc}{self._what_is_kept()}")) from None
         state.global_step += 1
         state.add_batch(result.loss, result.correct, len(yb))
         if result.delta_norms is not None:
@@ -174,10 +200,10 @@ class Trainer:
         val_loss = val_acc = None
         if val_x is not None:
             with np.errstate(over="ignore", invalid="ignore"):
-                val_loss, val_acc = evaluate(self.network, val_x, val_y)
+                val_loss, val_acc = evaluate(self.network, val_x, val_y, team=self.team)
             if not np.isfinite(val_loss):
-                raise RunFailed(f"training diverged in epoch {epoch}: the validation loss is "
-                                f"{val_loss}{self.checkpoints.what_is_kept()}")
+                raise everywhere(RunFailed(f"training diverged in epoch {epoch}: the validation "
+                                           f"loss is {val_loss}{self._what_is_kept()}"))
         record, improved, reason = self.state.end_epoch(epoch, val_loss, val_acc)
         record.update({"step": self.state.global_step, "seconds": seconds,
                        "images_per_s": trained / seconds if seconds > 0 else None})
@@ -189,16 +215,24 @@ class Trainer:
         return reason
 
     def checkpoint(self, name):
-        self.checkpoints.save(name, self.network, self.optimizer,
-                              self.state.meta(self.optimizer.steps))
+        """Rank 0 writes; a failed write ends every process."""
+        meta = self.state.meta(self.optimizer.steps)
+        self.team.root_does(lambda: self.checkpoints.save(name, self.network, self.optimizer,
+                                                          meta))
+
+    def _what_is_kept(self):
+        return self.checkpoints.what_is_kept() if self.checkpoints else ""
+
+    def _resume_command(self):
+        return self.checkpoints.resume_command() if self.checkpoints else ""
 
     def _stopped_mid_epoch(self, stop):
         if stop.raised:
             self._interrupted()
-        self.log.stopped_at_max_steps(self.max_steps, self.checkpoints.resume_command())
+        self.log.stopped_at_max_steps(self.max_steps, self._resume_command())
 
     def _interrupted(self):
         """Ctrl-C: the checkpoint is already written; say how to go on, exit 130."""
-        self.log.interrupted(self.state.global_step, self.checkpoints.resume_command())
+        self.log.interrupted(self.state.global_step, self._resume_command())
         raise SystemExit(130)
 

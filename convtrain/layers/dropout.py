@@ -29,7 +29,7 @@ class Dropout(Layer):
         # The whole batch's mask, of which this process takes its own samples' rows: so the
         # masks do not depend on how many processes share the batch.
         team = self.mode.team
-        self.cache = team.own_rows(self.mask((team.size * x.shape[0],) + x.shape[1:]))
+        self.cache = self.mask((team.whole(x.shape[0]),) + x.shape[1:])[team.own_slice()]
         return x * self.cache
 
     def backward(self, dout, need_dx=True):

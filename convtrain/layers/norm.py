@@ -51,7 +51,7 @@ class BatchNorm(Layer):
         channels, team = spec.in_shape[0], self.mode.team
         # Statistics over the whole batch, whichever processes hold its samples: each sum
         # is one float64 running total handed from process to process (team.chain).
-        count = team.size * x3.shape[0] * x3.shape[2]
+        count = team.whole(x3.shape[0]) * x3.shape[2]
         mean = team.chain(np.zeros(channels), lambda total: add_channel_sums(x3, total)) / count
         var = team.chain(np.zeros(channels),
                          lambda total: add_centred_squares(x3, mean, total)) / count
@@ -71,7 +71,7 @@ class BatchNorm(Layer):
         sums = team.chain(np.zeros((2, xhat.shape[1])),
                           lambda sums: add_backward_sums(dout3, xhat, sums))
         dx = np.empty_like(xhat)
-        count = team.size * xhat.shape[0] * xhat.shape[2]
+        count = team.whole(xhat.shape[0]) * xhat.shape[2]
         batchnorm_backward_input(dout3, xhat, self._gamma_beta()[0], inv_std, sums, count, dx)
         if self.spec.affine:
             self.grads["weight"], self.grads["bias"] = (sums[1].astype(self.dtype),

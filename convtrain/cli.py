@@ -256,16 +256,18 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
             click.echo(f"wrote {path}", err=True)
 
 
-def _check_shares(spec, team):
-    """Each of K processes computes B/K samples of every batch: K must divide B."""
+def _check_shares(spec, team, flag=None):
+    """Each of K processes computes B/K samples of every batch: K must divide B (the
+    config's, or the one `flag` gave)."""
     batch = spec.train.batch_size
     if batch % team.size:
         near = [b for b in (batch - batch % team.size, batch - batch % team.size + team.size) if b]
-        raise spec.error("train.batch_size",
-                         f"{batch} samples cannot be shared equally by {team.size} processes, "
-                         f"each computing 1/{team.size} of every batch: use a multiple of "
-                         f"{team.size} (e.g. {' or '.join(map(str, near))}) or another number "
-                         f"of processes")
+        message = (f"{batch} samples cannot be shared equally by {team.size} processes, each "
+                   f"computing 1/{team.size} of every batch: use a multiple of {team.size} "
+                   f"(e.g. {' or '.join(map(str, near))}) or another number of processes")
+        if flag:
+            raise UserError(message, path=flag)
+        raise spec.error("train.batch_size", message)
 
 
 def _open_run_folder(spec, out, resume, quiet):
@@ -598,12 +600,22 @@ def time_command(config, batch, iters, threads, fmt, overrides):
     """Per-layer forward/backward ms per batch (median of --iters) and images/s, like caffe time."""
     spec = _config(config, overrides)
     _refuse_a_batch_of_one(spec, batch, "time")
-    _numba(threads)
+    if batch:
+        spec = _config(config, overrides + (f"train.batch_size={batch}",))
+    from convtrain.distributed import join
+
+    team = join()
+    _check_shares(spec, team, "--batch" if batch else None)
+    _numba(threads, team)
     from convtrain.timing import time_network
 
-    result = time_network(spec, batch or spec.train.batch_size, iters)
+    result = time_network(spec, spec.train.batch_size, iters, team)
+    if not team.is_root:
+        return
+    processes = (f" per process, {team.size} processes of {result['batch'] // team.size} "
+                 f"samples each" if team.size > 1 else "")
     lines = [f"{spec.name}: batch {result['batch']}, {spec.dtype}, {result['threads']} threads "
-             f"({result['threading_layer']}), median of {iters} iterations; "
+             f"({result['threading_layer']}){processes}, median of {iters} iterations; "
              f"{result['kernels']}, not counted"]
     labels = ["  " * row["depth"] + row["name"] for row in result["layers"]]
     name_w = max([12] + [len(label) + 2 for label in labels])
@@ -616,4 +628,8 @@ def time_command(config, batch, iters, threads, fmt, overrides):
                  f"{result['backward_ms']:>13.3f}")
     lines.append(f"training step (forward, loss, backward, update): {result['step_ms']:.3f} ms "
                  f"= {result['images_per_s']:.0f} images/s")
+    if team.size > 1:
+        lines.append(f"of which communication (and waiting for the process before in each "
+                     f"sum): {result['comm_ms']:.3f} ms ({result['comm_ms'] / result['step_ms']:.0%}), "
+                     f"{result['comm_bytes_per_step']:,} bytes received by rank 0")
     _emit(fmt, result, "\n".join(lines))

@@ -85,6 +85,7 @@ class MpiTeam:
         self.rank = comm.Get_rank()
         self.is_root = self.rank == 0
         self.comm_seconds = 0.0  # communicating, and waiting for the process before
+        self.comm_bytes = 0  # received from the others, in the sums over batches
         self.bounds = None  # the current batch's shares: rank r's rows bounds[r]:bounds[r+1]
 
     # -- sums over the batch (the layers' side) ---------------------------------------
@@ -112,6 +113,8 @@ class MpiTeam:
             self.comm.Send(total, dest=self.rank + 1)
         self.comm.Bcast(total, root=self.size - 1)
         self.comm_seconds += (received - started) + (time.perf_counter() - added)
+        # A total from the rank before, and the last rank's (broadcast) unless it is this.
+        self.comm_bytes += total.nbytes * ((self.rank > 0) + (self.rank < self.size - 1))
         return total
 
     def gather_rows(self, rows):
@@ -122,6 +125,7 @@ class MpiTeam:
         counts = [(high - low) * per_row for low, high in zip(self.bounds, self.bounds[1:])]
         self.comm.Allgatherv(rows, [whole, counts])
         self.comm_seconds += time.perf_counter() - started
+        self.comm_bytes += whole.nbytes - rows.nbytes
         return whole
 
     # -- agreeing (the trainer's side) ------------------------------------------------

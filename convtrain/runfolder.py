@@ -129,7 +129,12 @@ class RunCheckpoints:
     def resume_command(self):
         """The command that continues this run with the very settings it ran with (the
         resolved config carries every --set and --epochs)."""
-        return (f"{invoked_as()} train {shlex.quote(os.path.join(self.out, RESOLVED_CONFIG))} "
+        from convtrain.distributed import launched_size
+
+        processes = launched_size() or 1  # any number would do: the results are the same
+        launcher = f"mpiexec -n {processes} " if processes > 1 else ""
+        return (f"{launcher}{invoked_as()} train "
+                f"{shlex.quote(os.path.join(self.out, RESOLVED_CONFIG))} "
                 f"--resume {shlex.quote(os.path.join(self.out, LAST))}")
 
     def what_is_kept(self):

@@ -27,6 +27,7 @@ class Solo:
 
     def __init__(self):
         self.comm_seconds = 0.0  # time spent communicating and waiting: none
+        self.comm_bytes = 0
 
     def own_rows(self, batch):
         """This process's share of a whole batch (an array or sequence of B rows); the

@@ -3,6 +3,7 @@
     pip install torch==2.13.0          # the CPU wheel; or: pip install -e '.[bench]'
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py [--threads 2]
         [--network lenet5|resnet20]
+    python scripts/bench.py --processes 2 [--network lenet5|resnet20]    # needs [mpi]
 
 convtrain and PyTorch run in separate worker processes (PyTorch's OpenMP runtime slows
 other packages in the same process), after warm-up calls; JIT compilation happens in the
@@ -24,6 +25,13 @@ projection shortcuts where the shape changes, global average pooling, dense 10) 
 cross-entropy, in float32. For ResNet-20: batch 64 and 128, no per-kernel table (57 conv
 kernels), and the per-layer table lists the top-level layers (a block's row is its whole
 body and shortcut).
+
+--processes K compares convtrain with itself instead: one process of K threads against K
+processes of one thread (`mpiexec -n K`), each `convtrain time` on the repository's config
+(configs/lenet5-mnist.yaml at batch 64, configs/resnet20-cifar10.yaml at 128), taking turns
+for ROUNDS rounds; it prints the median images/s of each, their ratio, and rank 0's
+communication per step: milliseconds (waiting for the process before it in each sum
+included), share of the step, and bytes received.
 """
 
 import argparse
@@ -421,7 +429,12 @@ def main():
     parser.add_argument("--mode", default="train")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--network", choices=("lenet5", "resnet20"), default="lenet5")
+    parser.add_argument("--processes", type=int,
+                        help="compare K processes of 1 thread with 1 process of K threads")
     args = parser.parse_args()
+    if args.processes:
+        _processes_table(args.network, args.processes)
+        return
     if args.worker:
         result = WORKERS[args.worker](args.mode, args.batch, args.threads, args.network)
         if args.mode in ("train", "kernels", "layers"):
@@ -496,6 +509,43 @@ def _layer_table(args):
             both = timed[f"{name} forward+backward"][kind]
             cells.append(f"{forward * 1e3:>14.3f}{max(both - forward, 0.0) * 1e3:>10.3f}")
         print(f"{name:<12}{''.join(cells)}")
+
+
+ROUNDS = 3
+PROCESS_RUNS = {"lenet5": ("lenet5-mnist.yaml", 64, 200), "resnet20": ("resnet20-cifar10.yaml", 128, 8)}
+
+
+def _time_json(config, batch, iters, threads, processes=None):
+    command = [sys.executable, "-m", "convtrain", "time", config, "--batch", str(batch),
+               "--iters", str(iters), "--threads", str(threads), "--format", "json"]
+    if processes:
+        command = [os.path.join(os.path.dirname(sys.executable), "mpiexec"), "-n",
+                   str(processes)] + command
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout)
+
+
+def _processes_table(network, processes):
+    name, batch, iters = PROCESS_RUNS[network]
+    config = os.path.join(HERE, "..", "configs", name)
+    print(f"{name}, batch {batch}: 1 process x {processes} threads against {processes} "
+          f"processes x 1 thread, `convtrain time --iters {iters}`, {ROUNDS} rounds taking turns")
+    alone, shared = [], []
+    for _ in range(ROUNDS):
+        alone.append(_time_json(config, batch, iters, processes))
+        shared.append(_time_json(config, batch, iters, 1, processes))
+    rate = {key: statistics.median(r["images_per_s"] for r in runs)
+            for key, runs in (("alone", alone), ("shared", shared))}
+    comm_ms = statistics.median(r["comm_ms"] for r in shared)
+    step_ms = statistics.median(r["step_ms"] for r in shared)
+    print(f"{'':<28}{'images/s':>10}{'step ms':>10}{'comm ms':>10}{'share':>8}{'bytes/step':>12}")
+    print(f"{f'1 x {processes} threads':<28}{rate['alone']:>10,.0f}"
+          f"{statistics.median(r['step_ms'] for r in alone):>10.1f}")
+    print(f"{f'{processes} processes x 1 thread':<28}{rate['shared']:>10,.0f}{step_ms:>10.1f}"
+          f"{comm_ms:>10.2f}{comm_ms / step_ms:>8.0%}{shared[0]['comm_bytes_per_step']:>12,}")
+    print(f"ratio (processes / threads): {rate['shared'] / rate['alone']:.2f}")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@
                                    inv_std = 1/sqrt(var + eps)
 Statistics are over M = N*L values per channel: N for a vector, N*H*W for an image.
 
-Each `prange` iteration owns one channel; its sums over the batch run in one fixed order
-(n, then l) in float64, so results are the same for any number of threads. The sums are
-kernels of their own (`add_*`), apart from the passes that use them, so that a batch split
-between processes sums as one (convtrain.team).
+Every sum over the batch is made in two steps, each in a fixed order in float64: a partial
+sum per sample (over L, in order; `*_per_sample`, one `prange` iteration per sample), then
+those partials added up in sample order (`add_samples_up`). So results are the same for any
+number of threads, and for any number of processes sharing the batch: each computes its own
+samples' partials, and every process adds up the whole batch's (convtrain.team).
 """
 
 import numpy as np
@@ -17,32 +18,42 @@ from numba import njit, prange, uint64
 
 
 @njit(parallel=True, cache=True)
-def add_channel_sums(x, total):
-    """total[c] += the sum of x[:, c, :], in float64, in (n, l) order. x (N, C, L);
-    total (C,) float64. Starting from a total handed on by the process before keeps the
-    additions those of one process summing the whole batch (convtrain.team)."""
+def channel_sums_per_sample(x, partial):
+    """partial[n, c] = the sum of x[n, c, :], in float64, in order. x (N, C, L); writes
+    partial (N, C) float64. One iteration per sample."""
     n_samples, channels, length = x.shape
-    for c in prange(channels):
-        running = total[c]
-        for n in range(n_samples):
+    for n in prange(n_samples):
+        for c in range(channels):
+            running = 0.0
             for i in range(uint64(length)):
                 running += x[n, c, i]
-        total[c] = running
+            partial[n, c] = running
 
 
 @njit(parallel=True, cache=True)
-def add_centred_squares(x, mean, total):
-    """total[c] += the sum of (x[:, c, :] - mean[c])^2, in float64, in (n, l) order: the
-    second pass of a two-pass variance. x (N, C, L); mean, total (C,) float64."""
+def centred_squares_per_sample(x, mean, partial):
+    """partial[n, c] = the sum of (x[n, c, :] - mean[c])^2, in float64, in order: the
+    second pass of a two-pass variance. x (N, C, L); mean (C,) float64; writes partial."""
     n_samples, channels, length = x.shape
-    for c in prange(channels):
-        running = total[c]
-        mu = mean[c]
-        for n in range(n_samples):
+    for n in prange(n_samples):
+        for c in range(channels):
+            running, mu = 0.0, mean[c]
             for i in range(uint64(length)):
                 centred = x[n, c, i] - mu
                 running += centred * centred
-        total[c] = running
+            partial[n, c] = running
+
+
+@njit(cache=True)
+def add_samples_up(partial, total):
+    """total[m] = partial[0, m] + partial[1, m] + ... in sample order, in float64.
+    partial (N, M) float64 (every sample's partial sums, the whole batch's); writes
+    total (M,)."""
+    for m in range(total.shape[0]):
+        total[m] = 0.0
+    for n in range(partial.shape[0]):
+        for m in range(total.shape[0]):
+            total[m] += partial[n, m]
 
 
 @njit(parallel=True, cache=True)
@@ -72,24 +83,25 @@ def batchnorm_forward_eval(x, gamma, beta, eps, running_mean, running_var, out):
 
 
 @njit(parallel=True, cache=True)
-def add_backward_sums(dout, xhat, sums):
-    """sums[0, c] += the sum of dout[:, c, :] (dbeta) and sums[1, c] += the sum of
-    dout * xhat over the same values (dgamma), in float64, in (n, l) order.
-    dout, xhat (N, C, L); sums (2, C) float64."""
+def backward_sums_per_sample(dout, xhat, partial):
+    """partial[n, 0, c] = the sum of dout[n, c, :] (its share of dbeta) and partial[n, 1, c]
+    = the sum of dout[n, c, :] * xhat[n, c, :] (of dgamma), in float64, in order.
+    dout, xhat (N, C, L); writes partial (N, 2, C) float64."""
     n_samples, channels, length = dout.shape
-    for c in prange(channels):
-        sum_dout, sum_dout_xhat = sums[0, c], sums[1, c]
-        for n in range(n_samples):
+    for n in prange(n_samples):
+        for c in range(channels):
+            sum_dout, sum_dout_xhat = 0.0, 0.0
             for i in range(uint64(length)):
                 sum_dout += dout[n, c, i]
                 sum_dout_xhat += dout[n, c, i] * xhat[n, c, i]
-        sums[0, c], sums[1, c] = sum_dout, sum_dout_xhat
+            partial[n, 0, c], partial[n, 1, c] = sum_dout, sum_dout_xhat
 
 
 @njit(parallel=True, cache=True)
 def batchnorm_backward_input(dout, xhat, gamma, inv_std, sums, count, dx):
     """The full gradient through the batch statistics, given the batch's sums (sums[0] =
-    dbeta, sums[1] = dgamma, from add_backward_sums) over its M = count values per channel:
+    dbeta, sums[1] = dgamma, added up from backward_sums_per_sample) over its M = count
+    values per channel:
         dx = gamma * inv_std / M * (M * dout - dbeta - xhat * dgamma).
     dout, xhat (N, C, L); gamma (C,); inv_std (C,) float64; writes dx (N, C, L)."""
     n_samples, channels, length = dout.shape

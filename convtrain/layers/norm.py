@@ -5,12 +5,13 @@ running ones; anything else (validation, eval) uses the running statistics."""
 import numpy as np
 
 from convtrain.kernels.norm import (
-    add_backward_sums,
-    add_centred_squares,
-    add_channel_sums,
+    add_samples_up,
+    backward_sums_per_sample,
     batchnorm_backward_input,
     batchnorm_forward_eval,
     batchnorm_normalise,
+    centred_squares_per_sample,
+    channel_sums_per_sample,
 )
 from convtrain.layers.base import Layer
 
@@ -48,13 +49,13 @@ class BatchNorm(Layer):
             batchnorm_forward_eval(x3, gamma, beta, spec.eps, self.buffers["running_mean"],
                                    self.buffers["running_var"], out)
             return out.reshape(x.shape)
-        channels, team = spec.in_shape[0], self.mode.team
-        # Statistics over the whole batch, whichever processes hold its samples: each sum
-        # is one float64 running total handed from process to process (team.chain).
+        team = self.mode.team
         count = team.whole(x3.shape[0]) * x3.shape[2]
-        mean = team.chain(np.zeros(channels), lambda total: add_channel_sums(x3, total)) / count
-        var = team.chain(np.zeros(channels),
-                         lambda total: add_centred_squares(x3, mean, total)) / count
+        partial = np.empty(x3.shape[:2])
+        channel_sums_per_sample(x3, partial)
+        mean = _whole_batch_sum(team, partial) / count
+        centred_squares_per_sample(x3, mean, partial)
+        var = _whole_batch_sum(team, partial) / count
         inv_std = 1.0 / np.sqrt(var + spec.eps)
         xhat = np.empty_like(x3)
         batchnorm_normalise(x3, gamma, beta, mean, inv_std, out, xhat)
@@ -68,8 +69,9 @@ class BatchNorm(Layer):
         xhat, inv_std, shape = self.cache
         dout3 = np.ascontiguousarray(dout).reshape(xhat.shape)
         team = self.mode.team
-        sums = team.chain(np.zeros((2, xhat.shape[1])),
-                          lambda sums: add_backward_sums(dout3, xhat, sums))
+        partial = np.empty((xhat.shape[0], 2, xhat.shape[1]))
+        backward_sums_per_sample(dout3, xhat, partial)
+        sums = _whole_batch_sum(team, partial)
         dx = np.empty_like(xhat)
         count = team.whole(xhat.shape[0]) * xhat.shape[2]
         batchnorm_backward_input(dout3, xhat, self._gamma_beta()[0], inv_std, sums, count, dx)
@@ -77,3 +79,12 @@ class BatchNorm(Layer):
             self.grads["weight"], self.grads["bias"] = (sums[1].astype(self.dtype),
                                                         sums[0].astype(self.dtype))
         return dx.reshape(shape)
+
+
+def _whole_batch_sum(team, partial):
+    """The sum over the whole batch of per-sample partial sums `partial` (N, ...), N this
+    process's samples: every process's partials, added up in sample order."""
+    whole = team.gather_rows(partial)
+    total = np.empty(partial.shape[1:])
+    add_samples_up(whole.reshape(whole.shape[0], -1), total.reshape(-1))
+    return total

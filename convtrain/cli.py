@@ -631,5 +631,8 @@ def time_command(config, batch, iters, threads, fmt, overrides):
     if team.size > 1:
         lines.append(f"of which communication (and waiting for the process before in each "
                      f"sum): {result['comm_ms']:.3f} ms ({result['comm_ms'] / result['step_ms']:.0%}), "
-                     f"{result['comm_bytes_per_step']:,} bytes received by rank 0")
+                     f"{result['comm_bytes_per_step']:,} bytes received by rank 0; a plain "
+                     f"MPI allreduce of the {result['parameters']:,} gradients (whose sum "
+                     f"would depend on the number of processes): "
+                     f"{result['plain_allreduce_ms']:.3f} ms")
     _emit(fmt, result, "\n".join(lines))

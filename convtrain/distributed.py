@@ -210,6 +210,18 @@ class MpiTeam:
         share = sum(1.0 / sum(core in cores for cores in everyones) for core in mine)
         return max(1, int(share + 1e-9))
 
+    def plain_allreduce_ms(self, count, repeats=20):
+        """Median milliseconds of MPI_Allreduce summing `count` float32 values: what a
+        step's gradients would cost to exchange with a sum whose order depends on K (the
+        comparison `convtrain time` prints)."""
+        values, total, times = np.ones(count, np.float32), np.empty(count, np.float32), []
+        for _ in range(repeats):
+            self.comm.Barrier()
+            started = time.perf_counter()
+            self.comm.Allreduce(values, total)
+            times.append(time.perf_counter() - started)
+        return 1e3 * float(np.median(times))
+
     def abort(self, code):
         """End every process of the job now, with exit code `code`."""
         self.comm.Abort(code)

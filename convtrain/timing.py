@@ -43,6 +43,8 @@ def time_network(config, batch, iters, team=None):
         steps.append(time.perf_counter() - started)
         comm.append(team.comm_seconds - seconds)
         comm_bytes.append(team.comm_bytes - received)
+    parameters = sum(layer.params[key].size for layer, key in network.parameters())
+    allreduce_ms = team.plain_allreduce_ms(parameters) if team.size > 1 else 0.0
     depth = {spec.name: level for spec, level in walk_with_depth(config.layers)}
     # A residual block's own row includes its layers' time; the totals count each once.
     rows = [{"name": layer.name, "type": layer.spec.type, "depth": depth[layer.name],
@@ -62,4 +64,5 @@ def time_network(config, batch, iters, team=None):
             "step_ms": step_ms, "images_per_s": batch / (step_ms / 1e3),
             # Rank 0's: waiting for the process before it in a chain counts here too.
             "comm_ms": 1e3 * float(np.median(comm)),
-            "comm_bytes_per_step": int(np.median(comm_bytes))}
+            "comm_bytes_per_step": int(np.median(comm_bytes)),
+            "parameters": int(parameters), "plain_allreduce_ms": allreduce_ms}

@@ -55,7 +55,8 @@ def reports_errors(command):
 def _fail(line, exit_code, everywhere):
     """Print line and exit. On one of several processes: only rank 0 prints an error met
     `everywhere`; one met here alone is printed with this process's rank and ends all."""
-    from convtrain.distributed import joined, launched_rank
+    from convtrain.distributed import joined
+    from convtrain.launch import launched_rank
 
     team = joined()
     if team is not None and not everywhere:
@@ -82,13 +83,17 @@ def _numba(threads=None, team=None):
     from convtrain.runtime import available_cores, prepare_numba
 
     cores, shared = available_cores(), ""
-    per_process = team.cores_per_process() if team is not None else None
-    if per_process is not None and per_process < cores:
+    share = team.cores_per_process() if team is not None else None
+    say = team is None or team.is_root
+    if share is not None and share < 1 and say:
+        click.echo(f"warning: {team.size} processes on {cores} core{'s' if cores > 1 else ''}: "
+                   f"each has {share:.2g} of a core, and they take turns (slower, same "
+                   f"results); start at most {cores} per machine", err=True)
+    elif share is not None and share < cores:
         shared = (f" (its share of the {cores} it may run on, with the other processes on "
                   f"this machine)")
-        cores = per_process
+        cores = int(share + 1e-9)
         threads = threads or cores
-    say = team is None or team.is_root
     if threads and threads > cores and say:
         # Every parallel loop ends when its last thread does; threads beyond the cores wait
         # for a time slice, and a digits step was 5x slower with 3 threads on 2 cores.
@@ -155,7 +160,7 @@ class OneLineErrors(click.Group):
             ctx = getattr(exc, "ctx", None)
             if ctx is not None:
                 hint = f" (see {ctx.command_path} --help)"
-            from convtrain.distributed import launched_rank
+            from convtrain.launch import launched_rank
 
             if not launched_rank():  # of several processes, only the first says it
                 click.echo(f"error: {exc.format_message()}{hint}", err=True)
@@ -168,11 +173,22 @@ class OneLineErrors(click.Group):
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="convtrain")
-def main():
+@click.pass_context
+def main(ctx):
     """Train convolutional networks written as YAML, with every backprop number in view."""
     from convtrain.runtime import prepare_environment
 
     prepare_environment()
+    from convtrain.launch import launched_rank
+
+    if launched_rank() and ctx.invoked_subcommand not in SHARED_COMMANDS:
+        # Under mpiexec, a command that does not share its work runs in rank 0 alone, so
+        # that its output is printed once; the other processes end at once.
+        sys.exit(0)
+
+
+# The commands that K processes started by an MPI launcher run together (the rest: rank 0).
+SHARED_COMMANDS = ("train", "time")
 
 
 @main.command()
@@ -216,6 +232,10 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
 
         require_tensorboardx(spec)
     if smoke:
+        from convtrain.launch import launched_rank
+
+        if launched_rank():  # a smoke check is one process's: rank 0 runs it
+            sys.exit(0)
         _numba(threads)
         from convtrain.smoke import smoke as run_smoke
 
@@ -613,10 +633,11 @@ def time_command(config, batch, iters, threads, fmt, overrides):
     if not team.is_root:
         return
     processes = (f" per process, {team.size} processes of {result['batch'] // team.size} "
-                 f"samples each" if team.size > 1 else "")
-    lines = [f"{spec.name}: batch {result['batch']}, {spec.dtype}, {result['threads']} threads "
-             f"({result['threading_layer']}){processes}, median of {iters} iterations; "
-             f"{result['kernels']}, not counted"]
+                 f"samples each (times are rank 0's)" if team.size > 1 else "")
+    threads_word = "thread" if result["threads"] == 1 else "threads"
+    lines = [f"{spec.name}: batch {result['batch']}, {spec.dtype}, {result['threads']} "
+             f"{threads_word} ({result['threading_layer']}){processes}, median of {iters} "
+             f"iterations; {result['kernels']}, not counted"]
     labels = ["  " * row["depth"] + row["name"] for row in result["layers"]]
     name_w = max([12] + [len(label) + 2 for label in labels])
     type_w = max([12] + [len(row["type"]) + 2 for row in result["layers"]])

@@ -21,31 +21,10 @@ import time
 import numpy as np
 
 from convtrain.errors import EndedElsewhere, UserError, everywhere
+from convtrain.launch import launched_rank, launched_size
 from convtrain.team import Solo
 
-# What launchers put in each process's environment: MPICH's Hydra, Intel MPI and Slurm's
-# PMI2 set PMI_*, Open MPI sets OMPI_COMM_WORLD_*, PMIx launchers PMIX_RANK.
-RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
-SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
-
 _joined = None  # the MpiTeam of this process, once join() has made one
-
-
-def launched_rank():
-    """This process's rank as its launcher set it, or None for a process no launcher
-    started. Read from the environment: it needs no MPI."""
-    for name in RANK_VARIABLES:
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return None
-
-
-def launched_size():
-    """How many processes the launcher started (None where it does not say, or none did)."""
-    for name in SIZE_VARIABLES:
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return None
 
 
 def join():
@@ -188,6 +167,7 @@ class MpiTeam:
         self.comm.Barrier()
         if not self.is_root:
             result = action()
+        self.comm.Barrier()  # all ready: the first step's clock starts together
         return result
 
     def allgather(self, value):
@@ -198,17 +178,17 @@ class MpiTeam:
         return values
 
     def cores_per_process(self):
-        """The cores this process has to itself: each core it may run on, shared with the
-        other processes on this machine that may run on it too (a launcher that binds
-        each process to its cores shares none; an unbound launch shares all)."""
+        """The cores this process has to itself, a fraction where processes outnumber
+        cores: each core it may run on, shared with the other processes on this machine
+        that may run on it too (a launcher that binds each process to its cores shares
+        none; an unbound launch shares all)."""
         mine = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         if not mine:
             return None
         local = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)
         everyones = local.allgather(sorted(mine))
         local.Free()
-        share = sum(1.0 / sum(core in cores for cores in everyones) for core in mine)
-        return max(1, int(share + 1e-9))
+        return sum(1.0 / sum(core in cores for cores in everyones) for core in mine)
 
     def plain_allreduce_ms(self, count, repeats=20):
         """Median milliseconds of MPI_Allreduce summing `count` float32 values: what a

@@ -129,7 +129,7 @@ class RunCheckpoints:
     def resume_command(self):
         """The command that continues this run with the very settings it ran with (the
         resolved config carries every --set and --epochs)."""
-        from convtrain.distributed import launched_size
+        from convtrain.launch import launched_size
 
         processes = launched_size() or 1  # any number would do: the results are the same
         launcher = f"mpiexec -n {processes} " if processes > 1 else ""

@@ -31,7 +31,7 @@ layers:
   - {type: maxpool, size: 2}
   - {type: dropout, rate: 0.2}
   - {type: flatten}
-  - {type: dense, units: 24}
+  - {type: dense, units: 64}
   - {type: batchnorm}
   - {type: relu}
   - {type: dense, units: 10}
@@ -285,3 +285,26 @@ def test_an_ordinary_run_never_loads_mpi(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_commands_that_do_not_share_their_work_run_once(tmp_path):
+    (tmp_path / "mixed.yaml").write_text(mixed())
+    alone = convtrain("summary", "mixed.yaml", cwd=tmp_path)
+    launched = convtrain("summary", "mixed.yaml", processes=2, cwd=tmp_path)
+    assert launched.returncode == 0 and launched.stdout == alone.stdout
+    smoke = convtrain("train", "mixed.yaml", "--smoke", processes=2, cwd=tmp_path)
+    assert smoke.returncode == 0, smoke.stderr
+    assert len(smoke.stdout.splitlines()) == 1, smoke.stdout
+
+
+def test_more_processes_than_cores_is_one_warning(tmp_path):
+    (tmp_path / "mixed.yaml").write_text(mixed())
+    cores = len(os.sched_getaffinity(0))
+    result = convtrain("train", "mixed.yaml", "--out", "run", "--max-steps", "2", "--quiet",
+                       processes=2 * cores, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning")]
+    plural = "s" if cores > 1 else ""
+    assert warnings == [f"warning: {2 * cores} processes on {cores} core{plural}: each has 0.5 "
+                        f"of a core, and they take turns (slower, same results); start at most "
+                        f"{cores} per machine"], result.stderr

@@ -23,28 +23,32 @@ class Dense(Layer):
     def forward(self, x):
         """x (N, *in_shape) -> out (N, U)."""
         flat = np.ascontiguousarray(x.reshape(x.shape[0], -1))
+        # BLAS blocks a product differently for different numbers of rows, so a row's last
+        # bits depend on how many rows it is multiplied with. When processes share a batch
+        # (mode.team), each multiplies the whole batch's rows, gathered, and keeps its own:
+        # B * (D + U) values exchanged per layer (LeNet-5's three at batch 64: 52,352,
+        # against 58,920 weights). Validation gives each process whole batches of its own.
+        team = self.mode.team
+        whole = team.gather_rows(flat) if self.mode.training else flat
         weight = self.params["weight"]
-        out = np.empty((flat.shape[0], weight.shape[0]), dtype=self.dtype)
-        dense_forward(flat, weight, self.params.get("bias", self._zero_bias), out)
-        self.cache = (flat, x.shape)
-        return out
+        out = np.empty((whole.shape[0], weight.shape[0]), dtype=self.dtype)
+        dense_forward(whole, weight, self.params.get("bias", self._zero_bias), out)
+        self.cache = (whole, x.shape)
+        return out[team.own_slice()] if self.mode.training else out
 
     def backward(self, dout, need_dx=True):
         """dout (N, U) -> dx (N, *in_shape); grads weight (U, D) = dout^T x, bias (U,)."""
-        flat, in_shape = self.cache
-        dout = np.ascontiguousarray(dout)
+        whole, in_shape = self.cache
+        team = self.mode.team
+        whole_dout = np.ascontiguousarray(team.gather_rows(dout))  # as forward: whole batch
         weight = self.params["weight"]
         dw, db = np.empty_like(weight), np.empty(weight.shape[0], dtype=self.dtype)
-        # BLAS sums dout^T x over the batch in its own order, which a split batch cannot
-        # continue: every process takes the whole batch's rows and computes the same product
-        # (B * (D + U) values; LeNet-5's three, at batch 64: 52,352, against 58,920 weights).
-        team = self.mode.team
-        dense_backward_params(team.gather_rows(flat), team.gather_rows(dout), dw, db)
+        dense_backward_params(whole, whole_dout, dw, db)
         self.grads["weight"] = dw
         if self.spec.bias:
             self.grads["bias"] = db
         if not need_dx:
             return None
-        dx = np.empty_like(flat)
-        dense_backward_input(dout, weight, dx)
-        return dx.reshape(in_shape)
+        dx = np.empty_like(whole)
+        dense_backward_input(whole_dout, weight, dx)
+        return dx[team.own_slice()].reshape(in_shape)

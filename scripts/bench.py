@@ -2,7 +2,7 @@
 
     pip install torch==2.13.0          # the CPU wheel; or: pip install -e '.[bench]'
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py [--threads 2]
-        [--network lenet5|resnet20]
+        [--network lenet5|cifar-plain|resnet20]
     python scripts/bench.py --processes 2 [--network lenet5|resnet20]    # needs [mpi]
 
 convtrain and PyTorch run in separate worker processes (PyTorch's OpenMP runtime slows
@@ -24,7 +24,9 @@ projection shortcuts where the shape changes, global average pooling, dense 10) 
 3x32x32 images, with SGD (lr 0.05, momentum 0.9, weight decay 5e-4) and softmax
 cross-entropy, in float32. For ResNet-20: batch 64 and 128, no per-kernel table (57 conv
 kernels), and the per-layer table lists the top-level layers (a block's row is its whole
-body and shortcut).
+body and shortcut). CIFAR-plain is a compute-bound network of 3x32x32 inputs: four 3x3 convs
+(32, 32, 64, 64 filters, padding 1) with ReLUs, a 2x2 max-pool after each pair, dense 256
+and 10; batch 64 and 256, with the per-kernel table.
 
 --processes K compares convtrain with itself instead: one process of K threads against K
 processes of one thread (`mpiexec -n K`), each `convtrain time` on the repository's config
@@ -45,8 +47,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, "..", "configs", "lenet5-mnist.yaml")
-BATCHES = (32, 64, 256)
-RESNET_BATCHES = (64, 128)
+NETWORK_BATCHES = {"lenet5": (32, 64, 256), "cifar-plain": (64, 256), "resnet20": (64, 128)}
 WARMUP_CALLS = 3
 CHUNK_S = 0.15      # a chunk of calls runs about this long...
 CHUNKS = 20         # ...and each side runs this many chunks per measurement
@@ -97,11 +98,35 @@ def resnet20_yaml():
     return "\n".join(lines) + "\n"
 
 
+CIFAR_PLAIN_YAML = """\
+name: cifar-plain
+input: [3, 32, 32]
+layers:
+  - {type: conv2d, name: conv1, filters: 32, kernel: 3, padding: 1}
+  - {type: relu, name: relu1}
+  - {type: conv2d, name: conv2, filters: 32, kernel: 3, padding: 1}
+  - {type: relu, name: relu2}
+  - {type: maxpool, name: pool1, size: 2}
+  - {type: conv2d, name: conv3, filters: 64, kernel: 3, padding: 1}
+  - {type: relu, name: relu3}
+  - {type: conv2d, name: conv4, filters: 64, kernel: 3, padding: 1}
+  - {type: relu, name: relu4}
+  - {type: maxpool, name: pool2, size: 2}
+  - {type: flatten, name: flatten}
+  - {type: dense, name: fc1, units: 256}
+  - {type: relu, name: relu5}
+  - {type: dense, name: fc2, units: 10}
+optimizer: {type: sgd, lr: 0.05, momentum: 0.9, weight_decay: 0.0005}
+"""
+
+
 def convtrain_config(network):
     from convtrain.config import load_config
 
     if network == "resnet20":
         return load_config("resnet20.yaml", text=resnet20_yaml())
+    if network == "cifar-plain":
+        return load_config("cifar-plain.yaml", text=CIFAR_PLAIN_YAML)
     return load_config(CONFIG)
 
 
@@ -243,6 +268,14 @@ def torch_worker(mode, batch, threads, network_name):
     torch.manual_seed(0)
     if network_name == "resnet20":
         layers, shape = _torch_resnet20(), (3, 32, 32)
+    elif network_name == "cifar-plain":
+        layers = [("conv1", nn.Conv2d(3, 32, 3, padding=1)), ("relu1", nn.ReLU()),
+                  ("conv2", nn.Conv2d(32, 32, 3, padding=1)), ("relu2", nn.ReLU()),
+                  ("pool1", nn.MaxPool2d(2)), ("conv3", nn.Conv2d(32, 64, 3, padding=1)),
+                  ("relu3", nn.ReLU()), ("conv4", nn.Conv2d(64, 64, 3, padding=1)),
+                  ("relu4", nn.ReLU()), ("pool2", nn.MaxPool2d(2)), ("flatten", nn.Flatten()),
+                  ("fc1", nn.Linear(4096, 256)), ("relu5", nn.ReLU()), ("fc2", nn.Linear(256, 10))]
+        shape = (3, 32, 32)
     else:
         layers = [("conv1", nn.Conv2d(1, 6, 5, padding=2)), ("relu2", nn.ReLU()),
                   ("maxpool3", nn.MaxPool2d(2)), ("conv2", nn.Conv2d(6, 16, 5)),
@@ -428,7 +461,7 @@ def main():
     parser.add_argument("--worker", choices=sorted(WORKERS))
     parser.add_argument("--mode", default="train")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--network", choices=("lenet5", "resnet20"), default="lenet5")
+    parser.add_argument("--network", choices=sorted(NETWORK_BATCHES), default="lenet5")
     parser.add_argument("--processes", type=int,
                         help="compare K processes of 1 thread with 1 process of K threads")
     args = parser.parse_args()
@@ -445,14 +478,14 @@ def main():
         return
 
     flags = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
-    title = {"lenet5": "LeNet-5", "resnet20": "ResNet-20"}[args.network]
+    title = {"lenet5": "LeNet-5", "resnet20": "ResNet-20", "cifar-plain": "CIFAR-plain"}[args.network]
     print(f"{title}, float32, {args.threads} threads; OpenBLAS tuning variables set: "
           f"{', '.join(flags) or 'none'}")
     print(f"\ntraining, {CHUNKS} paired chunks of ~{CHUNK_S} s per side; ratio = median of "
           f"the chunks' ratios (> 1: convtrain faster)")
     print(f"{'batch':>6}{'convtrain img/s':>17}{'PyTorch img/s':>15}{'ratio':>8}"
           f"{'convtrain RSS MB':>18}{'PyTorch RSS MB':>16}")
-    for batch in (RESNET_BATCHES if args.network == "resnet20" else BATCHES):
+    for batch in NETWORK_BATCHES[args.network]:
         servers = [Server(kind, "train", batch, args.threads, args.network)
                    for kind in ("convtrain", "torch")]
         seconds, time_ratio = paired(servers, ["step"])["step"]
@@ -461,7 +494,7 @@ def main():
               f"{batch / seconds['torch']:>15,.0f}{1 / time_ratio:>8.2f}"
               f"{rss['convtrain']:>18.0f}{rss['torch']:>16.0f}")
 
-    if args.network == "lenet5":
+    if args.network != "resnet20":
         _kernel_table(args)
     _layer_table(args)
 

@@ -40,7 +40,8 @@ COMPILE_S = {
     "maxpool_forward": 0.8, "avgpool_forward": 0.8, "avgpool_backward": 0.6,
     "conv2d_bias_column_sums": 0.6, "maxpool2x2_forward": 0.55, "maxpool_backward": 0.5,
     "adam_update": 0.45, "dense_backward_params": 0.35, "sgd_update": 0.3,
-    "batchnorm_normalise": 0.5, "batchnorm_backward_input": 0.5, "batchnorm_forward_eval": 0.5,
+    "batchnorm_normalise": 0.5, "batchnorm_backward_one_process": 0.55,
+    "batchnorm_forward_eval": 0.5,
     "globalavgpool_forward": 0.5, "globalavgpool_backward": 0.35,
 }
 UNLISTED_S = 0.2

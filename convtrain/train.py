@@ -52,15 +52,31 @@ def evaluate(network, x, y, batch_size=EVAL_BATCH, predictions=None, team=None):
 
 
 class _StopFlag:
-    """SIGINT sets it; the loop finishes the current step, checkpoints, and exits 130."""
+    """SIGINT sets `raised`; the loop finishes the current step, checkpoints, and exits 130.
+    A second SIGINT to this process stops it at once.
+
+    The loop acts on `agreed`: whether any process of the run was interrupted, asked after
+    each step (team.any), so that all stop after the same one. `raised` is never written
+    but by the handler: a SIGINT that comes while the processes are agreeing (the handler
+    runs once the MPI call returns) counts at the next step instead of being overwritten.
+    And mpiexec hands Ctrl-C to every process, so this one's may come after the others
+    agreed to stop: that is no second Ctrl-C."""
 
     def __init__(self):
         self.raised = False
+        self.agreed = False
+        self.received = 0
 
     def __call__(self, signum, frame):
-        if self.raised:
+        self.received += 1
+        if self.received > 1:
             raise KeyboardInterrupt
         self.raised = True
+
+    def agree(self, team):
+        """Whether to stop now: this process or another was interrupted."""
+        self.agreed = self.agreed or team.any(self.raised)
+        return self.agreed
 
 
 class Trainer:
@@ -127,7 +143,11 @@ class Trainer:
                     break
             return state.best
         finally:
-            signal.signal(signal.SIGINT, previous)
+            # A run of several processes that agreed to stop on a Ctrl-C ends now, with exit
+            # 130: the Ctrl-C mpiexec hands this process may still be on its way, and must not
+            # kill it while MPI shuts down (SIG_IGN holds until exit; a Python handler would not).
+            stopping_together = stop.agreed and self.team.size > 1
+            signal.signal(signal.SIGINT, signal.SIG_IGN if stopping_together else previous)
             self.log.close()
 
     def _tidy_run_folder(self, out_dir):
@@ -154,8 +174,7 @@ class Trainer:
                 trained += len(yb)
                 if config.checkpoint_every and state.global_step % config.checkpoint_every == 0:
                     self.checkpoint(LAST)
-                stop.raised = self.team.any(stop.raised)  # Ctrl-C reached one: all stop here
-                if stop.raised or self._at_max_steps():
+                if stop.agree(self.team) or self._at_max_steps():
                     break
         seconds = time.perf_counter() - started
         if state.step_in_epoch < len(batches):
@@ -163,8 +182,7 @@ class Trainer:
             self._stopped_mid_epoch(stop)
             return False
         reason = self._end_epoch(epoch, seconds, trained, val_x, val_y)
-        stop.raised = self.team.any(stop.raised)
-        if stop.raised:
+        if stop.agree(self.team):
             self._interrupted()
         if reason:
             self.log.stopped_early(epoch, reason, state.best["epoch"])
@@ -227,7 +245,7 @@ class Trainer:
         return self.checkpoints.resume_command() if self.checkpoints else ""
 
     def _stopped_mid_epoch(self, stop):
-        if stop.raised:
+        if stop.agreed:
             self._interrupted()
         self.log.stopped_at_max_steps(self.max_steps, self._resume_command())
 

@@ -184,7 +184,7 @@ def test_ctrl_c_stops_every_process_after_the_same_step(tmp_path):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "run" / "metrics.jsonl"
     deadline = time.monotonic() + 120
-    while not (metrics.exists() and metrics.read_text().count('"epoch"') >= 2):
+    while not (metrics.exists() and metrics.read_text().count('"event": "epoch"') >= 1):
         assert time.monotonic() < deadline and launcher.poll() is None
         time.sleep(0.05)
     launcher.send_signal(signal.SIGINT)  # what Ctrl-C does: mpiexec hands it to each
@@ -193,6 +193,31 @@ def test_ctrl_c_stops_every_process_after_the_same_step(tmp_path):
     assert stderr.count("interrupted at step") == 1
     step = int(stderr.split("interrupted at step ")[1].split(";")[0])
     assert read_checkpoint(str(tmp_path / "run" / "checkpoint-last.npz"))[2]["global_step"] == step
+
+
+def test_ctrl_c_reaching_one_process_first_stops_them_all(tmp_path):
+    """Rank 1 is interrupted alone: every process stops after the same step. Rank 0's own
+    SIGINT, coming once they have agreed to stop, is not taken for a second Ctrl-C."""
+    (tmp_path / "mixed.yaml").write_text(mixed(200))
+    out = str(tmp_path / "run")
+    launcher = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "convtrain", "train",
+                                 "mixed.yaml", "--out", out, "--quiet"], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().count('"event": "epoch"') >= 1):
+        assert time.monotonic() < deadline and launcher.poll() is None
+        time.sleep(0.05)
+    ranks = {rank: pid for pid, rank in _processes_of(out).items()}
+    os.kill(ranks[1], signal.SIGINT)
+    time.sleep(0.05)  # the processes agree after the step they are in; rank 0 stops
+    try:
+        os.kill(ranks[0], signal.SIGINT)
+    except ProcessLookupError:
+        pass  # already done
+    _, stderr = launcher.communicate(timeout=60)
+    assert launcher.returncode == 130, stderr
+    assert stderr.count("interrupted at step") == 1, stderr
 
 
 def one_line(stderr):

@@ -8,10 +8,11 @@ from convtrain.kernels.norm import (
     add_samples_up,
     backward_sums_per_sample,
     batchnorm_backward_input,
+    batchnorm_backward_one_process,
     batchnorm_forward_eval,
     batchnorm_normalise,
-    centred_squares_per_sample,
-    channel_sums_per_sample,
+    combine_moments_in_order,
+    moments_per_sample,
 )
 from convtrain.layers.base import Layer
 
@@ -51,11 +52,13 @@ class BatchNorm(Layer):
             return out.reshape(x.shape)
         team = self.mode.team
         count = team.whole(x3.shape[0]) * x3.shape[2]
-        partial = np.empty(x3.shape[:2])
-        channel_sums_per_sample(x3, partial)
-        mean = _whole_batch_sum(team, partial) / count
-        centred_squares_per_sample(x3, mean, partial)
-        var = _whole_batch_sum(team, partial) / count
+        # Each sample's moments here; the whole batch's combined in sample order, the same
+        # on every process that shares the batch.
+        moments = np.empty((x3.shape[0], 2, x3.shape[1]))
+        moments_per_sample(x3, moments)
+        mean, squares = np.empty(x3.shape[1]), np.empty(x3.shape[1])
+        combine_moments_in_order(team.gather_rows(moments), x3.shape[2], mean, squares)
+        var = squares / count
         inv_std = 1.0 / np.sqrt(var + spec.eps)
         xhat = np.empty_like(x3)
         batchnorm_normalise(x3, gamma, beta, mean, inv_std, out, xhat)
@@ -68,13 +71,16 @@ class BatchNorm(Layer):
     def backward(self, dout, need_dx=True):
         xhat, inv_std, shape = self.cache
         dout3 = np.ascontiguousarray(dout).reshape(xhat.shape)
-        team = self.mode.team
-        partial = np.empty((xhat.shape[0], 2, xhat.shape[1]))
-        backward_sums_per_sample(dout3, xhat, partial)
-        sums = _whole_batch_sum(team, partial)
-        dx = np.empty_like(xhat)
+        team, gamma = self.mode.team, self._gamma_beta()[0]
+        dx, sums = np.empty_like(xhat), np.empty((2, xhat.shape[1]))
         count = team.whole(xhat.shape[0]) * xhat.shape[2]
-        batchnorm_backward_input(dout3, xhat, self._gamma_beta()[0], inv_std, sums, count, dx)
+        if team.size == 1:
+            batchnorm_backward_one_process(dout3, xhat, gamma, inv_std, count, sums, dx)
+        else:  # the sums need every process's samples before dx can be had
+            partial = np.empty((xhat.shape[0], 2, xhat.shape[1]))
+            backward_sums_per_sample(dout3, xhat, partial)
+            sums = _whole_batch_sum(team, partial)
+            batchnorm_backward_input(dout3, xhat, gamma, inv_std, sums, count, dx)
         if self.spec.affine:
             self.grads["weight"], self.grads["bias"] = (sums[1].astype(self.dtype),
                                                         sums[0].astype(self.dtype))

@@ -52,8 +52,9 @@ def joined():
     return _joined
 
 
-class MpiTeam:
-    """K processes, each computing a contiguous 1/K of every batch (convtrain.team)."""
+class MpiSums:
+    """The layers' side of K processes, each computing a contiguous share of every batch:
+    the sums over it (convtrain.team)."""
 
     def __init__(self, comm):
         from mpi4py import MPI
@@ -66,8 +67,6 @@ class MpiTeam:
         self.comm_seconds = 0.0  # communicating, and waiting for the process before
         self.comm_bytes = 0  # received from the others, in the sums over batches
         self.bounds = None  # the current batch's shares: rank r's rows bounds[r]:bounds[r+1]
-
-    # -- sums over the batch (the layers' side) ---------------------------------------
 
     def own_rows(self, batch):
         self.bounds = [len(batch) * rank // self.size for rank in range(self.size + 1)]
@@ -107,7 +106,10 @@ class MpiTeam:
         self.comm_bytes += whole.nbytes - rows.nbytes
         return whole
 
-    # -- agreeing (the trainer's side) ------------------------------------------------
+
+class MpiTeam(MpiSums):
+    """K processes training together: the sums over each batch (MpiSums), and agreeing on
+    input, failures and stopping (the trainer's side)."""
 
     def any(self, flag):
         """Whether flag is true on any process (Ctrl-C reaches them at different times)."""

@@ -113,24 +113,15 @@ class Trainer:
     def run(self, out_dir):
         """Train into the run folder out_dir (metrics.jsonl, checkpoints). Returns the best
         epoch's summary."""
-        team = self.team
-        self.checkpoints = RunCheckpoints(out_dir) if team.is_root else None
+        self.checkpoints = SharedCheckpoints(out_dir, self.team)
         for notes, _ in self.opening:
             for note in notes:
                 self.log.note(note)
         x, y, val_x, val_y = self.datasets
-        source = self.config.data.train
-        # Rank 0 first: processes sharing a kernel cache then load what it compiled.
-        compile_s, kernels = team.root_first(lambda: ready_kernels(
-            self.network, self.optimizer, x, y, source.augment if source else None))
-        self.log.note(f"{kernels}; not counted in epoch times")
-        if team.size > 1:
-            self.log.note(f"{team.size} processes share each batch of "
-                          f"{self.config.train.batch_size}: {self.config.train.batch_size // team.size} "
-                          f"samples each")
+        compile_s = _ready_kernels(self, x, y)
         state = self.state
         if state.resumed:
-            team.root_does(lambda: self._tidy_run_folder(out_dir))
+            self.checkpoints.tidy_for_resume(state, self.log)
         stop = _StopFlag()
         previous = signal.signal(signal.SIGINT, stop)
         try:
@@ -149,16 +140,6 @@ class Trainer:
             stopping_together = stop.agreed and self.team.size > 1
             signal.signal(signal.SIGINT, signal.SIG_IGN if stopping_together else previous)
             self.log.close()
-
-    def _tidy_run_folder(self, out_dir):
-        """Before a resumed run goes on: drop what the run before wrote after its last
-        checkpoint."""
-        remove_temp_checkpoints(out_dir)
-        dropped = tidy_metrics(os.path.join(out_dir, METRICS), self.state.global_step,
-                               self.state.epochs_done)
-        if dropped:
-            self.log.note(f"{METRICS}: dropped {dropped} record(s) written after the "
-                          f"checkpoint (those steps run again)")
 
     def _epoch(self, epoch, x, y, val_x, val_y, stop):
         """One epoch (or the rest of one). Returns whether training goes on."""
@@ -188,7 +169,7 @@ class Trainer:
             self.log.stopped_early(epoch, reason, state.best["epoch"])
             return False
         if self._at_max_steps():
-            self.log.stopped_at_max_steps(self.max_steps, self._resume_command())
+            self.log.stopped_at_max_steps(self.max_steps, self.checkpoints.resume_command())
             return False
         return True
 
@@ -203,7 +184,7 @@ class Trainer:
                                 delta_norms=(state.global_step + 1) % every == 0)
         except Diverged as exc:  # every process saw the same loss and weights
             raise everywhere(RunFailed(f"training diverged at step {state.global_step + 1}: "
-                                       f"{exc}{self._what_is_kept()}")) from None
+                                       f"{exc}{self.checkpoints.what_is_kept()}")) from None
         state.global_step += 1
         state.add_batch(result.loss, result.correct, len(yb))
         if result.delta_norms is not None:
@@ -221,7 +202,7 @@ class Trainer:
                 val_loss, val_acc = evaluate(self.network, val_x, val_y, team=self.team)
             if not np.isfinite(val_loss):
                 raise everywhere(RunFailed(f"training diverged in epoch {epoch}: the validation "
-                                           f"loss is {val_loss}{self._what_is_kept()}"))
+                                           f"loss is {val_loss}{self.checkpoints.what_is_kept()}"))
         record, improved, reason = self.state.end_epoch(epoch, val_loss, val_acc)
         record.update({"step": self.state.global_step, "seconds": seconds,
                        "images_per_s": trained / seconds if seconds > 0 else None})
@@ -233,24 +214,64 @@ class Trainer:
         return reason
 
     def checkpoint(self, name):
-        """Rank 0 writes; a failed write ends every process."""
-        meta = self.state.meta(self.optimizer.steps)
-        self.team.root_does(lambda: self.checkpoints.save(name, self.network, self.optimizer,
-                                                          meta))
-
-    def _what_is_kept(self):
-        return self.checkpoints.what_is_kept() if self.checkpoints else ""
-
-    def _resume_command(self):
-        return self.checkpoints.resume_command() if self.checkpoints else ""
+        self.checkpoints.save(name, self.network, self.optimizer,
+                              self.state.meta(self.optimizer.steps))
 
     def _stopped_mid_epoch(self, stop):
         if stop.agreed:
             self._interrupted()
-        self.log.stopped_at_max_steps(self.max_steps, self._resume_command())
+        self.log.stopped_at_max_steps(self.max_steps, self.checkpoints.resume_command())
 
     def _interrupted(self):
         """Ctrl-C: the checkpoint is already written; say how to go on, exit 130."""
-        self.log.interrupted(self.state.global_step, self._resume_command())
+        self.log.interrupted(self.state.global_step, self.checkpoints.resume_command())
         raise SystemExit(130)
 
+
+
+def _ready_kernels(trainer, x, y):
+    """Compile or load every kernel the training calls, and say so; returns the seconds.
+    Rank 0 first: processes sharing a kernel cache then load what it compiled."""
+    team, config = trainer.team, trainer.config
+    augment = config.data.train.augment if config.data.train else None
+    seconds, kernels = team.root_first(
+        lambda: ready_kernels(trainer.network, trainer.optimizer, x, y, augment))
+    trainer.log.note(f"{kernels}; not counted in epoch times")
+    if team.size > 1:
+        batch = config.train.batch_size
+        trainer.log.note(f"{team.size} processes share each batch of {batch}: "
+                         f"{batch // team.size} samples each")
+    return seconds
+
+
+class SharedCheckpoints:
+    """The run folder's checkpoints, as every process of a run sees them: rank 0 writes
+    (a failed write ends every process: team.root_does); the others hold nothing and
+    have nothing to say."""
+
+    def __init__(self, out_dir, team):
+        self.out_dir = out_dir
+        self.team = team
+        self.folder = RunCheckpoints(out_dir) if team.is_root else None
+
+    def save(self, name, network, optimizer, meta):
+        self.team.root_does(lambda: self.folder.save(name, network, optimizer, meta))
+
+    def what_is_kept(self):
+        return self.folder.what_is_kept() if self.folder else ""
+
+    def resume_command(self):
+        return self.folder.resume_command() if self.folder else ""
+
+    def tidy_for_resume(self, state, log):
+        """Before a resumed run goes on: drop what the run before wrote after its last
+        checkpoint."""
+        def tidy():
+            remove_temp_checkpoints(self.out_dir)
+            dropped = tidy_metrics(os.path.join(self.out_dir, METRICS), state.global_step,
+                                   state.epochs_done)
+            if dropped:
+                log.note(f"{METRICS}: dropped {dropped} record(s) written after the "
+                         f"checkpoint (those steps run again)")
+
+        self.team.root_does(tidy)

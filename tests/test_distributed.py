@@ -177,16 +177,24 @@ def test_a_process_killed_mid_epoch_ends_them_all_and_its_checkpoint_resumes(tmp
     assert_same_arrays(arrays(tmp_path / "whole"), arrays(out))
 
 
-def test_ctrl_c_stops_every_process_after_the_same_step(tmp_path):
+def _two_processes_past_their_first_epoch(tmp_path, out):
+    """mpiexec -n 2 training the mixed config for 200 epochs into out, once it has ended
+    its first epoch: the running launcher."""
     (tmp_path / "mixed.yaml").write_text(mixed(200))
     launcher = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "convtrain", "train",
-                                 "mixed.yaml", "--out", "run", "--quiet"], cwd=tmp_path,
+                                 "mixed.yaml", "--out", out, "--quiet"], cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "run" / "metrics.jsonl"
+    metrics = os.path.join(out, "metrics.jsonl")
     deadline = time.monotonic() + 120
-    while not (metrics.exists() and metrics.read_text().count('"event": "epoch"') >= 1):
+    while not (os.path.exists(metrics)
+               and open(metrics, encoding="utf-8").read().count('"event": "epoch"') >= 1):
         assert time.monotonic() < deadline and launcher.poll() is None
         time.sleep(0.05)
+    return launcher
+
+
+def test_ctrl_c_stops_every_process_after_the_same_step(tmp_path):
+    launcher = _two_processes_past_their_first_epoch(tmp_path, str(tmp_path / "run"))
     launcher.send_signal(signal.SIGINT)  # what Ctrl-C does: mpiexec hands it to each
     _, stderr = launcher.communicate(timeout=60)
     assert launcher.returncode == 130, stderr
@@ -198,16 +206,8 @@ def test_ctrl_c_stops_every_process_after_the_same_step(tmp_path):
 def test_ctrl_c_reaching_one_process_first_stops_them_all(tmp_path):
     """Rank 1 is interrupted alone: every process stops after the same step. Rank 0's own
     SIGINT, coming once they have agreed to stop, is not taken for a second Ctrl-C."""
-    (tmp_path / "mixed.yaml").write_text(mixed(200))
     out = str(tmp_path / "run")
-    launcher = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "convtrain", "train",
-                                 "mixed.yaml", "--out", out, "--quiet"], cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = tmp_path / "run" / "metrics.jsonl"
-    deadline = time.monotonic() + 120
-    while not (metrics.exists() and metrics.read_text().count('"event": "epoch"') >= 1):
-        assert time.monotonic() < deadline and launcher.poll() is None
-        time.sleep(0.05)
+    launcher = _two_processes_past_their_first_epoch(tmp_path, out)
     ranks = {rank: pid for pid, rank in _processes_of(out).items()}
     os.kill(ranks[1], signal.SIGINT)
     time.sleep(0.05)  # the processes agree after the step they are in; rank 0 stops

@@ -214,7 +214,8 @@ def _one_layers_kernels(layer, x):
     sh, sw = layer.spec.stride
     y = np.empty((len(x),) + layer.spec.out_shape, dtype=np.float32)
     dout = np.ones_like(y)
-    dxp = np.empty_like(xp)
+    dx = np.empty_like(x)
+    top, _, left, _ = layer.spec.padding
     filters, channels, kh, kw = w.shape
     per_sample = np.empty((len(x), channels * kh * kw, filters), dtype=np.float32)
 
@@ -224,7 +225,8 @@ def _one_layers_kernels(layer, x):
 
     kernels = {"forward": lambda: conv2d_forward(xp, w, b, sh, sw, y),
                "weight grad": weight_grad,
-               "input grad": lambda: conv2d_backward_input(dout, w, sh, sw, dxp)}
+               "input grad": lambda: conv2d_backward_input(dout, w, sh, sw, top, left,
+                                                           xp.shape[2], xp.shape[3], dx)}
     for kernel in kernels.values():
         kernel.flops = layer.spec.flops() * len(x)
     return {f"{layer.name} {name}": kernel for name, kernel in kernels.items()}

@@ -85,7 +85,8 @@ class Conv2d(Layer):
             self.grads["bias"] = db
         if not need_dx:
             return None
-        dxp = np.empty_like(xp)
-        conv2d_backward_input(dout, w, stride_h, stride_w, dxp)
-        top, bottom, left, right = self.spec.padding
-        return dxp[:, :, top:dxp.shape[2] - bottom, left:dxp.shape[3] - right]
+        top, _, left, _ = self.spec.padding
+        dx = np.empty((xp.shape[0],) + tuple(self.spec.in_shape), dtype=self.dtype)
+        conv2d_backward_input(dout, w, stride_h, stride_w, top, left, xp.shape[2], xp.shape[3],
+                              dx)
+        return dx

@@ -26,3 +26,17 @@ def small_cnn(name, seed=0, epochs=1, batch_size=32, limit=400, val_split=0.2,
     if log_every:
         lines.append(f"log: {{every: {log_every}}}")
     return "\n".join(lines) + "\n" + extra
+
+
+def train_into(folder, config_text, name="c.yaml"):
+    """Write config_text to folder/name, train it there with `convtrain train --quiet` (in
+    this process) into folder/run; returns (config path, checkpoint-last.npz path)."""
+    from click.testing import CliRunner
+
+    from convtrain.cli import main
+
+    (folder / name).write_text(config_text)
+    result = CliRunner().invoke(main, ["train", str(folder / name), "--out",
+                                       str(folder / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return str(folder / name), str(folder / "run" / "checkpoint-last.npz")

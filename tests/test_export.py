@@ -10,6 +10,7 @@ import onnx
 import onnxruntime
 import pytest
 from click.testing import CliRunner
+from nets import train_into
 
 from convtrain.cli import main
 from convtrain.config import load_config
@@ -122,12 +123,7 @@ data:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(config path, checkpoint path) of DIGITS trained one epoch."""
-    folder = tmp_path_factory.mktemp("digits")
-    (folder / "c.yaml").write_text(DIGITS)
-    result = CliRunner().invoke(main, ["train", str(folder / "c.yaml"), "--out",
-                                       str(folder / "run"), "--quiet"])
-    assert result.exit_code == 0, result.output
-    return str(folder / "c.yaml"), str(folder / "run" / "checkpoint-last.npz")
+    return train_into(tmp_path_factory.mktemp("digits"), DIGITS, "c.yaml")
 
 
 def test_export_command_writes_a_model_with_the_preprocessing_in_its_metadata(trained,

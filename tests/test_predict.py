@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from nets import train_into
 from PIL import Image
 
 from convtrain.cli import main
@@ -108,12 +109,7 @@ data:
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("digits")
-    (folder / "d.yaml").write_text(DIGITS)
-    result = CliRunner().invoke(main, ["train", str(folder / "d.yaml"), "--out",
-                                       str(folder / "run"), "--quiet"])
-    assert result.exit_code == 0, result.output
-    return str(folder / "d.yaml"), str(folder / "run" / "checkpoint-last.npz")
+    return train_into(tmp_path_factory.mktemp("digits"), DIGITS, "d.yaml")
 
 
 def test_predict_on_the_validation_data_gives_evals_accuracy_exactly(digits):

@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 INITS = ("he_uniform", "he_normal", "glorot_uniform", "zeros")
+CONV_ALGORITHMS = ("auto", "gemm", "winograd")
+# `algorithm: auto` takes Winograd for the forward pass and the delta of a float32 3x3
+# conv with at least this many input channels and filters; below it, the transforms
+# cost more than the multiplications they save (scripts/bench.py's kernel table: 3
+# channels in ran 2.5x slower). The kernel gradient stays on im2col, which measured
+# faster at every CIFAR shape (docs/performance.md).
+WINOGRAD_MIN_CHANNELS = 16
 
 
 def as_array(section, key, shape):
@@ -111,6 +118,7 @@ class Conv2dSpec(LayerSpec):
     init: str = "he_uniform"
     weights: np.ndarray = field(default=None, compare=False, repr=False)
     biases: np.ndarray = field(default=None, compare=False, repr=False)
+    algorithm: str = "auto"
 
     type = "conv2d"
 
@@ -130,8 +138,35 @@ class Conv2dSpec(LayerSpec):
         biases = as_array(section, "biases", (filters,))
         if biases is not None and not bias:
             raise section.error("biases", "given, but the layer has `bias: false`")
-        return cls(index, name, tuple(in_shape), (filters, out_h, out_w), filters, kernel,
-                   stride, padding, op, bias, init, weights, biases)
+        algorithm = section.get_choice("algorithm", CONV_ALGORITHMS, "auto")
+        spec = cls(index, name, tuple(in_shape), (filters, out_h, out_w), filters, kernel,
+                   stride, padding, op, bias, init, weights, biases, algorithm)
+        if algorithm == "winograd" and not spec.winograd_fits():
+            raise section.error("algorithm", "winograd computes 3x3 kernels with stride 1 "
+                                             "and padding of at most 2; this layer has "
+                                             f"{spec._window_words()}: use auto or gemm")
+        return spec
+
+    def winograd_fits(self):
+        return (tuple(self.kernel) == (3, 3) and tuple(self.stride) == (1, 1)
+                and max(self.padding) <= 2)
+
+    def _window_words(self):
+        kernel_h, kernel_w = self.kernel
+        stride_h, stride_w = self.stride
+        stride = stride_h if stride_h == stride_w else f"{stride_h}x{stride_w}"
+        return (f"a {kernel_h}x{kernel_w} kernel, stride {stride} and padding "
+                f"{max(self.padding)}")
+
+    def algorithms(self, dtype):
+        """(forward and delta, kernel gradient): 'gemm' or 'winograd' for this dtype."""
+        if self.algorithm == "winograd":
+            return "winograd", "winograd"
+        if self.algorithm == "gemm" or not self.winograd_fits() or dtype != "float32":
+            return "gemm", "gemm"
+        if min(self.in_shape[0], self.filters) < WINOGRAD_MIN_CHANNELS:
+            return "gemm", "gemm"
+        return "winograd", "gemm"
 
     def param_shapes(self):
         shapes = {"weight": (self.filters, self.in_shape[0]) + tuple(self.kernel)}

@@ -29,6 +29,8 @@ layers:
   - {type: batchnorm}
   - {type: relu}
   - {type: maxpool, size: 2}
+  - {type: conv2d, filters: 6, kernel: 3, padding: same, algorithm: winograd}
+  - {type: relu}
   - {type: dropout, rate: 0.2}
   - {type: flatten}
   - {type: dense, units: 64}
@@ -231,7 +233,7 @@ def test_a_batch_that_the_processes_cannot_share_is_one_line_from_rank_0(tmp_pat
     result = convtrain("train", "mixed.yaml", processes=2, cwd=tmp_path)
     assert result.returncode == 2
     line = one_line(result.stderr)
-    assert line.startswith("error: mixed.yaml:17: train.batch_size: 21 samples cannot be "
+    assert line.startswith("error: mixed.yaml:19: train.batch_size: 21 samples cannot be "
                            "shared equally by 2 processes"), line
     assert "(e.g. 20 or 22)" in line
     assert not (tmp_path / "runs").exists()

@@ -19,6 +19,13 @@ CONV_CASES = {
     "conv-s1-p0": "{type: conv2d, filters: 3, kernel: 3, op: convolution}",
     "conv-s2-p1-rect": "{type: conv2d, filters: 2, kernel: [2, 3], stride: 2, padding: 1, op: convolution}",
     "conv-same-nobias": "{type: conv2d, filters: 2, kernel: [3, 2], padding: same, op: convolution, bias: false}",
+    # Each algorithm forced on 3x3 stride-1 kernels (auto takes im2col in float64); the
+    # input (2, 7, 6) gives odd and even output sizes, so Winograd's last tile is cut.
+    "gemm-3x3-same": "{type: conv2d, filters: 3, kernel: 3, padding: same, algorithm: gemm}",
+    "winograd-p0": "{type: conv2d, filters: 3, kernel: 3, algorithm: winograd}",
+    "winograd-same": "{type: conv2d, filters: 3, kernel: 3, padding: same, algorithm: winograd}",
+    "winograd-p2-conv-nobias": "{type: conv2d, filters: 2, kernel: 3, padding: 2, op: convolution, bias: false, algorithm: winograd}",
+    "winograd-p0-p2": "{type: conv2d, filters: 2, kernel: 3, padding: [0, 2], algorithm: winograd}",
 }
 
 LAYER_CASES = {

@@ -134,10 +134,12 @@ layers:
   - type: residual
     name: res1
     body:
-      - {type: conv2d, name: c1, filters: 4, kernel: 3, padding: 1, bias: false}
+      - {type: conv2d, name: c1, filters: 4, kernel: 3, padding: 1, bias: false,
+         algorithm: winograd}
       - {type: batchnorm, name: bn1}
       - {type: relu}
-      - {type: conv2d, name: c2, filters: 4, kernel: 3, padding: 1, bias: false}
+      - {type: conv2d, name: c2, filters: 4, kernel: 3, padding: 1, bias: false,
+         algorithm: winograd}
       - {type: batchnorm, name: bn2}
   - {type: relu}
   - type: residual

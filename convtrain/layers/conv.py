@@ -1,5 +1,9 @@
 """conv2d: correlation or true convolution, stride, padding (incl. 'same'), bias.
 
+Two algorithms compute the same sums (`convtrain.kernels.conv`'s im2col products,
+`convtrain.kernels.winograd`'s for 3x3 stride-1 kernels); the spec picks one for the
+forward pass and the delta, and one for the kernel gradient (`Conv2dSpec.algorithms`).
+
 A true convolution (`op: convolution`, the worked example's forward) is a
 cross-correlation with the kernel rotated by 180°. The layer stores the kernel as
 the user wrote it, hands the kernels the rotated copy, and rotates the kernel
@@ -17,6 +21,12 @@ from convtrain.kernels.conv import (
     conv2d_forward,
     conv2d_weight_per_sample,
 )
+from convtrain.kernels.winograd import (
+    winograd_forward,
+    winograd_kernel_gradient,
+    winograd_transform_kernels,
+    winograd_weight_per_sample,
+)
 from convtrain.layers.base import Layer, initial_biases, initial_weights
 
 
@@ -30,6 +40,8 @@ class Conv2d(Layer):
         if spec.bias:
             self.params["bias"] = initial_biases(spec, spec.filters).astype(dtype)
         self._zero_bias = np.zeros(spec.filters, dtype=dtype)
+        self._zero_input_bias = np.zeros(spec.in_shape[0], dtype=dtype)
+        self.algorithm, self.weight_algorithm = spec.algorithms(np.dtype(dtype).name)
 
     def correlation_kernel(self):
         """w (F, C, KH, KW) as the correlation kernels expect it (rotated for op=convolution)."""
@@ -54,7 +66,11 @@ class Conv2d(Layer):
         w = self.correlation_kernel()
         stride_h, stride_w = self.spec.stride
         out = np.empty((x.shape[0],) + self.spec.out_shape, dtype=self.dtype)
-        conv2d_forward(xp, w, self.params.get("bias", self._zero_bias), stride_h, stride_w, out)
+        bias = self.params.get("bias", self._zero_bias)
+        if self.algorithm == "winograd":
+            winograd_forward(xp, _winograd_kernels(w), bias, 0, 0, out)
+        else:
+            conv2d_forward(xp, w, bias, stride_h, stride_w, out)
         self.cache = (xp, w)
         return out
 
@@ -68,11 +84,20 @@ class Conv2d(Layer):
         # Each sample's gradient here, then their sum in sample order: float64 totals that
         # the processes before this one have started (team.chain), so the sum is the one a
         # single process makes over the whole batch.
-        per_sample = np.empty((dout.shape[0], channels * kernel_h * kernel_w, filters),
-                              dtype=self.dtype)
-        conv2d_weight_per_sample(xp, dout, kernel_h, kernel_w, stride_h, stride_w, per_sample)
+        if self.weight_algorithm == "winograd":
+            per_sample = np.empty((dout.shape[0], 16 * channels, filters), dtype=self.dtype)
+            winograd_weight_per_sample(xp, dout, 0, 0, per_sample)
+        else:
+            per_sample = np.empty((dout.shape[0], channels * kernel_h * kernel_w, filters),
+                                  dtype=self.dtype)
+            conv2d_weight_per_sample(xp, dout, kernel_h, kernel_w, stride_h, stride_w,
+                                     per_sample)
         total = team.chain(np.zeros(per_sample.shape[1:]),
                            lambda total: add_samples_in_order(per_sample, total))
+        if self.weight_algorithm == "winograd":
+            rows = np.empty((channels * kernel_h * kernel_w, filters))
+            winograd_kernel_gradient(total, rows)
+            total = rows
         dw = total.T.reshape(w.shape).astype(self.dtype)
         if self.spec.op == "convolution":
             dw = np.ascontiguousarray(dw[:, :, ::-1, ::-1])
@@ -87,6 +112,21 @@ class Conv2d(Layer):
             return None
         top, _, left, _ = self.spec.padding
         dx = np.empty((xp.shape[0],) + tuple(self.spec.in_shape), dtype=self.dtype)
-        conv2d_backward_input(dout, w, stride_h, stride_w, top, left, xp.shape[2], xp.shape[3],
-                              dx)
+        if self.algorithm == "winograd":
+            # The full correlation of dout with w rotated by 180° and its axes F and C
+            # swapped, cut to the unpadded input: a 3x3 correlation of dout placed in a
+            # border of 2 - pad (convtrain.kernels.winograd).
+            w_back = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            winograd_forward(dout, _winograd_kernels(w_back), self._zero_input_bias,
+                             2 - top, 2 - left, dx)
+        else:
+            conv2d_backward_input(dout, w, stride_h, stride_w, top, left, xp.shape[2],
+                                  xp.shape[3], dx)
         return dx
+
+
+def _winograd_kernels(w):
+    """w (F, C, 3, 3) -> u (16, F, C), Winograd's transformed kernels."""
+    u = np.empty((16, w.shape[0], w.shape[1]), dtype=w.dtype)
+    winograd_transform_kernels(w, u)
+    return u

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
-from convtrain.kernels import augment, conv, dense, elementwise, norm, pool
+from convtrain.kernels import augment, conv, dense, elementwise, norm, pool, winograd
 from convtrain.network import Network
 from convtrain.optim import Optimizer
 from convtrain.augment import EpochAugmentation
@@ -28,7 +28,7 @@ from convtrain.runtime import available_cores
 from convtrain.stored_images import StoredImages
 from convtrain.team import Solo
 
-KERNEL_MODULES = (augment, conv, dense, elementwise, norm, pool)
+KERNEL_MODULES = (augment, conv, dense, elementwise, norm, pool, winograd)
 BYTE_FORMATS = ("cifar10", "folder", "builtin")  # sources whose images are always uint8
 
 # Seconds each kernel took to compile on an empty cache (scripts/compile_times.py on

@@ -132,7 +132,8 @@ def test_checker_catches_stride_ignored_in_backward(monkeypatch):
 
     real = conv_module.conv2d_weight_per_sample
     monkeypatch.setattr(conv_module, "conv2d_weight_per_sample",
-                        lambda xp, dout, kh, kw, sh, sw, grads: real(xp, dout, kh, kw, 1, 1, grads))
+                        lambda x, dout, kh, kw, sh, sw, *padding_and_grads:
+                        real(x, dout, kh, kw, 1, 1, *padding_and_grads))
     rows = _check(_network([CONV_CASES["corr-s2-same"]]))
     assert any(not r.passed for r in rows)
 

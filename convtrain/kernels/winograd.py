@@ -42,6 +42,8 @@ for any number of threads or processes.
 import numpy as np
 from numba import njit, prange, uint64
 
+from convtrain.kernels.conv import pad_sample
+
 SKEW = 16  # values: one 64-byte cache line of float32
 
 
@@ -67,20 +69,9 @@ def winograd_transform_kernels(w, u):
 
 
 @njit(cache=True)
-def _pad_for_tiles(xs, pad_top, pad_left, padded):
-    """padded (C, 2*TH + 2, 2*TW + 2) = xs (C, H, W) placed at (pad_top, pad_left), zeros
-    around it: the tiles then read no index twice and test no bound."""
-    channels, in_h, in_w = xs.shape
-    padded[:] = 0.0
-    for c in range(channels):
-        for ih in range(in_h):
-            for iw in range(uint64(in_w)):
-                padded[c, pad_top + ih, pad_left + iw] = xs[c, ih, iw]
-
-
-@njit(cache=True)
 def _transform_tiles(padded, rows, v):
-    """v[:, c*P + p] = B^T d B for every 4x4 tile d of padded (C, 2*TH + 2, 2*TW + 2);
+    """v[:, c*P + p] = B^T d B for every 4x4 tile d of padded (C, 2*TH + 2, 2*TW + 2), the
+    input in zeros with room for every tile (`pad_sample`), so that no tile tests a bound;
     rows (4, 2*TW + 2) is scratch; writes v (16, C*P + SKEW).
 
     B^T d combines four whole rows of padded (one vectorised pass each), then each
@@ -127,7 +118,7 @@ def winograd_forward(x, u, b, pad_top, pad_left, out):
         pair = np.empty((2, 2 * tiles_w), dtype=x.dtype)
         v = np.empty((16, channels * tiles + SKEW), dtype=x.dtype)
         m = np.empty((16, filters * tiles + SKEW), dtype=x.dtype)
-        _pad_for_tiles(x[n], pad_top, pad_left, padded)
+        pad_sample(x[n], pad_top, pad_left, padded)
         _transform_tiles(padded, rows, v)
         for k in range(16):
             np.dot(u[k], v[k, :channels * tiles].reshape((channels, tiles)),
@@ -185,7 +176,7 @@ def winograd_weight_per_sample(x, dout, pad_top, pad_left, per_sample):
         pair = np.empty((2, 2 * tiles_w), dtype=x.dtype)
         v = np.empty((16, channels * tiles + SKEW), dtype=x.dtype)
         dm = np.empty((16, filters * tiles + SKEW), dtype=x.dtype)
-        _pad_for_tiles(x[n], pad_top, pad_left, padded)
+        pad_sample(x[n], pad_top, pad_left, padded)
         _transform_tiles(padded, rows, v)
         _transform_output_gradients(dout[n], pair, dm)
         for k in range(16):

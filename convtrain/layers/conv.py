@@ -51,6 +51,8 @@ class Conv2d(Layer):
         return np.ascontiguousarray(w)
 
     def pad(self, x):
+        """x zero-padded (for `convtrain trace`'s textbook sums; the kernels pad a sample
+        at a time)."""
         top, bottom, left, right = self.spec.padding
         if top == bottom == left == right == 0:
             return np.ascontiguousarray(x)
@@ -60,25 +62,33 @@ class Conv2d(Layer):
         xp[:, :, top:top + h, left:left + w] = x
         return xp
 
+    def padded_size(self):
+        """(HP, WP): the input's height and width with the padding."""
+        top, bottom, left, right = self.spec.padding
+        _, height, width = self.spec.in_shape
+        return height + top + bottom, width + left + right
+
     def forward(self, x):
         """x (N, C, H, W) -> out (N, F, OH, OW)."""
-        xp = self.pad(x)
+        x = np.ascontiguousarray(x)
         w = self.correlation_kernel()
         stride_h, stride_w = self.spec.stride
+        top, _, left, _ = self.spec.padding
         out = np.empty((x.shape[0],) + self.spec.out_shape, dtype=self.dtype)
         bias = self.params.get("bias", self._zero_bias)
         if self.algorithm == "winograd":
-            winograd_forward(xp, _winograd_kernels(w), bias, 0, 0, out)
+            winograd_forward(x, _winograd_kernels(w), bias, top, left, out)
         else:
-            conv2d_forward(xp, w, bias, stride_h, stride_w, out)
-        self.cache = (xp, w)
+            conv2d_forward(x, w, bias, stride_h, stride_w, top, left, *self.padded_size(), out)
+        self.cache = (x, w)
         return out
 
     def backward(self, dout, need_dx=True):
         """dout (N, F, OH, OW) -> dx (N, C, H, W); fills grads weight (F, C, KH, KW), bias (F,)."""
-        xp, w = self.cache
+        x, w = self.cache
         dout = np.ascontiguousarray(dout)
         stride_h, stride_w = self.spec.stride
+        top, _, left, _ = self.spec.padding
         team = self.mode.team
         filters, channels, kernel_h, kernel_w = w.shape
         # Each sample's gradient here, then their sum in sample order: float64 totals that
@@ -86,12 +96,12 @@ class Conv2d(Layer):
         # single process makes over the whole batch.
         if self.weight_algorithm == "winograd":
             per_sample = np.empty((dout.shape[0], 16 * channels, filters), dtype=self.dtype)
-            winograd_weight_per_sample(xp, dout, 0, 0, per_sample)
+            winograd_weight_per_sample(x, dout, top, left, per_sample)
         else:
             per_sample = np.empty((dout.shape[0], channels * kernel_h * kernel_w, filters),
                                   dtype=self.dtype)
-            conv2d_weight_per_sample(xp, dout, kernel_h, kernel_w, stride_h, stride_w,
-                                     per_sample)
+            conv2d_weight_per_sample(x, dout, kernel_h, kernel_w, stride_h, stride_w, top, left,
+                                     *self.padded_size(), per_sample)
         total = team.chain(np.zeros(per_sample.shape[1:]),
                            lambda total: add_samples_in_order(per_sample, total))
         if self.weight_algorithm == "winograd":
@@ -110,8 +120,7 @@ class Conv2d(Layer):
             self.grads["bias"] = db
         if not need_dx:
             return None
-        top, _, left, _ = self.spec.padding
-        dx = np.empty((xp.shape[0],) + tuple(self.spec.in_shape), dtype=self.dtype)
+        dx = np.empty(x.shape, dtype=self.dtype)
         if self.algorithm == "winograd":
             # The full correlation of dout with w rotated by 180° and its axes F and C
             # swapped, cut to the unpadded input: a 3x3 correlation of dout placed in a
@@ -120,8 +129,8 @@ class Conv2d(Layer):
             winograd_forward(dout, _winograd_kernels(w_back), self._zero_input_bias,
                              2 - top, 2 - left, dx)
         else:
-            conv2d_backward_input(dout, w, stride_h, stride_w, top, left, xp.shape[2],
-                                  xp.shape[3], dx)
+            conv2d_backward_input(dout, w, stride_h, stride_w, top, left, *self.padded_size(),
+                                  dx)
         return dx
 
 

@@ -87,6 +87,17 @@ def test_dense_without_bias_and_stacked_dense():
     _assert_all_pass(_check(Network(load_config("d.yaml", text=text), dtype="float64")))
 
 
+def test_dense_layer_split_among_the_cores():
+    """A dense layer of 2^16 weights or more computes its products in blocks
+    (convtrain.kernels.dense): 16*4*4 = 256 inputs to 256 units, 2 unit blocks of 64...
+    4, and the batch of 5 in halves of 3 and 2 rows."""
+    text = ("input: [16, 4, 4]\nseed: 1\nlayers:\n  - {type: flatten}\n"
+            "  - {type: dense, units: 256}\n  - {type: tanh}\n  - {type: dense, units: 3}\n")
+    network = Network(load_config("d.yaml", text=text), dtype="float64")
+    assert network.layers[1]._split and not network.layers[3]._split
+    _assert_all_pass(_check(network, batch=5))
+
+
 def test_deep_stack_every_layer_type():
     network = _network([
         "{type: conv2d, filters: 3, kernel: [3, 2], stride: 2, padding: 1, op: convolution}",

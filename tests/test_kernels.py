@@ -76,19 +76,30 @@ def test_textbook_helpers_match_definition_of_convolution():
 
 @pytest.mark.parametrize("threads_first", [1, 2])
 def test_kernels_deterministic_across_repeats(threads_first):
+    """Every path that splits work among threads: im2col with stride and padding,
+    Winograd (auto takes it here for the forward pass and the delta; forced for the
+    kernel gradient too), and a dense layer large enough to be split."""
     import numba
 
-    net = _net(3, 9, 9, ["{type: conv2d, filters: 4, kernel: 3, stride: 2, padding: 1}"],
-               "float32")
+    net = _net(3, 9, 9, ["{type: conv2d, filters: 16, kernel: 3, stride: 2, padding: 1}",
+                         "{type: conv2d, filters: 16, kernel: 3, padding: 1}",
+                         "{type: conv2d, filters: 16, kernel: 3, algorithm: winograd}",
+                         "{type: flatten}", "{type: dense, units: 512}",
+                         "{type: dense, units: 3}"], "float32")
+    assert [getattr(layer, "algorithm", None) for layer in net.layers[:3]] == [
+        "gemm", "winograd", "winograd"]
+    assert net.layers[4]._split
     x = np.random.default_rng(3).standard_normal((8, 3, 9, 9)).astype(np.float32)
-    grads = []
+    results = []
     for threads in (threads_first, 3 - threads_first):
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         out = net.forward(x, training=True)
-        net.backward(np.ones_like(out))
-        grads.append(net.layers[0].grads["weight"].copy())
+        dx = net.backward(np.ones_like(out))
+        results.append([out, dx] + [layer.grads[key].copy() for layer in net.layers
+                                    for key in layer.grads])
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    assert np.array_equal(grads[0], grads[1])
+    assert len(results[0]) == 2 + 10
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -5,20 +5,40 @@
     b   (U,)
     out (N, U)
 
-The products are one BLAS call each (`np.dot` inside Numba calls SciPy's BLAS,
-single-threaded as `convtrain.runtime` sets it). Going through Numba rather than
-NumPy's `@` keeps NumPy's own BLAS thread pool asleep, so it never competes with
-Numba's threads for the cores. Each call is serial: LeNet-sized dense layers take
-tens of microseconds, less than splitting them would cost.
+The products are BLAS calls (`np.dot` inside Numba calls SciPy's BLAS, single-threaded
+as `convtrain.runtime` sets it). Going through Numba rather than NumPy's `@` keeps
+NumPy's own BLAS thread pool asleep, so it never competes with Numba's threads for the
+cores. With `split` false a product is one serial call: LeNet-sized dense layers take
+tens of microseconds, less than splitting them would cost. With `split` true it is cut
+into blocks, one `prange` iteration each, so that both cores work (a CIFAR network's
+4096 -> 256 layer took 6 ms of a step on one core): blocks of UNITS of the weight's
+rows for the output and the weight gradient, and the batch's two halves for the delta,
+whose every block reads all of w (blocks of 16 or 32 rows re-read it so often that
+they were slower than one call at batch 256).
+
+Determinism: BLAS rounds a row differently with a different number of rows beside it,
+so the blocks are fixed by the product's shape alone, never by the number of threads.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
+
+UNITS = 64  # the weight's rows per block
 
 
-@njit(cache=True)
-def dense_forward(x, w, b, out):
+@njit(parallel=True, cache=True)
+def dense_forward(x, w, b, split, out):
     """out = x w^T + b. x (N, D), w (U, D), b (U,); writes out (N, U)."""
+    if split:
+        # out^T, a block of w's rows at a time: each block reads its own part of w.
+        out_t = np.empty((w.shape[0], x.shape[0]), dtype=out.dtype)
+        for block in prange((w.shape[0] + UNITS - 1) // UNITS):
+            units = slice(block * UNITS, min(w.shape[0], (block + 1) * UNITS))
+            np.dot(w[units], x.T, out_t[units])
+        for n in range(out.shape[0]):
+            for u in range(out.shape[1]):
+                out[n, u] = out_t[u, n] + b[u]
+        return
     np.dot(x, w.T, out)
     # Written as loops: the array expression `out[n] += b` cost 1.4 s of compilation
     # (scripts/compile_times.py), the loops nothing measurable.
@@ -27,17 +47,29 @@ def dense_forward(x, w, b, out):
             out[n, u] += b[u]
 
 
-@njit(cache=True)
-def dense_backward_input(dout, w, dx):
+@njit(parallel=True, cache=True)
+def dense_backward_input(dout, w, split, dx):
     """dx = dout w. dout (N, U), w (U, D); writes dx (N, D)."""
-    np.dot(dout, w, dx)
+    if split:
+        half = (dout.shape[0] + 1) // 2
+        for block in prange(2):
+            rows = slice(block * half, min(dout.shape[0], (block + 1) * half))
+            np.dot(dout[rows], w, dx[rows])
+    else:
+        np.dot(dout, w, dx)
 
 
-@njit(cache=True)
-def dense_backward_params(x, dout, dw, db):
+@njit(parallel=True, cache=True)
+def dense_backward_params(x, dout, split, dw, db):
     """dw = dout^T x and db = column sums of dout, both over the batch in a fixed order.
     x (N, D), dout (N, U); writes dw (U, D), db (U,)."""
-    np.dot(dout.T, x, dw)
+    if split:
+        dout_t = np.ascontiguousarray(dout.T)
+        for block in prange((dw.shape[0] + UNITS - 1) // UNITS):
+            units = slice(block * UNITS, min(dw.shape[0], (block + 1) * UNITS))
+            np.dot(dout_t[units], x, dw[units])
+    else:
+        np.dot(dout.T, x, dw)
     total = np.zeros(db.shape[0])  # float64, one running sum per unit, samples in order
     for n in range(dout.shape[0]):
         for u in range(db.shape[0]):

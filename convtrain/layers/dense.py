@@ -9,6 +9,11 @@ from convtrain.kernels.dense import (
 )
 from convtrain.layers.base import Layer, initial_biases, initial_weights
 
+# Weights from which a dense layer's products are split among the cores
+# (convtrain.kernels.dense): LeNet-5's largest (48,000) stays serial, whose products take
+# less time than a parallel start; a CIFAR network's 4096 -> 256 is split.
+SPLIT_FROM_WEIGHTS = 2 ** 16
+
 
 class Dense(Layer):
     def __init__(self, spec, dtype, rng):
@@ -19,6 +24,7 @@ class Dense(Layer):
         if spec.bias:
             self.params["bias"] = initial_biases(spec, units).astype(dtype)
         self._zero_bias = np.zeros(units, dtype=dtype)
+        self._split = units * fan_in >= SPLIT_FROM_WEIGHTS
 
     def forward(self, x):
         """x (N, *in_shape) -> out (N, U)."""
@@ -32,7 +38,7 @@ class Dense(Layer):
         whole = team.gather_rows(flat) if self.mode.training else flat
         weight = self.params["weight"]
         out = np.empty((whole.shape[0], weight.shape[0]), dtype=self.dtype)
-        dense_forward(whole, weight, self.params.get("bias", self._zero_bias), out)
+        dense_forward(whole, weight, self.params.get("bias", self._zero_bias), self._split, out)
         self.cache = (whole, x.shape)
         return out[team.own_slice()] if self.mode.training else out
 
@@ -43,12 +49,12 @@ class Dense(Layer):
         whole_dout = np.ascontiguousarray(team.gather_rows(dout))  # as forward: whole batch
         weight = self.params["weight"]
         dw, db = np.empty_like(weight), np.empty(weight.shape[0], dtype=self.dtype)
-        dense_backward_params(whole, whole_dout, dw, db)
+        dense_backward_params(whole, whole_dout, self._split, dw, db)
         self.grads["weight"] = dw
         if self.spec.bias:
             self.grads["bias"] = db
         if not need_dx:
             return None
         dx = np.empty_like(whole)
-        dense_backward_input(whole_dout, weight, dx)
+        dense_backward_input(whole_dout, weight, self._split, dx)
         return dx[team.own_slice()].reshape(in_shape)

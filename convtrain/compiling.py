@@ -32,14 +32,18 @@ KERNEL_MODULES = (augment, conv, dense, elementwise, norm, pool, winograd)
 BYTE_FORMATS = ("cifar10", "folder", "builtin")  # sources whose images are always uint8
 
 # Seconds each kernel took to compile on an empty cache (scripts/compile_times.py on
-# configs/digits.yaml and a config with every other layer type, on the 2-core development
-# machine), the functions it calls included. Only their ratios matter: they balance the
-# work between processes. A kernel missing here counts as UNLISTED_S.
+# configs/digits.yaml, a config with every other layer type and bench.py's CIFAR-plain
+# network with Winograd forced, on the 2-core development machine), the functions it calls
+# included. Only their ratios matter: they balance the work between processes. A kernel
+# missing here counts as UNLISTED_S.
 COMPILE_S = {
-    "conv2d_forward": 2.6, "conv2d_weight_per_sample": 2.3, "conv2d_backward_input": 1.6,
+    "conv2d_forward": 3.4, "conv2d_weight_per_sample": 2.0, "conv2d_backward_input": 2.2,
+    "add_samples_in_order": 2.3, "winograd_forward": 4.2, "winograd_weight_per_sample": 3.2,
     "maxpool_forward": 0.8, "avgpool_forward": 0.8, "avgpool_backward": 0.6,
-    "conv2d_bias_column_sums": 0.6, "maxpool2x2_forward": 0.55, "maxpool_backward": 0.5,
-    "adam_update": 0.45, "dense_backward_params": 0.35, "sgd_update": 0.3,
+    "conv2d_bias_column_sums": 0.6, "maxpool2x2_forward": 0.6, "maxpool_backward": 0.6,
+    "adam_update": 0.45, "dense_backward_params": 0.4, "dense_forward": 0.2,
+    "dense_backward_input": 0.1, "dense_backward_params_split": 1.1,
+    "dense_forward_split": 0.8, "dense_backward_input_split": 0.4, "sgd_update": 0.3,
     "batchnorm_normalise": 0.5, "batchnorm_backward_one_process": 0.55,
     "batchnorm_forward_eval": 0.5,
     "globalavgpool_forward": 0.5, "globalavgpool_backward": 0.35,

@@ -192,7 +192,7 @@ def _convtrain_layers(network, x):
 
 def _convtrain_kernels(network, x):
     """Each conv layer's three kernels on that layer's real input, as callables named
-    "LAYER KERNEL", each with the layer's FLOPs as `flops`."""
+    "LAYER KERNEL", each with the layer's FLOPs as `flops` and its `algorithm`."""
     kernels = {}
     out = x
     for layer in network.layers:
@@ -203,12 +203,16 @@ def _convtrain_kernels(network, x):
 
 
 def _one_layers_kernels(layer, x):
+    """The layer's forward, kernel-gradient and input-gradient kernels, each by the
+    algorithm the layer chose (`Conv2dSpec.algorithms`)."""
     import numpy as np
 
     from convtrain.kernels.conv import (add_samples_in_order, conv2d_backward_input,
                                         conv2d_forward, conv2d_weight_per_sample)
+    from convtrain.kernels.winograd import (winograd_forward, winograd_kernel_gradient,
+                                            winograd_weight_per_sample)
+    from convtrain.layers.conv import _winograd_kernels
 
-    xp = layer.pad(x)
     w = layer.correlation_kernel()
     b = layer.params["bias"]
     sh, sw = layer.spec.stride
@@ -216,20 +220,39 @@ def _one_layers_kernels(layer, x):
     dout = np.ones_like(y)
     dx = np.empty_like(x)
     top, _, left, _ = layer.spec.padding
+    padded = layer.padded_size()
     filters, channels, kh, kw = w.shape
-    per_sample = np.empty((len(x), channels * kh * kw, filters), dtype=np.float32)
+    w_back = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    no_bias = np.zeros(channels, dtype=np.float32)
 
-    def weight_grad():
-        conv2d_weight_per_sample(xp, dout, kh, kw, sh, sw, per_sample)
+    def weight_gemm():
+        per_sample = np.empty((len(x), channels * kh * kw, filters), dtype=np.float32)
+        conv2d_weight_per_sample(x, dout, kh, kw, sh, sw, top, left, *padded, per_sample)
         add_samples_in_order(per_sample, np.zeros(per_sample.shape[1:]))
 
-    kernels = {"forward": lambda: conv2d_forward(xp, w, b, sh, sw, y),
-               "weight grad": weight_grad,
-               "input grad": lambda: conv2d_backward_input(dout, w, sh, sw, top, left,
-                                                           xp.shape[2], xp.shape[3], dx)}
-    for kernel in kernels.values():
+    def weight_winograd():
+        per_sample = np.empty((len(x), 16 * channels, filters), dtype=np.float32)
+        winograd_weight_per_sample(x, dout, top, left, per_sample)
+        total = np.zeros(per_sample.shape[1:])
+        add_samples_in_order(per_sample, total)
+        winograd_kernel_gradient(total, np.empty((channels * 9, filters)))
+
+    gemm = {"forward": lambda: conv2d_forward(x, w, b, sh, sw, top, left, *padded, y),
+            "weight grad": weight_gemm,
+            "input grad": lambda: conv2d_backward_input(dout, w, sh, sw, top, left, *padded, dx)}
+    winograd = {"forward": lambda: winograd_forward(x, _winograd_kernels(w), b, top, left, y),
+                "weight grad": weight_winograd,
+                "input grad": lambda: winograd_forward(dout, _winograd_kernels(w_back), no_bias,
+                                                       2 - top, 2 - left, dx)}
+    chosen = {"forward": layer.algorithm, "weight grad": layer.weight_algorithm,
+              "input grad": layer.algorithm}
+    kernels = {}
+    for name, algorithm in chosen.items():
+        kernel = (winograd if algorithm == "winograd" else gemm)[name]
         kernel.flops = layer.spec.flops() * len(x)
-    return {f"{layer.name} {name}": kernel for name, kernel in kernels.items()}
+        kernel.algorithm = algorithm
+        kernels[f"{layer.name} {name}"] = kernel
+    return kernels
 
 
 def ceiling_worker(mode, batch, threads, network_name, n=2048):
@@ -249,7 +272,9 @@ def serve(callables):
         for _ in range(WARMUP_CALLS):
             function()
     print(json.dumps({"ready": {name: getattr(function, "flops", 0)
-                                for name, function in callables.items()}}), flush=True)
+                                for name, function in callables.items()},
+                      "algorithms": {name: getattr(function, "algorithm", "")
+                                     for name, function in callables.items()}}), flush=True)
     for line in sys.stdin:
         calls, name = line.rstrip("\n").split(" ", 1)
         function, times = callables[name], []
@@ -408,13 +433,15 @@ def run_worker(kind, mode, batch, threads, network):
 
 class Server:
     """A serving worker (see serve()): `.callables` maps the names of its callables to
-    their FLOPs (0 where none are counted)."""
+    their FLOPs (0 where none are counted), `.algorithms` to their algorithm ('' where
+    none is named)."""
 
     def __init__(self, kind, mode, batch, threads, network):
         self.kind = kind
         self.proc = subprocess.Popen(_command(kind, mode, batch, threads, network), text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self.callables = self._answer()["ready"]
+        ready = self._answer()
+        self.callables, self.algorithms = ready["ready"], ready["algorithms"]
 
     def _answer(self):
         line = self.proc.stdout.readline()
@@ -504,7 +531,7 @@ def main():
 def _kernel_table(args):
     servers = [Server(kind, "kernels", 64, args.threads, args.network)
                for kind in ("convtrain", "torch")]
-    kernel_rows = [(name, flops) + paired(servers, [name])[name]
+    kernel_rows = [(name, flops, servers[0].algorithms[name]) + paired(servers, [name])[name]
                    for name, flops in servers[0].callables.items()]
     for server in servers:
         server.close()
@@ -512,12 +539,15 @@ def _kernel_table(args):
     print(f"\nconv kernels, batch 64: ms (median call) and GFLOP/s, {CHUNKS} paired chunks; "
           f"ratio = median of the chunks' time ratios\n(> 1: convtrain slower). float32 "
           f"matmul ceiling here: {ceiling:.0f} GFLOP/s")
-    print(f"{'layer':<8}{'kernel':<16}{'convtrain ms':>13}{'GFLOP/s':>9}{'PyTorch ms':>12}"
-          f"{'GFLOP/s':>9}{'ratio':>7}")
-    for name, flops, seconds, ratio in kernel_rows:
+    print("GFLOP/s are effective: the direct convolution's FLOPs over the time, so Winograd's "
+          "can pass the ceiling.")
+    print(f"{'layer':<8}{'kernel':<13}{'algorithm':<10}{'convtrain ms':>13}{'GFLOP/s':>9}"
+          f"{'ceiling':>9}{'PyTorch ms':>12}{'GFLOP/s':>9}{'ratio':>7}")
+    for name, flops, algorithm, seconds, ratio in kernel_rows:
         layer, kernel = name.split(" ", 1)
         ours, theirs = seconds["convtrain"], seconds["torch"]
-        print(f"{layer:<8}{kernel:<16}{ours * 1e3:>13.3f}{flops / ours / 1e9:>9.1f}"
+        print(f"{layer:<8}{kernel:<13}{algorithm:<10}{ours * 1e3:>13.3f}"
+              f"{flops / ours / 1e9:>9.1f}{flops / ours / 1e9 / ceiling:>8.0%} "
               f"{theirs * 1e3:>12.3f}{flops / theirs / 1e9:>9.1f}{ratio:>7.1f}")
 
 

@@ -142,11 +142,11 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_top, pad_left, padded_h, pad
         xps = np.empty((channels, padded_h, padded_w), dtype=x.dtype)
         shifted = np.empty((channels, kernel_w, padded_h, out_w), dtype=x.dtype)
         cols = np.empty((rows, out_h * out_w), dtype=x.dtype)
+        xs = x[n]
         if padded:
-            pad_sample(x[n], pad_top, pad_left, xps)
-            im2col(xps, kernel_h, stride_h, stride_w, shifted, cols)
-        else:
-            im2col(x[n], kernel_h, stride_h, stride_w, shifted, cols)
+            pad_sample(xs, pad_top, pad_left, xps)
+            xs = xps
+        im2col(xs, kernel_h, stride_h, stride_w, shifted, cols)
         product = out[n].reshape((filters, out_h * out_w))
         np.dot(w_rows, cols, product)
         for f in range(filters):
@@ -203,11 +203,11 @@ def conv2d_weight_per_sample(x, dout, kernel_h, kernel_w, stride_h, stride_w, pa
         xps = np.empty((channels, padded_h, padded_w), dtype=x.dtype)
         shifted = np.empty((channels, kernel_w, padded_h, out_w), dtype=x.dtype)
         cols = np.empty((rows, out_h * out_w), dtype=x.dtype)
+        xs = x[n]
         if padded:
-            pad_sample(x[n], pad_top, pad_left, xps)
-            im2col(xps, kernel_h, stride_h, stride_w, shifted, cols)
-        else:
-            im2col(x[n], kernel_h, stride_h, stride_w, shifted, cols)
+            pad_sample(xs, pad_top, pad_left, xps)
+            xs = xps
+        im2col(xs, kernel_h, stride_h, stride_w, shifted, cols)
         np.dot(cols, dout[n].reshape((filters, out_h * out_w)).T, per_sample[n])
 
 

@@ -8,9 +8,10 @@
 The products are BLAS calls (`np.dot` inside Numba calls SciPy's BLAS, single-threaded
 as `convtrain.runtime` sets it). Going through Numba rather than NumPy's `@` keeps
 NumPy's own BLAS thread pool asleep, so it never competes with Numba's threads for the
-cores. With `split` false a product is one serial call: LeNet-sized dense layers take
-tens of microseconds, less than splitting them would cost. With `split` true it is cut
-into blocks, one `prange` iteration each, so that both cores work (a CIFAR network's
+cores. The plain kernels make each product one serial call: LeNet-sized dense layers
+take tens of microseconds, less than splitting them would cost (and they compile in a
+quarter of the time). The `*_split` kernels cut it into blocks, one `prange` iteration
+each, so that both cores work (a CIFAR network's
 4096 -> 256 layer took 6 ms of a step on one core): blocks of UNITS of the weight's
 rows for the output and the weight gradient, and the batch's two halves for the delta,
 whose every block reads all of w (blocks of 16 or 32 rows re-read it so often that
@@ -26,19 +27,9 @@ from numba import njit, prange
 UNITS = 64  # the weight's rows per block
 
 
-@njit(parallel=True, cache=True)
-def dense_forward(x, w, b, split, out):
+@njit(cache=True)
+def dense_forward(x, w, b, out):
     """out = x w^T + b. x (N, D), w (U, D), b (U,); writes out (N, U)."""
-    if split:
-        # out^T, a block of w's rows at a time: each block reads its own part of w.
-        out_t = np.empty((w.shape[0], x.shape[0]), dtype=out.dtype)
-        for block in prange((w.shape[0] + UNITS - 1) // UNITS):
-            units = slice(block * UNITS, min(w.shape[0], (block + 1) * UNITS))
-            np.dot(w[units], x.T, out_t[units])
-        for n in range(out.shape[0]):
-            for u in range(out.shape[1]):
-                out[n, u] = out_t[u, n] + b[u]
-        return
     np.dot(x, w.T, out)
     # Written as loops: the array expression `out[n] += b` cost 1.4 s of compilation
     # (scripts/compile_times.py), the loops nothing measurable.
@@ -48,29 +39,55 @@ def dense_forward(x, w, b, split, out):
 
 
 @njit(parallel=True, cache=True)
-def dense_backward_input(dout, w, split, dx):
+def dense_forward_split(x, w, b, out):
+    """dense_forward, in blocks of UNITS of w's rows: out^T a block at a time, each block
+    reading its own part of w, then out = out^T + b."""
+    out_t = np.empty((w.shape[0], x.shape[0]), dtype=out.dtype)
+    for block in prange((w.shape[0] + UNITS - 1) // UNITS):
+        units = slice(block * UNITS, min(w.shape[0], (block + 1) * UNITS))
+        np.dot(w[units], x.T, out_t[units])
+    for n in range(out.shape[0]):
+        for u in range(out.shape[1]):
+            out[n, u] = out_t[u, n] + b[u]
+
+
+@njit(cache=True)
+def dense_backward_input(dout, w, dx):
     """dx = dout w. dout (N, U), w (U, D); writes dx (N, D)."""
-    if split:
-        half = (dout.shape[0] + 1) // 2
-        for block in prange(2):
-            rows = slice(block * half, min(dout.shape[0], (block + 1) * half))
-            np.dot(dout[rows], w, dx[rows])
-    else:
-        np.dot(dout, w, dx)
+    np.dot(dout, w, dx)
 
 
 @njit(parallel=True, cache=True)
-def dense_backward_params(x, dout, split, dw, db):
+def dense_backward_input_split(dout, w, dx):
+    """dense_backward_input, the batch's two halves in parallel."""
+    half = (dout.shape[0] + 1) // 2
+    for block in prange(2):
+        rows = slice(block * half, min(dout.shape[0], (block + 1) * half))
+        np.dot(dout[rows], w, dx[rows])
+
+
+@njit(cache=True)
+def dense_backward_params(x, dout, dw, db):
     """dw = dout^T x and db = column sums of dout, both over the batch in a fixed order.
     x (N, D), dout (N, U); writes dw (U, D), db (U,)."""
-    if split:
-        dout_t = np.ascontiguousarray(dout.T)
-        for block in prange((dw.shape[0] + UNITS - 1) // UNITS):
-            units = slice(block * UNITS, min(dw.shape[0], (block + 1) * UNITS))
-            np.dot(dout_t[units], x, dw[units])
-    else:
-        np.dot(dout.T, x, dw)
-    total = np.zeros(db.shape[0])  # float64, one running sum per unit, samples in order
+    np.dot(dout.T, x, dw)
+    _column_sums(dout, db)
+
+
+@njit(parallel=True, cache=True)
+def dense_backward_params_split(x, dout, dw, db):
+    """dense_backward_params, dw in blocks of UNITS of its rows."""
+    dout_t = np.ascontiguousarray(dout.T)
+    for block in prange((dw.shape[0] + UNITS - 1) // UNITS):
+        units = slice(block * UNITS, min(dw.shape[0], (block + 1) * UNITS))
+        np.dot(dout_t[units], x, dw[units])
+    _column_sums(dout, db)
+
+
+@njit(cache=True)
+def _column_sums(dout, db):
+    """db[u] = dout[0, u] + dout[1, u] + ..., in float64, samples in order. dout (N, U)."""
+    total = np.zeros(db.shape[0])
     for n in range(dout.shape[0]):
         for u in range(db.shape[0]):
             total[u] += dout[n, u]

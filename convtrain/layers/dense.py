@@ -4,8 +4,11 @@ import numpy as np
 
 from convtrain.kernels.dense import (
     dense_backward_input,
+    dense_backward_input_split,
     dense_backward_params,
+    dense_backward_params_split,
     dense_forward,
+    dense_forward_split,
 )
 from convtrain.layers.base import Layer, initial_biases, initial_weights
 
@@ -24,7 +27,8 @@ class Dense(Layer):
         if spec.bias:
             self.params["bias"] = initial_biases(spec, units).astype(dtype)
         self._zero_bias = np.zeros(units, dtype=dtype)
-        self._split = units * fan_in >= SPLIT_FROM_WEIGHTS
+        self._split = units * fan_in >= SPLIT_FROM_WEIGHTS  # (kernels looked up at each
+        # call, by their module names, so that convtrain.compiling can stand in for them)
 
     def forward(self, x):
         """x (N, *in_shape) -> out (N, U)."""
@@ -38,7 +42,8 @@ class Dense(Layer):
         whole = team.gather_rows(flat) if self.mode.training else flat
         weight = self.params["weight"]
         out = np.empty((whole.shape[0], weight.shape[0]), dtype=self.dtype)
-        dense_forward(whole, weight, self.params.get("bias", self._zero_bias), self._split, out)
+        forward = dense_forward_split if self._split else dense_forward
+        forward(whole, weight, self.params.get("bias", self._zero_bias), out)
         self.cache = (whole, x.shape)
         return out[team.own_slice()] if self.mode.training else out
 
@@ -49,12 +54,14 @@ class Dense(Layer):
         whole_dout = np.ascontiguousarray(team.gather_rows(dout))  # as forward: whole batch
         weight = self.params["weight"]
         dw, db = np.empty_like(weight), np.empty(weight.shape[0], dtype=self.dtype)
-        dense_backward_params(whole, whole_dout, self._split, dw, db)
+        backward_params = dense_backward_params_split if self._split else dense_backward_params
+        backward_params(whole, whole_dout, dw, db)
         self.grads["weight"] = dw
         if self.spec.bias:
             self.grads["bias"] = db
         if not need_dx:
             return None
         dx = np.empty_like(whole)
-        dense_backward_input(whole_dout, weight, self._split, dx)
+        backward_input = dense_backward_input_split if self._split else dense_backward_input
+        backward_input(whole_dout, weight, dx)
         return dx[team.own_slice()].reshape(in_shape)

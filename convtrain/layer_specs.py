@@ -16,11 +16,15 @@ import numpy as np
 INITS = ("he_uniform", "he_normal", "glorot_uniform", "zeros")
 CONV_ALGORITHMS = ("auto", "gemm", "winograd")
 # `algorithm: auto` takes Winograd for the forward pass and the delta of a float32 3x3
-# conv with at least this many input channels and filters; below it, the transforms
-# cost more than the multiplications they save (scripts/bench.py's kernel table: 3
-# channels in ran 2.5x slower). The kernel gradient stays on im2col, which measured
-# faster at every CIFAR shape (docs/performance.md).
+# stride-1 conv with at least WINOGRAD_MIN_CHANNELS channels in and out, and at least
+# WINOGRAD_MIN_WORK = channels x output size (the smaller of each): where a sample's 16
+# products are smaller, the transforms cost more than the multiplications they save.
+# Measured (forward and delta of one layer, docs/performance.md), gemm's time over
+# Winograd's: 16 channels at 16x16 0.82, 24x24 1.0, 32x32 1.14; 32 at 8x8 0.76, 12x12 0.96,
+# 16x16 1.07; 64 at 8x8 1.01, 16x16 1.21; 3 channels in (a first layer) 0.4. The kernel
+# gradient stays on im2col, as fast or faster at every one of those shapes.
 WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MIN_WORK = 512
 
 
 def as_array(section, key, shape):
@@ -143,7 +147,8 @@ class Conv2dSpec(LayerSpec):
                    stride, padding, op, bias, init, weights, biases, algorithm)
         if algorithm == "winograd" and not spec.winograd_fits():
             raise section.error("algorithm", "winograd computes 3x3 kernels with stride 1 "
-                                             "and padding of at most 2; this layer has "
+                                             "and padding of at most 2 on every side; this "
+                                             "layer has "
                                              f"{spec._window_words()}: use auto or gemm")
         return spec
 
@@ -155,16 +160,24 @@ class Conv2dSpec(LayerSpec):
         kernel_h, kernel_w = self.kernel
         stride_h, stride_w = self.stride
         stride = stride_h if stride_h == stride_w else f"{stride_h}x{stride_w}"
-        return (f"a {kernel_h}x{kernel_w} kernel, stride {stride} and padding "
-                f"{max(self.padding)}")
+        top, bottom, left, right = self.padding
+        if top == bottom == left == right:
+            padding = top
+        elif top == bottom and left == right:
+            padding = [top, left]
+        else:
+            padding = f"{top} {bottom} {left} {right} (top bottom left right)"
+        return f"a {kernel_h}x{kernel_w} kernel, stride {stride} and padding {padding}"
 
     def algorithms(self, dtype):
-        """(forward and delta, kernel gradient): 'gemm' or 'winograd' for this dtype."""
+        """(forward and delta, kernel gradient): 'gemm' or 'winograd', for a run whose
+        config asks for `dtype`."""
         if self.algorithm == "winograd":
             return "winograd", "winograd"
         if self.algorithm == "gemm" or not self.winograd_fits() or dtype != "float32":
             return "gemm", "gemm"
-        if min(self.in_shape[0], self.filters) < WINOGRAD_MIN_CHANNELS:
+        channels, size = min(self.in_shape[0], self.filters), min(self.out_shape[1:])
+        if channels < WINOGRAD_MIN_CHANNELS or channels * size < WINOGRAD_MIN_WORK:
             return "gemm", "gemm"
         return "winograd", "gemm"
 

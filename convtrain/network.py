@@ -27,6 +27,11 @@ class Network:
                 visit(layer.children())
 
         visit(self.layers)
+        # A conv layer's algorithm follows the config's dtype, not the one computed in here:
+        # a float64 gradient check of a float32 config checks the float32 run's algorithms.
+        for layer in self._all_layers:
+            if hasattr(layer, "choose_algorithms"):
+                layer.choose_algorithms(config.dtype)
         # Training or not, and the global step: set here, read by batchnorm and dropout.
         self.mode = Mode(config.seed)
         for layer in self._all_layers:

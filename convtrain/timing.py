@@ -49,7 +49,8 @@ def time_network(config, batch, iters, team=None):
     # A residual block's own row includes its layers' time; the totals count each once.
     rows = [{"name": layer.name, "type": layer.spec.type, "depth": depth[layer.name],
              "forward_ms": float(np.median([p[layer.name]["forward_ms"] for p in passes])),
-             "backward_ms": float(np.median([p[layer.name]["backward_ms"] for p in passes]))}
+             "backward_ms": float(np.median([p[layer.name]["backward_ms"] for p in passes])),
+             **_algorithms(layer)}
             for layer in layers]
     top = [row for row in rows if row["depth"] == 0]
     step_ms = 1e3 * float(np.median(steps))
@@ -66,3 +67,11 @@ def time_network(config, batch, iters, team=None):
             "comm_ms": 1e3 * float(np.median(comm)),
             "comm_bytes_per_step": int(np.median(comm_bytes)),
             "parameters": int(parameters), "plain_allreduce_ms": allreduce_ms}
+
+
+def _algorithms(layer):
+    """A conv layer's algorithms (conv2d's key `algorithm`) as a row's fields; {} for others."""
+    if not hasattr(layer, "weight_algorithm"):
+        return {}
+    return {"algorithms": {"forward": layer.algorithm, "delta": layer.algorithm,
+                           "kernel_gradient": layer.weight_algorithm}}

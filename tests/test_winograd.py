@@ -24,26 +24,48 @@ def _network(input_shape, layer, dtype, seed=3):
     return Network(load_config("winograd.yaml", text=text), dtype=dtype)
 
 
-@pytest.mark.parametrize("layer, dtype, chosen", [
-    ("{type: conv2d, filters: 16, kernel: 3, padding: same}", "float32", ("winograd", "gemm")),
-    ("{type: conv2d, filters: 16, kernel: 3, padding: same}", "float64", ("gemm", "gemm")),
-    ("{type: conv2d, filters: 8, kernel: 3, padding: same}", "float32", ("gemm", "gemm")),
-    ("{type: conv2d, filters: 16, kernel: 3, stride: 2}", "float32", ("gemm", "gemm")),
-    ("{type: conv2d, filters: 16, kernel: 5}", "float32", ("gemm", "gemm")),
-    ("{type: conv2d, filters: 16, kernel: 3, algorithm: gemm}", "float32", ("gemm", "gemm")),
-    ("{type: conv2d, filters: 2, kernel: 3, algorithm: winograd}", "float64",
-     ("winograd", "winograd")),
+def _config_network(input_shape, layer, dtype):
+    """A network of a config that asks for `dtype`, computed in `dtype`."""
+    text = (f"input: {list(input_shape)}\ndtype: {dtype}\nlayers:\n  - {layer}\n"
+            "  - {type: flatten}\n  - {type: dense, units: 3}\n")
+    return Network(load_config("winograd.yaml", text=text))
+
+
+SAME_3x3 = "{type: conv2d, kernel: 3, padding: same, filters: "
+
+
+@pytest.mark.parametrize("input_shape, layer, dtype, chosen", [
+    ((16, 32, 32), SAME_3x3 + "16}", "float32", ("winograd", "gemm")),  # 16 x 32 = 512
+    ((64, 8, 8), SAME_3x3 + "64}", "float32", ("winograd", "gemm")),  # 64 x 8
+    ((16, 24, 24), SAME_3x3 + "16}", "float32", ("gemm", "gemm")),  # 16 x 24 < 512
+    ((32, 12, 12), SAME_3x3 + "32}", "float32", ("gemm", "gemm")),
+    ((64, 32, 32), SAME_3x3 + "8}", "float32", ("gemm", "gemm")),  # 8 filters
+    ((3, 32, 32), SAME_3x3 + "64}", "float32", ("gemm", "gemm")),  # 3 channels in
+    ((16, 32, 32), SAME_3x3 + "16}", "float64", ("gemm", "gemm")),
+    ((16, 32, 32), "{type: conv2d, filters: 16, kernel: 3, stride: 2}", "float32",
+     ("gemm", "gemm")),
+    ((16, 32, 32), "{type: conv2d, filters: 16, kernel: 5}", "float32", ("gemm", "gemm")),
+    ((16, 32, 32), SAME_3x3 + "16, algorithm: gemm}", "float32", ("gemm", "gemm")),
+    ((2, 5, 5), SAME_3x3 + "2, algorithm: winograd}", "float64", ("winograd", "winograd")),
 ])
-def test_auto_takes_winograd_for_float32_3x3_stride_1_layers_of_16_channels_or_more(
-        layer, dtype, chosen):
-    conv = _network((16, 9, 9), layer, dtype).layers[0]
+def test_auto_takes_winograd_where_the_layer_is_wide_and_large_enough(input_shape, layer,
+                                                                      dtype, chosen):
+    conv = _config_network(input_shape, layer, dtype).layers[0]
     assert (conv.algorithm, conv.weight_algorithm) == chosen
+
+
+def test_the_algorithm_follows_the_configs_dtype_so_gradcheck_checks_the_runs_path():
+    config = load_config("winograd.yaml", text=f"input: [16, 32, 32]\nlayers:\n"
+                                                f"  - {SAME_3x3}16}}\n")
+    assert Network(config, dtype="float64").layers[0].algorithm == "winograd"
 
 
 @pytest.mark.parametrize("layer, words", [
     ("{type: conv2d, filters: 2, kernel: 5, algorithm: winograd}", "a 5x5 kernel, stride 1"),
     ("{type: conv2d, filters: 2, kernel: 3, stride: 2, algorithm: winograd}", "stride 2"),
-    ("{type: conv2d, filters: 2, kernel: 3, padding: 3, algorithm: winograd}", "padding 3"),
+    ("{type: conv2d, filters: 2, kernel: 3, padding: 3, algorithm: winograd}", "padding 3:"),
+    ("{type: conv2d, filters: 2, kernel: 3, padding: [0, 3], algorithm: winograd}",
+     "padding [0, 3]:"),
 ])
 def test_winograd_forced_where_it_cannot_compute_is_one_line_naming_the_key(layer, words):
     with pytest.raises(ConfigError) as error:
@@ -137,3 +159,28 @@ def test_winograd_float32_error_is_within_a_few_roundoffs_of_the_terms_it_sums(c
         error = _error_in_units(approx, truth, magnitude)
         assert error.max() < 8 and np.sqrt(np.mean(error ** 2)) < 1, (
             f"{name}: max {error.max():.2f}, rms {np.sqrt(np.mean(error ** 2)):.2f} roundoffs")
+
+
+def test_time_names_the_layers_winograd_computes(write_config):
+    import json
+
+    from click.testing import CliRunner
+
+    from convtrain.cli import main
+
+    config = write_config("input: [16, 32, 32]\nlayers:\n"
+                          "  - {type: conv2d, name: auto, filters: 16, kernel: 3, padding: 1}\n"
+                          "  - {type: conv2d, name: forced, filters: 4, kernel: 3, "
+                          "algorithm: winograd}\n"
+                          "  - {type: conv2d, name: plain, filters: 4, kernel: 3}\n")
+    result = CliRunner().invoke(main, ["time", config, "--iters", "1", "--batch", "2"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1:-2] for line in result.stdout.splitlines()[2:5]}
+    assert rows == {"auto": ["conv2d", "winograd"], "forced": ["conv2d", "winograd+dw"],
+                    "plain": ["conv2d"]}
+    assert "winograd: the forward pass and the delta by Winograd's" in result.stdout
+    result = CliRunner().invoke(main, ["time", config, "--iters", "1", "--batch", "2",
+                                       "--format", "json"])
+    layers = json.loads(result.stdout)["layers"]
+    assert layers[0]["algorithms"] == {"forward": "winograd", "delta": "winograd",
+                                       "kernel_gradient": "gemm"}

@@ -41,7 +41,13 @@ class Conv2d(Layer):
             self.params["bias"] = initial_biases(spec, spec.filters).astype(dtype)
         self._zero_bias = np.zeros(spec.filters, dtype=dtype)
         self._zero_input_bias = np.zeros(spec.in_shape[0], dtype=dtype)
-        self.algorithm, self.weight_algorithm = spec.algorithms(np.dtype(dtype).name)
+        self.choose_algorithms(np.dtype(dtype).name)
+
+    def choose_algorithms(self, dtype):
+        """The algorithms of a run whose config asks for `dtype` ('float32', 'float64'):
+        `algorithm` for the forward pass and the delta, `weight_algorithm` for the kernel
+        gradient, each 'gemm' or 'winograd'."""
+        self.algorithm, self.weight_algorithm = self.spec.algorithms(dtype)
 
     def correlation_kernel(self):
         """w (F, C, KH, KW) as the correlation kernels expect it (rotated for op=convolution)."""

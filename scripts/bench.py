@@ -2,7 +2,7 @@
 
     pip install torch==2.13.0          # the CPU wheel; or: pip install -e '.[bench]'
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py [--threads 2]
-        [--network lenet5|cifar-plain|resnet20]
+        [--network lenet5|cifar-plain|resnet20] [--training-only]
     python scripts/bench.py --processes 2 [--network lenet5|resnet20]    # needs [mpi]
 
 convtrain and PyTorch run in separate worker processes (PyTorch's OpenMP runtime slows
@@ -493,6 +493,8 @@ def main():
     parser.add_argument("--network", choices=sorted(NETWORK_BATCHES), default="lenet5")
     parser.add_argument("--processes", type=int,
                         help="compare K processes of 1 thread with 1 process of K threads")
+    parser.add_argument("--training-only", action="store_true",
+                        help="only the training table (repeated runs: a minute, not five)")
     args = parser.parse_args()
     if args.processes:
         _processes_table(args.network, args.processes)
@@ -523,6 +525,8 @@ def main():
               f"{batch / seconds['torch']:>15,.0f}{1 / time_ratio:>8.2f}"
               f"{rss['convtrain']:>18.0f}{rss['torch']:>16.0f}")
 
+    if args.training_only:
+        return
     if args.network != "resnet20":
         _kernel_table(args)
     _layer_table(args)

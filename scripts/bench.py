@@ -1,4 +1,4 @@
-"""convtrain against PyTorch on LeNet-5 or ResNet-20, side by side, in one run.
+"""convtrain against PyTorch on LeNet-5, a plain CIFAR CNN or ResNet-20, side by side, in one run.
 
     pip install torch==2.13.0          # the CPU wheel; or: pip install -e '.[bench]'
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py [--threads 2]

@@ -57,6 +57,15 @@ def pad_sample(xs, pad_top, pad_left, padded):
                 padded[c, pad_top + ih, pad_left + iw] = xs[c, ih, iw]
 
 
+@njit(cache=True)
+def padded_sample(xs, pad_top, pad_left, xps):
+    """xs (C, H, W) itself where xps (C, HP, WP) has its size, else xps holding xs padded."""
+    if xps.shape[1] == xs.shape[1] and xps.shape[2] == xs.shape[2]:
+        return xs
+    pad_sample(xs, pad_top, pad_left, xps)
+    return xps
+
+
 # im2col and col2im each do both of their steps in one function: Numba re-optimizes a
 # called function's machine code inside every caller, and the conv kernels' parallel loops
 # already add two levels of callers, so one level fewer saves about 0.5 s of compilation
@@ -135,18 +144,14 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_top, pad_left, padded_h, pad
     n_samples, channels = x.shape[0], x.shape[1]
     filters, kernel_h, kernel_w = w.shape[0], w.shape[2], w.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
-    padded = padded_h != x.shape[2] or padded_w != x.shape[3]
     rows = channels * kernel_h * kernel_w
     w_rows = w.reshape((filters, rows))
     for n in prange(n_samples):
         xps = np.empty((channels, padded_h, padded_w), dtype=x.dtype)
         shifted = np.empty((channels, kernel_w, padded_h, out_w), dtype=x.dtype)
         cols = np.empty((rows, out_h * out_w), dtype=x.dtype)
-        xs = x[n]
-        if padded:
-            pad_sample(xs, pad_top, pad_left, xps)
-            xs = xps
-        im2col(xs, kernel_h, stride_h, stride_w, shifted, cols)
+        im2col(padded_sample(x[n], pad_top, pad_left, xps), kernel_h, stride_h, stride_w,
+               shifted, cols)
         product = out[n].reshape((filters, out_h * out_w))
         np.dot(w_rows, cols, product)
         for f in range(filters):
@@ -195,7 +200,6 @@ def conv2d_weight_per_sample(x, dout, kernel_h, kernel_w, stride_h, stride_w, pa
     per sample, no shared output."""
     n_samples, filters, out_h, out_w = dout.shape
     channels = x.shape[1]
-    padded = padded_h != x.shape[2] or padded_w != x.shape[3]
     rows = channels * kernel_h * kernel_w
     # Transposed because BLAS runs cols (rows, L) times dout[n]^T faster than dout[n]
     # (F, L) times cols^T (LeNet's conv2: 9 against 14 us per sample; conv1 about the same).
@@ -203,11 +207,8 @@ def conv2d_weight_per_sample(x, dout, kernel_h, kernel_w, stride_h, stride_w, pa
         xps = np.empty((channels, padded_h, padded_w), dtype=x.dtype)
         shifted = np.empty((channels, kernel_w, padded_h, out_w), dtype=x.dtype)
         cols = np.empty((rows, out_h * out_w), dtype=x.dtype)
-        xs = x[n]
-        if padded:
-            pad_sample(xs, pad_top, pad_left, xps)
-            xs = xps
-        im2col(xs, kernel_h, stride_h, stride_w, shifted, cols)
+        im2col(padded_sample(x[n], pad_top, pad_left, xps), kernel_h, stride_h, stride_w,
+               shifted, cols)
         np.dot(cols, dout[n].reshape((filters, out_h * out_w)).T, per_sample[n])
 
 

@@ -115,14 +115,14 @@ def winograd_forward(x, u, b, pad_top, pad_left, out):
     for n in prange(n_samples):
         padded = np.empty((channels, 2 * tiles_h + 2, 2 * tiles_w + 2), dtype=x.dtype)
         rows = np.empty((4, 2 * tiles_w + 2), dtype=x.dtype)
-        pair = np.empty((2, 2 * tiles_w), dtype=x.dtype)
         v = np.empty((16, channels * tiles + SKEW), dtype=x.dtype)
-        m = np.empty((16, filters * tiles + SKEW), dtype=x.dtype)
         pad_sample(x[n], pad_top, pad_left, padded)
         _transform_tiles(padded, rows, v)
+        m = np.empty((16, filters * tiles + SKEW), dtype=x.dtype)
         for k in range(16):
             np.dot(u[k], v[k, :channels * tiles].reshape((channels, tiles)),
                    m[k, :filters * tiles].reshape((filters, tiles)))
+        pair = np.empty((2, 2 * tiles_w), dtype=x.dtype)
         _untransform_tiles(m, b, pair, out[n])
 
 
@@ -171,14 +171,14 @@ def winograd_weight_per_sample(x, dout, pad_top, pad_left, per_sample):
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
     tiles = tiles_h * tiles_w
     for n in prange(n_samples):
+        pair = np.empty((2, 2 * tiles_w), dtype=x.dtype)
+        dm = np.empty((16, filters * tiles + SKEW), dtype=x.dtype)
+        _transform_output_gradients(dout[n], pair, dm)
         padded = np.empty((channels, 2 * tiles_h + 2, 2 * tiles_w + 2), dtype=x.dtype)
         rows = np.empty((4, 2 * tiles_w + 2), dtype=x.dtype)
-        pair = np.empty((2, 2 * tiles_w), dtype=x.dtype)
         v = np.empty((16, channels * tiles + SKEW), dtype=x.dtype)
-        dm = np.empty((16, filters * tiles + SKEW), dtype=x.dtype)
         pad_sample(x[n], pad_top, pad_left, padded)
         _transform_tiles(padded, rows, v)
-        _transform_output_gradients(dout[n], pair, dm)
         for k in range(16):
             np.dot(v[k, :channels * tiles].reshape((channels, tiles)),
                    dm[k, :filters * tiles].reshape((filters, tiles)).T,

@@ -81,15 +81,15 @@ def test_kernels_deterministic_across_repeats(threads_first):
     kernel gradient too), and a dense layer large enough to be split."""
     import numba
 
-    net = _net(3, 63, 63, ["{type: conv2d, filters: 16, kernel: 3, stride: 2, padding: 1}",
-                           "{type: conv2d, filters: 16, kernel: 3, padding: 1}",
+    net = _net(3, 31, 31, ["{type: conv2d, filters: 32, kernel: 3, stride: 2, padding: 1}",
+                           "{type: conv2d, filters: 32, kernel: 3, padding: 1}",
                            "{type: conv2d, filters: 4, kernel: 3, algorithm: winograd}",
-                           "{type: flatten}", "{type: dense, units: 20}",
+                           "{type: flatten}", "{type: dense, units: 84}",
                            "{type: dense, units: 3}"], "float32")
     assert [getattr(layer, "algorithm", None) for layer in net.layers[:3]] == [
         "gemm", "winograd", "winograd"]
     assert net.layers[4]._split
-    x = np.random.default_rng(3).standard_normal((8, 3, 63, 63)).astype(np.float32)
+    x = np.random.default_rng(3).standard_normal((8, 3, 31, 31)).astype(np.float32)
     results = []
     for threads in (threads_first, 3 - threads_first):
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))

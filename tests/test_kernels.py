@@ -77,19 +77,22 @@ def test_textbook_helpers_match_definition_of_convolution():
 @pytest.mark.parametrize("threads_first", [1, 2])
 def test_kernels_deterministic_across_repeats(threads_first):
     """Every path that splits work among threads: im2col with stride and padding,
-    Winograd (auto takes it here for the forward pass and the delta; forced for the
-    kernel gradient too), and a dense layer large enough to be split."""
+    Winograd for the forward pass and the delta only (as auto takes it) and for all three,
+    and a dense layer large enough to be split. In float64, whose kernels the gradient
+    checks compile too (float32's thread identity: test_modern_layers, test_train)."""
     import numba
 
-    net = _net(3, 31, 31, ["{type: conv2d, filters: 32, kernel: 3, stride: 2, padding: 1}",
-                           "{type: conv2d, filters: 32, kernel: 3, padding: 1}",
+    net = _net(3, 15, 15, ["{type: conv2d, filters: 4, kernel: 3, stride: 2, padding: 1}",
+                           "{type: conv2d, filters: 4, kernel: 3, padding: 1, "
+                           "algorithm: winograd}",
                            "{type: conv2d, filters: 4, kernel: 3, algorithm: winograd}",
-                           "{type: flatten}", "{type: dense, units: 84}",
-                           "{type: dense, units: 3}"], "float32")
-    assert [getattr(layer, "algorithm", None) for layer in net.layers[:3]] == [
-        "gemm", "winograd", "winograd"]
+                           "{type: flatten}", "{type: dense, units: 2048}",
+                           "{type: dense, units: 3}"], "float64")
+    net.layers[1].weight_algorithm = "gemm"  # auto's choice for a large float32 layer
+    assert [(layer.algorithm, layer.weight_algorithm) for layer in net.layers[:3]] == [
+        ("gemm", "gemm"), ("winograd", "gemm"), ("winograd", "winograd")]
     assert net.layers[4]._split
-    x = np.random.default_rng(3).standard_normal((8, 3, 31, 31)).astype(np.float32)
+    x = np.random.default_rng(3).standard_normal((8, 3, 15, 15))
     results = []
     for threads in (threads_first, 3 - threads_first):
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))

@@ -77,15 +77,6 @@ def _config(path, overrides=(), epochs=None):
     return load_config(path, overrides)
 
 
-def _type_and_algorithm(row):
-    """'conv2d', or 'conv2d winograd' / 'conv2d winograd+dw' where Winograd computes it."""
-    algorithms = row.get("algorithms", {})
-    if algorithms.get("forward") != "winograd":
-        return row["type"]
-    return row["type"] + (" winograd+dw" if algorithms["kernel_gradient"] == "winograd"
-                          else " winograd")
-
-
 def _numba(threads=None, team=None):
     """Load Numba with `threads` threads (default: the cores this process has to itself),
     warning, once, of more threads than cores."""
@@ -636,6 +627,7 @@ def time_command(config, batch, iters, threads, fmt, overrides):
     team = join()
     _check_shares(spec, team, "--batch" if batch else None)
     _numba(threads, team)
+    from convtrain.report import WINOGRAD_LEGEND, type_and_algorithm
     from convtrain.timing import time_network
 
     result = time_network(spec, spec.train.batch_size, iters, team)
@@ -648,7 +640,9 @@ def time_command(config, batch, iters, threads, fmt, overrides):
              f"{threads_word} ({result['threading_layer']}){processes}, median of {iters} "
              f"iterations; {result['kernels']}, not counted"]
     labels = ["  " * row["depth"] + row["name"] for row in result["layers"]]
-    types = [_type_and_algorithm(row) for row in result["layers"]]
+    algorithms = [row.get("algorithms", {}) for row in result["layers"]]
+    types = [type_and_algorithm(row["type"], chosen.get("forward"), chosen.get("kernel_gradient"))
+             for row, chosen in zip(result["layers"], algorithms)]
     name_w = max([12] + [len(label) + 2 for label in labels])
     type_w = max([12] + [len(kind) + 2 for kind in types])
     lines.append(f"{'layer':<{name_w}}{'type':<{type_w}}{'forward ms':>12}{'backward ms':>13}")
@@ -658,8 +652,7 @@ def time_command(config, batch, iters, threads, fmt, overrides):
     lines.append(f"{'total':<{name_w + type_w}}{result['forward_ms']:>12.3f}"
                  f"{result['backward_ms']:>13.3f}")
     if any(kind != row["type"] for kind, row in zip(types, result["layers"])):
-        lines.append("winograd: the forward pass and the delta by Winograd's F(2x2, 3x3), "
-                     "+dw: the kernel gradient too (conv2d's key `algorithm`)")
+        lines.append(WINOGRAD_LEGEND)
     lines.append(f"training step (forward, loss, backward, update): {result['step_ms']:.3f} ms "
                  f"= {result['images_per_s']:.0f} images/s")
     if team.size > 1:

@@ -110,17 +110,32 @@ def human(count):
     return str(int(count))
 
 
+WINOGRAD_LEGEND = ("winograd: the forward pass and the delta by Winograd's F(2x2, 3x3), "
+                   "+dw: the kernel gradient too (conv2d's key `algorithm`)")
+
+
+def type_and_algorithm(kind, forward=None, kernel_gradient=None):
+    """A layer's type for a table: 'conv2d', or 'conv2d winograd' / 'conv2d winograd+dw'
+    where Winograd computes it (WINOGRAD_LEGEND says what they mean)."""
+    if forward != "winograd":
+        return kind
+    return kind + (" winograd+dw" if kernel_gradient == "winograd" else " winograd")
+
+
 def summary_text(config):
     """The `convtrain summary` table: one row per layer, a residual block's layers indented
     under it with their full names, then totals (a block's row counts its layers)."""
     rows = [("  " * depth + spec.name, spec) for spec, depth in walk_with_depth(config.layers)]
+    types = [type_and_algorithm(spec.type, *(spec.algorithms(config.dtype)
+                                              if spec.type == "conv2d" else ()))
+             for _, spec in rows]
     name_w = max(12, max(len(label) for label, _ in rows) + 2)
-    type_w = max(12, max(len(spec.type) for _, spec in rows) + 2)
+    type_w = max(12, max(len(kind) for kind in types) + 2)
     lines = [f"{config.name}: {config.dtype}, input {tuple(config.input)}, loss {config.loss}",
              f"{'layer':<{name_w}}{'type':<{type_w}}{'output (C,H,W)':<18}{'params':>10}"
              f"{'FLOPs/sample':>15}"]
-    for label, spec in rows:
-        lines.append(f"{label:<{name_w}}{spec.type:<{type_w}}{str(tuple(spec.out_shape)):<18}"
+    for (label, spec), kind in zip(rows, types):
+        lines.append(f"{label:<{name_w}}{kind:<{type_w}}{str(tuple(spec.out_shape)):<18}"
                      f"{spec.param_count:>10,}{human(spec.flops()):>15}")
     params = sum(spec.param_count for spec in config.layers)
     flops = sum(spec.flops() for spec in config.layers)
@@ -128,4 +143,6 @@ def summary_text(config):
     lines.append(f"{'total':<{name_w + type_w + 18}}{params:>10,}{human(flops):>15}")
     lines.append(f"parameters: {params:,} ({human(size)}B); forward FLOPs per sample: "
                  f"{human(flops)} (a multiply-add counts 2)")
+    if any(kind != spec.type for (_, spec), kind in zip(rows, types)):
+        lines.append(WINOGRAD_LEGEND)
     return "\n".join(lines)

@@ -161,7 +161,7 @@ def test_winograd_float32_error_is_within_a_few_roundoffs_of_the_terms_it_sums(c
             f"{name}: max {error.max():.2f}, rms {np.sqrt(np.mean(error ** 2)):.2f} roundoffs")
 
 
-def test_time_names_the_layers_winograd_computes(write_config):
+def test_time_and_summary_name_the_layers_winograd_computes(write_config):
     import json
 
     from click.testing import CliRunner
@@ -179,6 +179,11 @@ def test_time_names_the_layers_winograd_computes(write_config):
     assert rows == {"auto": ["conv2d", "winograd"], "forced": ["conv2d", "winograd+dw"],
                     "plain": ["conv2d"]}
     assert "winograd: the forward pass and the delta by Winograd's" in result.stdout
+    result = CliRunner().invoke(main, ["summary", config])
+    rows = {line.split()[0]: line.split()[1:-5] for line in result.stdout.splitlines()[2:5]}
+    assert rows == {"auto": ["conv2d", "winograd"], "forced": ["conv2d", "winograd+dw"],
+                    "plain": ["conv2d"]}
+    assert result.stdout.rstrip().endswith("(conv2d's key `algorithm`)")
     result = CliRunner().invoke(main, ["time", config, "--iters", "1", "--batch", "2",
                                        "--format", "json"])
     layers = json.loads(result.stdout)["layers"]

@@ -92,7 +92,7 @@ def winograd_layers(draw):
     return (c, h, w), layer
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(winograd_layers(), st.integers(1, 3))
 def test_generated_winograd_layers_match_the_naive_convolution(case, batch):
     shape, layer = case
@@ -107,7 +107,7 @@ def test_generated_winograd_layers_match_the_naive_convolution(case, batch):
     np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-11, atol=1e-12)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(winograd_layers())
 def test_generated_winograd_layers_pass_the_gradient_check(case):
     shape, layer = case

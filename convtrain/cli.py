@@ -640,9 +640,9 @@ def time_command(config, batch, iters, threads, fmt, overrides):
              f"{threads_word} ({result['threading_layer']}){processes}, median of {iters} "
              f"iterations; {result['kernels']}, not counted"]
     labels = ["  " * row["depth"] + row["name"] for row in result["layers"]]
-    algorithms = [row.get("algorithms", {}) for row in result["layers"]]
-    types = [type_and_algorithm(row["type"], chosen.get("forward"), chosen.get("kernel_gradient"))
-             for row, chosen in zip(result["layers"], algorithms)]
+    types = [type_and_algorithm(row["type"], row.get("algorithms", {}).get("forward"),
+                                row.get("algorithms", {}).get("kernel_gradient"))
+             for row in result["layers"]]
     name_w = max([12] + [len(label) + 2 for label in labels])
     type_w = max([12] + [len(kind) + 2 for kind in types])
     lines.append(f"{'layer':<{name_w}}{'type':<{type_w}}{'forward ms':>12}{'backward ms':>13}")

@@ -15,16 +15,22 @@ import numpy as np
 
 INITS = ("he_uniform", "he_normal", "glorot_uniform", "zeros")
 CONV_ALGORITHMS = ("auto", "gemm", "winograd")
-# `algorithm: auto` takes Winograd for the forward pass and the delta of a float32 3x3
-# stride-1 conv with at least WINOGRAD_MIN_CHANNELS channels in and out, and at least
-# WINOGRAD_MIN_WORK = channels x output size (the smaller of each): where a sample's 16
-# products are smaller, the transforms cost more than the multiplications they save.
-# Measured (forward and delta of one layer, docs/performance.md), gemm's time over
-# Winograd's: 16 channels at 16x16 0.82, 24x24 1.0, 32x32 1.14; 32 at 8x8 0.76, 12x12 0.96,
-# 16x16 1.07; 64 at 8x8 1.01, 16x16 1.21; 3 channels in (a first layer) 0.4. The kernel
-# gradient stays on im2col: Winograd's was at best 6% faster, and slower at 16 channels.
+# `algorithm: auto` is a rule on the layer's shape (never a timing, so that results never
+# depend on the machine's load), for float32 3x3 stride-1 convs. Winograd computes the
+# forward pass and the delta where the layer has at least WINOGRAD_MIN_CHANNELS channels in
+# and out, an output of at least WINOGRAD_MIN_SIDE a side, and channels x side (the fewer
+# channels, the smaller side) of at least WINOGRAD_MIN_WORK; it computes the kernel gradient
+# too where the output's smaller side is at least WINOGRAD_GRADIENT_MIN_SIDE. Smaller, a
+# sample's 16 products are too small for their transforms and junk slots to pay. Measured
+# (batch 64, docs/performance.md), im2col's time over Winograd's, forward + delta | kernel
+# gradient: 16 channels at 12x12 0.97 | 1.14, 16x16 0.97-1.10 | 1.10-1.28, 24x24 1.49 |
+# 1.31, 32x32 1.75 | 1.37; 32 at 8x8 0.72-0.85 | 0.91, 12x12 1.33 | 1.05-1.11, 16x16 1.40 |
+# 1.24; 64 at 4x4 0.61 | 0.61, 8x8 1.10-1.13 | 0.71-0.90, 16x16 1.60 | 1.20; 128 at 8x8
+# 0.92-1.09 | 0.66-0.81; 3 channels in (a first layer) 0.4 | 0.45.
 WINOGRAD_MIN_CHANNELS = 16
-WINOGRAD_MIN_WORK = 512
+WINOGRAD_MIN_SIDE = 8
+WINOGRAD_MIN_WORK = 384
+WINOGRAD_GRADIENT_MIN_SIDE = 16
 
 
 def as_array(section, key, shape):
@@ -176,10 +182,11 @@ class Conv2dSpec(LayerSpec):
             return "winograd", "winograd"
         if self.algorithm == "gemm" or not self.winograd_fits() or dtype != "float32":
             return "gemm", "gemm"
-        channels, size = min(self.in_shape[0], self.filters), min(self.out_shape[1:])
-        if channels < WINOGRAD_MIN_CHANNELS or channels * size < WINOGRAD_MIN_WORK:
+        channels, side = min(self.in_shape[0], self.filters), min(self.out_shape[1:])
+        if (channels < WINOGRAD_MIN_CHANNELS or side < WINOGRAD_MIN_SIDE
+                or channels * side < WINOGRAD_MIN_WORK):
             return "gemm", "gemm"
-        return "winograd", "gemm"
+        return "winograd", "winograd" if side >= WINOGRAD_GRADIENT_MIN_SIDE else "gemm"
 
     def param_shapes(self):
         shapes = {"weight": (self.filters, self.in_shape[0]) + tuple(self.kernel)}

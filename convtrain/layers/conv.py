@@ -141,7 +141,7 @@ class Conv2d(Layer):
 
 
 def _winograd_kernels(w):
-    """w (F, C, 3, 3) -> u (16, F, C), Winograd's transformed kernels."""
-    u = np.empty((16, w.shape[0], w.shape[1]), dtype=w.dtype)
+    """w (F, C, 3, 3) -> u (16, C, F), Winograd's transformed kernels."""
+    u = np.empty((16, w.shape[1], w.shape[0]), dtype=w.dtype)
     winograd_transform_kernels(w, u)
     return u

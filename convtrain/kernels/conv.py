@@ -212,20 +212,30 @@ def conv2d_weight_per_sample(x, dout, kernel_h, kernel_w, stride_h, stride_w, pa
         np.dot(cols, dout[n].reshape((filters, out_h * out_w)).T, per_sample[n])
 
 
+SUM_BLOCK_VALUES = 1024  # of a sample's gradient: 4 KiB of float32, read in one stretch
+
+
 @njit(parallel=True, cache=True)
 def add_samples_in_order(per_sample, total):
     """total += per_sample[0] + per_sample[1] + ..., one float64 running sum per entry,
     samples in order. per_sample (N, R, F) float32 or float64; total (R, F) float64.
-    Iteration r owns total[r] and reads per_sample[:, r, :], F contiguous values per
-    sample. Starting from a total handed on by the process before keeps the additions
-    those of one process summing the whole batch (convtrain.team)."""
+    Iteration b owns a block of rows of total, about SUM_BLOCK_VALUES values, and reads
+    that block of every sample in turn: contiguous stretches, where a row at a time
+    (F values, a page apart from sample to sample) left the reads waiting on memory.
+    Starting from a total handed on by the process before keeps the additions those of
+    one process summing the whole batch (convtrain.team)."""
     n_samples, rows, filters = per_sample.shape
-    for r in prange(rows):
-        running = total[r].copy()
+    block_rows = max(1, SUM_BLOCK_VALUES // filters)
+    for block in prange((rows + block_rows - 1) // block_rows):
+        first = block * block_rows
+        last = min(rows, first + block_rows)
+        running = total[first:last].copy()
         for n in range(n_samples):
-            for f in range(filters):
-                running[f] += per_sample[n, r, f]
-        total[r] = running
+            values = per_sample[n, first:last]
+            for r in range(last - first):
+                for f in range(uint64(filters)):
+                    running[r, f] += values[r, f]
+        total[first:last] = running
 
 
 @njit(parallel=True, cache=True)

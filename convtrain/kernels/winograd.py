@@ -56,10 +56,10 @@ def winograd_transform_kernels(w, u):
     """u[:, c, f] = G w[f, c] G^T. w (F, C, 3, 3); writes u (16, C, F)."""
     filters, channels = w.shape[0], w.shape[1]
     half = w.dtype.type(0.5)
+    rows = np.empty((4, 3), dtype=w.dtype)  # G g
     for f in range(filters):
         for c in range(channels):
             g = w[f, c]
-            rows = np.empty((4, 3), dtype=w.dtype)  # G g
             for j in range(3):
                 rows[0, j] = g[0, j]
                 rows[1, j] = half * (g[0, j] + g[1, j] + g[2, j])

@@ -20,20 +20,20 @@ tiles by 16 products, then dw = G^T dU G. It is computed per sample, like
 
 Layout. Tile (ty, tx) is the 4x4 window at rows 2*ty .. 2*ty+3, columns 2*tx .. 2*tx+3 of
 the padded input; TH, TW = ceil(OH / 2), ceil(OW / 2) tiles (a last odd row or column of
-outputs reads zeros past the input and is dropped). The tiles lie on a grid of
-S = (TH + 1) * (TW + 1) slots, slot s = ty*(TW + 1) + tx: one junk row and one junk
-column more than there are tiles. With the input split by the parity of its rows and
-columns (`_deinterleave_input`), every tile's d[i, j] sits at a fixed distance from its
-slot, so each transform is a few passes over all slots and channels at once, one
+outputs reads zeros past the input and is dropped). The padded input, split by the
+parity of its rows and columns (`_deinterleave_input`), is four grids of (TH + 1) x
+(TW + 1) values, and tile (ty, tx) takes its d[i, j] from one of them at
+(ty + i // 2, tx + j // 2): at a fixed distance from slot s = ty*(TW + 1) + tx. So each
+transform is a few passes over all S = TH * (TW + 1) slots and every channel at once, one
 unit-stride loop each, instead of short loops over one row of tiles (those ran 5-8x
-slower per value). The junk slots' products are computed and never used: 13% more
-columns at 32x32 outputs, 27% at 16x16, 56% at 8x8.
+slower per value). The last slot of each row is junk, computed and never used: 6% more
+rows in the products at 32x32 outputs, 12% at 16x16, 25% at 8x8.
 
 Shapes, channels last within a slot (the product's faster orientation here, and it keeps
 the passes unit-stride):
     u    (16, C, F)           U = G w[f, c] G^T stored by position: u[4*i + j, c, f] = U[i, j]
-    q    (4, (S + TW + 2)*C)  the padded input by parity: q[2*a + b, s*C + c] with
-                              s = Y*(TW+1) + X holds padded[c, 2*Y + a, 2*X + b]
+    q    (4, (S + TW + 2)*C)  the padded input by parity: q[2*a + b, (Y*(TW+1) + X)*C + c]
+                              = padded[c, 2*Y + a, 2*X + b], Y <= TH, X <= TW
     v    (16, S*C + SKEW)     V = B^T d B of every slot, v[4*i + j, s*C + c] = V[i, j]
     m    (16, S*F + SKEW)     the products, m[k] = v[k] @ u[k] as (S, C) @ (C, F)
     dm   (16, S*F + SKEW)     A dY A^T of every slot, zeros in the junk ones
@@ -76,7 +76,7 @@ def winograd_transform_kernels(w, u):
 def _deinterleave_input(xs, pad_top, pad_left, tiles_h, tiles_w, q):
     """q[2*a + b, (Y*(TW+1) + X)*C + c] = padded[c, 2*Y + a, 2*X + b]: xs (C, H, W) placed
     at (pad_top, pad_left) in zeros, split by the parity of its rows and columns, channels
-    last; writes q (4, (S + TW + 2)*C), S = (TH+1)*(TW+1), zeros past the last slot."""
+    last; writes q (4, (S + TW + 2)*C), S = TH*(TW+1), zeros past the last value."""
     channels, in_h, in_w = xs.shape
     row = uint64(tiles_w + 1)
     stride = uint64(channels)
@@ -173,7 +173,7 @@ def winograd_forward(x, u, b, pad_top, pad_left, out):
     n_samples, channels = x.shape[0], x.shape[1]
     filters, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
-    slots = (tiles_h + 1) * (tiles_w + 1)
+    slots = tiles_h * (tiles_w + 1)
     length = slots * channels
     for n in prange(n_samples):
         q = np.empty((4, (slots + tiles_w + 2) * channels), dtype=x.dtype)
@@ -245,7 +245,7 @@ def winograd_weight_per_sample(x, dout, pad_top, pad_left, per_sample):
     n_samples, channels = x.shape[0], x.shape[1]
     filters, out_h, out_w = dout.shape[1], dout.shape[2], dout.shape[3]
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
-    slots = (tiles_h + 1) * (tiles_w + 1)
+    slots = tiles_h * (tiles_w + 1)
     length = slots * channels
     for n in prange(n_samples):
         d = np.empty((4, slots * filters), dtype=x.dtype)

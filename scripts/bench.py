@@ -209,8 +209,7 @@ def _one_layers_kernels(layer, x):
 
     from convtrain.kernels.conv import (add_samples_in_order, conv2d_backward_input,
                                         conv2d_forward, conv2d_weight_per_sample)
-    from convtrain.kernels.winograd import (winograd_forward, winograd_kernel_gradient,
-                                            winograd_weight_per_sample)
+    from convtrain.kernels.winograd import winograd_forward, winograd_weight_per_sample
     from convtrain.layers.conv import _winograd_kernels
 
     w = layer.correlation_kernel()
@@ -231,11 +230,9 @@ def _one_layers_kernels(layer, x):
         add_samples_in_order(per_sample, np.zeros(per_sample.shape[1:]))
 
     def weight_winograd():
-        per_sample = np.empty((len(x), 16 * channels, filters), dtype=np.float32)
+        per_sample = np.empty((len(x), channels * 9, filters), dtype=np.float32)
         winograd_weight_per_sample(x, dout, top, left, per_sample)
-        total = np.zeros(per_sample.shape[1:])
-        add_samples_in_order(per_sample, total)
-        winograd_kernel_gradient(total, np.empty((channels * 9, filters)))
+        add_samples_in_order(per_sample, np.zeros(per_sample.shape[1:]))
 
     gemm = {"forward": lambda: conv2d_forward(x, w, b, sh, sw, top, left, *padded, y),
             "weight grad": weight_gemm,

@@ -16,7 +16,8 @@ the direct ones only in rounding (`tests/test_winograd.py` bounds the float32 er
 
 The kernel gradient is the forward's adjoint: per tile, dU = (A dY A^T) * V, summed over
 tiles by 16 products, then dw = G^T dU G. It is computed per sample, like
-`conv2d_weight_per_sample`, so that the sum over the batch is `add_samples_in_order`'s.
+`conv2d_weight_per_sample` and in its layout, so that the sum over the batch is
+`add_samples_in_order`'s.
 
 Layout. Tile (ty, tx) is the 4x4 window at rows 2*ty .. 2*ty+3, columns 2*tx .. 2*tx+3 of
 the padded input; TH, TW = ceil(OH / 2), ceil(OW / 2) tiles (a last odd row or column of
@@ -236,12 +237,14 @@ def _transform_output_gradients(d, z, dm, length):
 
 @njit(parallel=True, cache=True)
 def winograd_weight_per_sample(x, dout, pad_top, pad_left, per_sample):
-    """Each sample's kernel gradient in the Winograd domain: per_sample[n, k*C + c, f] =
-    dU_n[k][c, f], the sum over the sample's tiles of (A dY A^T) * V at position k.
-    x (N, C, H, W) placed at (pad_top, pad_left) in zeros, dout (N, F, OH, OW); writes
-    per_sample (N, 16*C, F), for `add_samples_in_order` and then
-    `winograd_kernel_gradient`: G^T dU G is linear, so it is applied once to the sum.
-    The junk slots' dY are zeros, so they add nothing."""
+    """Each sample's kernel gradient, per_sample[n, (c*3 + kh)*3 + kw, f] = dL/dw[f, c, kh,
+    kw] of sample n alone, the layout of `conv2d_weight_per_sample`'s, for
+    `add_samples_in_order`. x (N, C, H, W) placed at (pad_top, pad_left) in zeros, dout
+    (N, F, OH, OW); writes per_sample (N, C*9, F).
+
+    Per sample: dU[k][c, f] = the sum over its tiles of (A dY A^T) * V at position k, 16
+    products (the junk slots' dY are zeros, so they add nothing), then G^T dU G in float64,
+    rounded once: 9 values per (c, f) instead of 16 to keep and to add up over the batch."""
     n_samples, channels = x.shape[0], x.shape[1]
     filters, out_h, out_w = dout.shape[1], dout.shape[2], dout.shape[3]
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
@@ -258,31 +261,36 @@ def winograd_weight_per_sample(x, dout, pad_top, pad_left, per_sample):
         v = np.empty((16, length + SKEW), dtype=x.dtype)
         _deinterleave_input(x[n], pad_top, pad_left, tiles_h, tiles_w, q)
         _transform_input(q, tiles_w, channels, r, v, length)
+        du = np.empty((16 * channels, filters), dtype=x.dtype)
         for k in range(16):
             np.dot(v[k, :length].reshape((slots, channels)).T,
                    dm[k, :slots * filters].reshape((slots, filters)),
-                   per_sample[n, k * channels:(k + 1) * channels])
+                   du[k * channels:(k + 1) * channels])
+        t = np.empty((3, 4, filters))
+        _kernel_gradient_rows(du, t, per_sample[n])
 
 
 @njit(cache=True)
-def winograd_kernel_gradient(du, dw_rows):
-    """dw_rows[(c*3 + kh)*3 + kw, f] = (G^T dU G)[kh, kw], dU = du[k*C + c, f] over k as
-    4x4. du (16*C, F), the batch's sum; writes dw_rows (C*9, F), the layout of
-    `add_samples_in_order`'s total on the im2col path."""
-    channels, filters = du.shape[0] // 16, du.shape[1]
+def _kernel_gradient_rows(du, t, dw_rows):
+    """dw_rows[(c*3 + kh)*3 + kw, f] = (G^T dU G)[kh, kw], dU = du[k*C + c, f] over k
+    as 4x4. du (16*C, F); t (3, 4, F) float64 is scratch for G^T dU; writes dw_rows
+    (C*9, F). Each pass runs over the F filters, one unit-stride loop."""
+    channels, filters = du.shape[0] // 16, uint64(du.shape[1])
     half = 0.5
-    d = np.empty(16)
-    r = np.empty((3, 4))  # G^T dU
     for c in range(channels):
-        for f in range(filters):
-            for k in range(16):
-                d[k] = du[k * channels + c, f]
-            for j in range(4):
-                r[0, j] = d[j] + half * (d[4 + j] + d[8 + j])
-                r[1, j] = half * (d[4 + j] - d[8 + j])
-                r[2, j] = half * (d[4 + j] + d[8 + j]) + d[12 + j]
-            for kh in range(3):
-                base = (c * 3 + kh) * 3
-                dw_rows[base, f] = r[kh, 0] + half * (r[kh, 1] + r[kh, 2])
-                dw_rows[base + 1, f] = half * (r[kh, 1] - r[kh, 2])
-                dw_rows[base + 2, f] = half * (r[kh, 1] + r[kh, 2]) + r[kh, 3]
+        for j in range(4):  # G^T dU: combinations of dU's rows
+            d0, d1 = du[j * channels + c], du[(4 + j) * channels + c]
+            d2, d3 = du[(8 + j) * channels + c], du[(12 + j) * channels + c]
+            t0, t1, t2 = t[0, j], t[1, j], t[2, j]
+            for f in range(filters):
+                t0[f] = d0[f] + half * (d1[f] + d2[f])
+                t1[f] = half * (d1[f] - d2[f])
+                t2[f] = half * (d1[f] + d2[f]) + d3[f]
+        for kh in range(3):  # (G^T dU) G: of its columns
+            r0, r1, r2, r3 = t[kh, 0], t[kh, 1], t[kh, 2], t[kh, 3]
+            base = (c * 3 + kh) * 3
+            out0, out1, out2 = dw_rows[base], dw_rows[base + 1], dw_rows[base + 2]
+            for f in range(filters):
+                out0[f] = r0[f] + half * (r1[f] + r2[f])
+                out1[f] = half * (r1[f] - r2[f])
+                out2[f] = half * (r1[f] + r2[f]) + r3[f]

@@ -23,7 +23,6 @@ from convtrain.kernels.conv import (
 )
 from convtrain.kernels.winograd import (
     winograd_forward,
-    winograd_kernel_gradient,
     winograd_transform_kernels,
     winograd_weight_per_sample,
 )
@@ -100,20 +99,15 @@ class Conv2d(Layer):
         # Each sample's gradient here, then their sum in sample order: float64 totals that
         # the processes before this one have started (team.chain), so the sum is the one a
         # single process makes over the whole batch.
+        per_sample = np.empty((dout.shape[0], channels * kernel_h * kernel_w, filters),
+                              dtype=self.dtype)
         if self.weight_algorithm == "winograd":
-            per_sample = np.empty((dout.shape[0], 16 * channels, filters), dtype=self.dtype)
             winograd_weight_per_sample(x, dout, top, left, per_sample)
         else:
-            per_sample = np.empty((dout.shape[0], channels * kernel_h * kernel_w, filters),
-                                  dtype=self.dtype)
             conv2d_weight_per_sample(x, dout, kernel_h, kernel_w, stride_h, stride_w, top, left,
                                      *self.padded_size(), per_sample)
         total = team.chain(np.zeros(per_sample.shape[1:]),
                            lambda total: add_samples_in_order(per_sample, total))
-        if self.weight_algorithm == "winograd":
-            rows = np.empty((channels * kernel_h * kernel_w, filters))
-            winograd_kernel_gradient(total, rows)
-            total = rows
         dw = total.T.reshape(w.shape).astype(self.dtype)
         if self.spec.op == "convolution":
             dw = np.ascontiguousarray(dw[:, :, ::-1, ::-1])

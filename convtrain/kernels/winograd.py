@@ -53,24 +53,38 @@ SKEW = 16  # values: one 64-byte cache line of float32
 
 
 @njit(cache=True)
-def winograd_transform_kernels(w, u):
-    """u[:, c, f] = G w[f, c] G^T. w (F, C, 3, 3); writes u (16, C, F)."""
-    filters, channels = w.shape[0], w.shape[1]
-    half = w.dtype.type(0.5)
-    rows = np.empty((4, 3), dtype=w.dtype)  # G g
-    for f in range(filters):
-        for c in range(channels):
-            g = w[f, c]
-            for j in range(3):
-                rows[0, j] = g[0, j]
-                rows[1, j] = half * (g[0, j] + g[1, j] + g[2, j])
-                rows[2, j] = half * (g[0, j] - g[1, j] + g[2, j])
-                rows[3, j] = g[2, j]
-            for i in range(4):  # (G g) G^T
-                u[4 * i + 0, c, f] = rows[i, 0]
-                u[4 * i + 1, c, f] = half * (rows[i, 0] + rows[i, 1] + rows[i, 2])
-                u[4 * i + 2, c, f] = half * (rows[i, 0] - rows[i, 1] + rows[i, 2])
-                u[4 * i + 3, c, f] = rows[i, 2]
+def winograd_transform_kernels(wt, u):
+    """u[:, c, f] = G w[f, c] G^T. wt (C, 3, 3, F), the kernels w (F, C, 3, 3) with their
+    filter axis last, so that every load and store runs over the F filters; writes
+    u (16, C, F)."""
+    channels, filters = wt.shape[0], uint64(wt.shape[3])
+    half = wt.dtype.type(0.5)
+    for c in range(channels):
+        g = wt[c]
+        # Row by row of G g (rows 0 and 3 are g's first and last), each times G^T: four
+        # stores a filter, where all sixteen at once fell into the same cache sets (the
+        # planes of u lie C*F apart).
+        for f in range(filters):
+            _kernel_row(g[0, 0, f], g[0, 1, f], g[0, 2, f], half, u, 0, c, f)
+        for f in range(filters):
+            _kernel_row(half * (g[0, 0, f] + g[1, 0, f] + g[2, 0, f]),
+                        half * (g[0, 1, f] + g[1, 1, f] + g[2, 1, f]),
+                        half * (g[0, 2, f] + g[1, 2, f] + g[2, 2, f]), half, u, 4, c, f)
+        for f in range(filters):
+            _kernel_row(half * (g[0, 0, f] - g[1, 0, f] + g[2, 0, f]),
+                        half * (g[0, 1, f] - g[1, 1, f] + g[2, 1, f]),
+                        half * (g[0, 2, f] - g[1, 2, f] + g[2, 2, f]), half, u, 8, c, f)
+        for f in range(filters):
+            _kernel_row(g[2, 0, f], g[2, 1, f], g[2, 2, f], half, u, 12, c, f)
+
+
+@njit(cache=True, inline="always")
+def _kernel_row(a, b, d, half, u, first, c, f):
+    """u[first .. first+3, c, f] = (a, b, d) G^T."""
+    u[first, c, f] = a
+    u[first + 1, c, f] = half * (a + b + d)
+    u[first + 2, c, f] = half * (a - b + d)
+    u[first + 3, c, f] = d
 
 
 @njit(cache=True)

@@ -137,5 +137,5 @@ class Conv2d(Layer):
 def _winograd_kernels(w):
     """w (F, C, 3, 3) -> u (16, C, F), Winograd's transformed kernels."""
     u = np.empty((16, w.shape[1], w.shape[0]), dtype=w.dtype)
-    winograd_transform_kernels(w, u)
+    winograd_transform_kernels(np.ascontiguousarray(w.transpose(1, 2, 3, 0)), u)
     return u

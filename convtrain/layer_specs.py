@@ -22,14 +22,15 @@ CONV_ALGORITHMS = ("auto", "gemm", "winograd")
 # channels, the smaller side) of at least WINOGRAD_MIN_WORK; it computes the kernel gradient
 # too where the output's smaller side is at least WINOGRAD_GRADIENT_MIN_SIDE. Smaller, a
 # sample's 16 products are too small for their transforms and junk slots to pay. Measured
-# (batch 64, docs/performance.md), im2col's time over Winograd's, forward + delta | kernel
-# gradient: 16 channels at 12x12 0.97 | 1.14, 16x16 0.97-1.10 | 1.10-1.28, 24x24 1.49 |
-# 1.31, 32x32 1.75 | 1.37; 32 at 8x8 0.72-0.85 | 0.91, 12x12 1.33 | 1.05-1.11, 16x16 1.40 |
-# 1.24; 64 at 4x4 0.61 | 0.61, 8x8 1.10-1.13 | 0.71-0.90, 16x16 1.60 | 1.20; 128 at 8x8
-# 0.92-1.09 | 0.66-0.81; 3 channels in (a first layer) 0.4 | 0.45.
+# (batch 64, one layer, docs/performance.md), im2col's time over Winograd's, forward + delta
+# | kernel gradient: 16 channels at 8x8 0.77 | 0.75, 12x12 1.06 | 1.06-1.21, 16x16 1.03 |
+# 1.10, 32x32 1.75 | 1.37; 24 at 8x8 0.79 | 0.83; 32 at 4x4 0.89 | 0.62, 8x8 1.10 | 0.87,
+# 12x12 1.65 | 1.12, 16x16 1.61 | 1.29; 48 at 4x4 1.07 | 0.65; 64 at 4x4 1.03-1.12 |
+# 0.60-0.71, 8x8 1.75 | 0.87, 12x12 1.62 | 1.03; 128 at 4x4 1.63 | 0.63, 8x8 1.37 | 0.85;
+# 3 channels in (a first layer) 0.4 | 0.45.
 WINOGRAD_MIN_CHANNELS = 16
-WINOGRAD_MIN_SIDE = 8
-WINOGRAD_MIN_WORK = 384
+WINOGRAD_MIN_SIDE = 4
+WINOGRAD_MIN_WORK = 256
 WINOGRAD_GRADIENT_MIN_SIDE = 16
 
 

@@ -37,11 +37,13 @@ SAME_3x3 = "{type: conv2d, kernel: 3, padding: same, filters: "
 @pytest.mark.parametrize("input_shape, layer, dtype, chosen", [
     ((16, 32, 32), SAME_3x3 + "16}", "float32", ("winograd", "winograd")),  # 16 x 32
     ((32, 16, 16), SAME_3x3 + "64}", "float32", ("winograd", "winograd")),  # 32 x 16
-    ((16, 24, 24), SAME_3x3 + "16}", "float32", ("winograd", "winograd")),  # 16 x 24 = 384
+    ((16, 16, 16), SAME_3x3 + "16}", "float32", ("winograd", "winograd")),  # 16 x 16 = 256
     ((32, 12, 12), SAME_3x3 + "32}", "float32", ("winograd", "gemm")),  # a side under 16
     ((64, 8, 8), SAME_3x3 + "64}", "float32", ("winograd", "gemm")),
-    ((16, 16, 16), SAME_3x3 + "16}", "float32", ("gemm", "gemm")),  # 16 x 16 < 384
-    ((128, 4, 4), SAME_3x3 + "128}", "float32", ("gemm", "gemm")),  # a side under 8
+    ((128, 4, 4), SAME_3x3 + "128}", "float32", ("winograd", "gemm")),
+    ((16, 12, 12), SAME_3x3 + "16}", "float32", ("gemm", "gemm")),  # 16 x 12 < 256
+    ((32, 4, 4), SAME_3x3 + "32}", "float32", ("gemm", "gemm")),  # 32 x 4 < 256
+    ((256, 2, 2), SAME_3x3 + "256}", "float32", ("gemm", "gemm")),  # a side under 4
     ((32, 40, 12), SAME_3x3 + "32}", "float32", ("winograd", "gemm")),  # the smaller side
     ((64, 32, 32), SAME_3x3 + "8}", "float32", ("gemm", "gemm")),  # 8 filters
     ((3, 32, 32), SAME_3x3 + "64}", "float32", ("gemm", "gemm")),  # 3 channels in

@@ -4,8 +4,6 @@ A batch of B samples is split into K contiguous shares, one per process: rank r 
 samples B*r//K .. B*(r+1)//K - 1 (B/K each when K divides B; an epoch's last, smaller batch
 may split unevenly). Whatever sums over the batch must come out bit-identical for
 any K, so every such sum is one of two kinds:
-Whatever sums over the batch must come out bit-identical for
-any K, so every such sum is one of two kinds:
 
 - chain: a float64 running total in sample order. Rank 0 adds its samples, hands the total
   to rank 1, which carries on with its own, and so on; the last rank's total is everyone's.

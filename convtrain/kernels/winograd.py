@@ -170,8 +170,9 @@ def _interleave_output(o, b, tiles_w, outs):
             bias = b[f]
             start = (oh >> uint64(1)) * row * stride + f
             for tx in range(pairs):
-                outs[f, oh, uint64(2) * tx] = bias + o[k, start + tx * stride]
-                outs[f, oh, uint64(2) * tx + uint64(1)] = bias + o[k + uint64(1), start + tx * stride]
+                slot = start + tx * stride
+                outs[f, oh, uint64(2) * tx] = bias + o[k, slot]
+                outs[f, oh, uint64(2) * tx + uint64(1)] = bias + o[k + uint64(1), slot]
             if out_w & 1:
                 outs[f, oh, out_w - 1] = bias + o[k, start + pairs * stride]
 
@@ -219,8 +220,9 @@ def _deinterleave_output_gradients(douts, tiles_w, d):
         for f in range(uint64(filters)):
             start = (oh >> uint64(1)) * row * stride + f
             for tx in range(pairs):
-                d[k, start + tx * stride] = douts[f, oh, uint64(2) * tx]
-                d[k + uint64(1), start + tx * stride] = douts[f, oh, uint64(2) * tx + uint64(1)]
+                slot = start + tx * stride
+                d[k, slot] = douts[f, oh, uint64(2) * tx]
+                d[k + uint64(1), slot] = douts[f, oh, uint64(2) * tx + uint64(1)]
             if out_w & 1:
                 d[k, start + pairs * stride] = douts[f, oh, out_w - 1]
 

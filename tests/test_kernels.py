@@ -143,3 +143,21 @@ def test_window_copies_and_their_add_backs_are_adjoint(kernel, stride):
     dshifted, dxs = np.empty_like(shifted), np.empty_like(xs)
     col2im(dcols, kernel_h, stride_h, stride_w, dshifted, dxs)
     np.testing.assert_allclose(np.sum(cols * dcols), np.sum(xs * dxs), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(5, 37, 29), (3, 1, 1), (4, 64, 32)])
+def test_add_samples_in_order_is_the_sample_by_sample_float64_sum(shape):
+    """Blocks of entries (one partial last block included), a running total handed on
+    (as by the process before): the same bits as adding sample after sample in float64."""
+    from convtrain.kernels.conv import add_samples_in_order
+
+    rng = np.random.default_rng(1)
+    per_sample = (rng.standard_normal(shape) * 10.0 ** rng.integers(-4, 4, shape)).astype(
+        np.float32)
+    start = rng.standard_normal(shape[1:])
+    want = start.copy()
+    for sample in per_sample:
+        want += sample.astype(np.float64)
+    got = start.copy()
+    add_samples_in_order(per_sample, got)
+    assert np.array_equal(got, want)

@@ -219,23 +219,26 @@ SUM_BLOCK_VALUES = 1024  # of a sample's gradient: 4 KiB of float32, read in one
 def add_samples_in_order(per_sample, total):
     """total += per_sample[0] + per_sample[1] + ..., one float64 running sum per entry,
     samples in order. per_sample (N, R, F) float32 or float64; total (R, F) float64.
-    Iteration b owns a block of rows of total, about SUM_BLOCK_VALUES values, and reads
-    that block of every sample in turn: contiguous stretches, where a row at a time
+    Iteration b owns a block of SUM_BLOCK_VALUES entries of total (the last one fewer) and
+    reads that block of every sample in turn: contiguous stretches, where a row at a time
     (F values, a page apart from sample to sample) left the reads waiting on memory.
     Starting from a total handed on by the process before keeps the additions those of
     one process summing the whole batch (convtrain.team)."""
     n_samples, rows, filters = per_sample.shape
-    block_rows = max(1, SUM_BLOCK_VALUES // filters)
-    for block in prange((rows + block_rows - 1) // block_rows):
-        first = block * block_rows
-        last = min(rows, first + block_rows)
-        running = total[first:last].copy()
+    samples = per_sample.reshape((n_samples, rows * filters))
+    totals = total.reshape(rows * filters)
+    size, block_values = uint64(rows * filters), uint64(SUM_BLOCK_VALUES)
+    for block in prange((size + block_values - uint64(1)) // block_values):
+        first = uint64(block) * block_values
+        count = min(size - first, block_values)
+        running = np.empty(SUM_BLOCK_VALUES)
+        for i in range(count):
+            running[i] = totals[first + i]
         for n in range(n_samples):
-            values = per_sample[n, first:last]
-            for r in range(last - first):
-                for f in range(uint64(filters)):
-                    running[r, f] += values[r, f]
-        total[first:last] = running
+            for i in range(count):
+                running[i] += samples[n, first + i]
+        for i in range(count):
+            totals[first + i] = running[i]
 
 
 @njit(parallel=True, cache=True)

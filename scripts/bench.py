@@ -224,21 +224,23 @@ def _one_layers_kernels(layer, x):
     w_back = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     no_bias = np.zeros(channels, dtype=np.float32)
 
-    def weight_gemm():
-        per_sample = np.empty((len(x), channels * kh * kw, filters), dtype=np.float32)
+    def gemm_per_sample(per_sample):
         conv2d_weight_per_sample(x, dout, kh, kw, sh, sw, top, left, *padded, per_sample)
-        add_samples_in_order(per_sample, np.zeros(per_sample.shape[1:]))
 
-    def weight_winograd():
-        per_sample = np.empty((len(x), channels * 9, filters), dtype=np.float32)
+    def winograd_per_sample(per_sample):
         winograd_weight_per_sample(x, dout, top, left, per_sample)
+
+    def weight_grad(per_sample_kernel):
+        """The layer's kernel gradient: each sample's, then their sum in order."""
+        per_sample = np.empty((len(x), channels * kh * kw, filters), dtype=np.float32)
+        per_sample_kernel(per_sample)
         add_samples_in_order(per_sample, np.zeros(per_sample.shape[1:]))
 
     gemm = {"forward": lambda: conv2d_forward(x, w, b, sh, sw, top, left, *padded, y),
-            "weight grad": weight_gemm,
+            "weight grad": lambda: weight_grad(gemm_per_sample),
             "input grad": lambda: conv2d_backward_input(dout, w, sh, sw, top, left, *padded, dx)}
     winograd = {"forward": lambda: winograd_forward(x, _winograd_kernels(w), b, top, left, y),
-                "weight grad": weight_winograd,
+                "weight grad": lambda: weight_grad(winograd_per_sample),
                 "input grad": lambda: winograd_forward(dout, _winograd_kernels(w_back), no_bias,
                                                        2 - top, 2 - left, dx)}
     chosen = {"forward": layer.algorithm, "weight grad": layer.weight_algorithm,

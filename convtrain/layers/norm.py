@@ -60,27 +60,26 @@ class BatchNorm(Layer):
         combine_moments_in_order(team.gather_rows(moments), x3.shape[2], mean, squares)
         var = squares / count
         inv_std = 1.0 / np.sqrt(var + spec.eps)
-        xhat = np.empty_like(x3)
-        batchnorm_normalise(x3, gamma, beta, mean, inv_std, out, xhat)
+        batchnorm_normalise(x3, gamma, beta, mean, inv_std, out)
         for key, batch in (("running_mean", mean), ("running_var", var * count / (count - 1))):
             running = self.buffers[key]
             running[...] = (1.0 - spec.momentum) * running + spec.momentum * batch
-        self.cache = (xhat, inv_std, x.shape)
+        self.cache = (x3, mean, inv_std, x.shape)
         return out.reshape(x.shape)
 
     def backward(self, dout, need_dx=True):
-        xhat, inv_std, shape = self.cache
-        dout3 = np.ascontiguousarray(dout).reshape(xhat.shape)
+        x3, mean, inv_std, shape = self.cache
+        dout3 = np.ascontiguousarray(dout).reshape(x3.shape)
         team, gamma = self.mode.team, self._gamma_beta()[0]
-        dx, sums = np.empty_like(xhat), np.empty((2, xhat.shape[1]))
-        count = team.whole(xhat.shape[0]) * xhat.shape[2]
+        dx, sums = np.empty_like(x3), np.empty((2, x3.shape[1]))
+        count = team.whole(x3.shape[0]) * x3.shape[2]
         if team.size == 1:
-            batchnorm_backward_one_process(dout3, xhat, gamma, inv_std, count, sums, dx)
+            batchnorm_backward_one_process(dout3, x3, gamma, mean, inv_std, count, sums, dx)
         else:  # the sums need every process's samples before dx can be had
-            partial = np.empty((xhat.shape[0], 2, xhat.shape[1]))
-            backward_sums_per_sample(dout3, xhat, partial)
+            partial = np.empty((x3.shape[0], 2, x3.shape[1]))
+            backward_sums_per_sample(dout3, x3, mean, inv_std, partial)
             sums = _whole_batch_sum(team, partial)
-            batchnorm_backward_input(dout3, xhat, gamma, inv_std, sums, count, dx)
+            batchnorm_backward_input(dout3, x3, gamma, mean, inv_std, sums, count, dx)
         if self.spec.affine:
             self.grads["weight"], self.grads["bias"] = (sums[1].astype(self.dtype),
                                                         sums[0].astype(self.dtype))

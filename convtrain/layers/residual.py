@@ -5,6 +5,9 @@ of a sum) and adds the deltas they hand down: dx = dbody + dshortcut."""
 
 import time
 
+import numpy as np
+
+from convtrain.kernels.elementwise import add
 from convtrain.layers.base import Layer
 
 
@@ -21,7 +24,7 @@ class Residual(Layer):
         return self.body + self.shortcut
 
     def forward(self, x):
-        return self._branch_forward(self.body, x) + self._branch_forward(self.shortcut, x)
+        return _sum(self._branch_forward(self.body, x), self._branch_forward(self.shortcut, x))
 
     def _branch_forward(self, layers, out):
         for layer in layers:
@@ -35,7 +38,7 @@ class Residual(Layer):
         self.deltas = {}
         dbody = self._branch_backward(self.body, dout, need_dx)
         dskip = self._branch_backward(self.shortcut, dout, need_dx)
-        return dbody + dskip if need_dx else None
+        return _sum(dbody, dskip) if need_dx else None
 
     def _branch_backward(self, layers, delta, need_dx):
         for layer in reversed(layers):
@@ -51,3 +54,11 @@ class Residual(Layer):
         """Handed over once: the network keeps them, this block forgets them."""
         deltas, self.deltas = self.deltas, {}
         return deltas
+
+
+def _sum(a, b):
+    """a + b, a new array (either may be what a layer keeps for its backward pass)."""
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    out = np.empty_like(a)
+    add(a.reshape(-1), b.reshape(-1), out.reshape(-1))
+    return out

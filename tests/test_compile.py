@@ -121,8 +121,8 @@ def test_planned_calls_are_the_signatures_the_warm_up_calls(write_config, tmp_pa
     names = {name for name, _ in planned}
     assert {"conv2d_forward", "conv2d_backward_input", "tanh_backward", "sigmoid_forward",
             "maxpool2x2_forward", "sgd_update", "batchnorm_normalise",
-            "batchnorm_forward_eval", "batchnorm_backward_one_process", "moments_per_sample",
-            "add_samples_in_order"} <= names
+            "batchnorm_forward_eval", "backward_sums_per_sample", "batchnorm_backward_input",
+            "moments_per_sample", "add_samples_in_order"} <= names
 
 
 def test_planned_calls_leave_the_network_as_it_was():

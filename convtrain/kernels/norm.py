@@ -83,9 +83,9 @@ def batchnorm_normalise(x, gamma, beta, mean, inv_std, out):
     """out = gamma * xhat + beta with the batch's statistics. x (N, C, L); writes out
     (N, C, L)."""
     n_samples, channels, length = x.shape
-    for c in prange(channels):
-        mu, scale = mean[c], inv_std[c]
-        for n in range(n_samples):
+    for n in prange(n_samples):
+        for c in range(channels):
+            mu, scale = mean[c], inv_std[c]
             for i in range(uint64(length)):
                 out[n, c, i] = gamma[c] * _normalised(x[n, c, i], mu, scale) + beta[c]
 
@@ -126,38 +126,11 @@ def batchnorm_backward_input(dout, x, gamma, mean, inv_std, sums, count, dx):
         dx = gamma * inv_std / M * (M * dout - dbeta - xhat * dgamma).
     dout, x (N, C, L); gamma (C,); mean, inv_std (C,) float64; writes dx (N, C, L)."""
     n_samples, channels, length = dout.shape
-    for c in prange(channels):
-        sum_dout, sum_dout_xhat = sums[0, c], sums[1, c]
-        mu, inv = mean[c], inv_std[c]
-        scale = gamma[c] * inv / count
-        for n in range(n_samples):
+    for n in prange(n_samples):
+        for c in range(channels):
+            sum_dout, sum_dout_xhat = sums[0, c], sums[1, c]
+            mu, inv = mean[c], inv_std[c]
+            scale = gamma[c] * inv / count
             for i in range(uint64(length)):
                 dx[n, c, i] = scale * (count * dout[n, c, i] - sum_dout
                                        - _normalised(x[n, c, i], mu, inv) * sum_dout_xhat)
-
-
-@njit(parallel=True, cache=True)
-def batchnorm_backward_one_process(dout, x, gamma, mean, inv_std, count, sums, dx):
-    """backward_sums_per_sample, add_samples_up and batchnorm_backward_input in one, for a
-    batch that one process holds whole: the same additions in the same order, so the same
-    bits, but each channel's values are read twice while they are in cache (the split form
-    reads the whole batch from memory twice: 54 against 40 ms of ResNet-20's step).
-    dout, x (N, C, L); mean, inv_std (C,) float64; writes sums (2, C) float64 and dx
-    (N, C, L)."""
-    n_samples, channels, length = dout.shape
-    for c in prange(channels):
-        mu, inv = mean[c], inv_std[c]
-        total_dout, total_dout_xhat = 0.0, 0.0
-        for n in range(n_samples):
-            sum_dout, sum_dout_xhat = 0.0, 0.0
-            for i in range(uint64(length)):
-                sum_dout += dout[n, c, i]
-                sum_dout_xhat += dout[n, c, i] * _normalised(x[n, c, i], mu, inv)
-            total_dout += sum_dout
-            total_dout_xhat += sum_dout_xhat
-        sums[0, c], sums[1, c] = total_dout, total_dout_xhat
-        scale = gamma[c] * inv / count
-        for n in range(n_samples):
-            for i in range(uint64(length)):
-                dx[n, c, i] = scale * (count * dout[n, c, i] - total_dout
-                                       - _normalised(x[n, c, i], mu, inv) * total_dout_xhat)

@@ -207,9 +207,8 @@ def _one_layers_kernels(layer, x):
     algorithm the layer chose (`Conv2dSpec.algorithms`)."""
     import numpy as np
 
-    from convtrain.kernels.conv import (add_samples_in_order, conv2d_backward_input,
-                                        conv2d_forward, conv2d_weight_per_sample)
-    from convtrain.kernels.winograd import winograd_forward, winograd_weight_per_sample
+    from convtrain.kernels.conv import conv2d_backward_input, conv2d_forward
+    from convtrain.kernels.winograd import winograd_forward
     from convtrain.layers.conv import _winograd_kernels
 
     w = layer.correlation_kernel()
@@ -224,23 +223,16 @@ def _one_layers_kernels(layer, x):
     w_back = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     no_bias = np.zeros(channels, dtype=np.float32)
 
-    def gemm_per_sample(per_sample):
-        conv2d_weight_per_sample(x, dout, kh, kw, sh, sw, top, left, *padded, per_sample)
-
-    def winograd_per_sample(per_sample):
-        winograd_weight_per_sample(x, dout, top, left, per_sample)
-
-    def weight_grad(per_sample_kernel):
-        """The layer's kernel gradient: each sample's, then their sum in order."""
-        per_sample = np.empty((len(x), channels * kh * kw, filters), dtype=np.float32)
-        per_sample_kernel(per_sample)
-        add_samples_in_order(per_sample, np.zeros(per_sample.shape[1:]))
+    def weight_grad():
+        """The layer's kernel gradient, as training computes it: each sample's share, then
+        their sum in order (and for Winograd, G^T . G of the sum)."""
+        layer.kernel_gradient_sum(x, dout)
 
     gemm = {"forward": lambda: conv2d_forward(x, w, b, sh, sw, top, left, *padded, y),
-            "weight grad": lambda: weight_grad(gemm_per_sample),
+            "weight grad": weight_grad,
             "input grad": lambda: conv2d_backward_input(dout, w, sh, sw, top, left, *padded, dx)}
     winograd = {"forward": lambda: winograd_forward(x, _winograd_kernels(w), b, top, left, y),
-                "weight grad": lambda: weight_grad(winograd_per_sample),
+                "weight grad": weight_grad,
                 "input grad": lambda: winograd_forward(dout, _winograd_kernels(w_back), no_bias,
                                                        2 - top, 2 - left, dx)}
     chosen = {"forward": layer.algorithm, "weight grad": layer.weight_algorithm,

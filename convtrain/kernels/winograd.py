@@ -15,9 +15,11 @@ fewer multiply-adds than `convtrain.kernels.conv`'s im2col product; the sums dif
 the direct ones only in rounding (`tests/test_winograd.py` bounds the float32 error).
 
 The kernel gradient is the forward's adjoint: per tile, dU = (A dY A^T) * V, summed over
-tiles by 16 products, then dw = G^T dU G. It is computed per sample, like
-`conv2d_weight_per_sample` and in its layout, so that the sum over the batch is
-`add_samples_in_order`'s.
+tiles by 16 products, then dw = G^T dU G. dU is computed per sample
+(`winograd_weight_per_sample`), summed over the batch in sample order like im2col's
+per-sample gradients (`add_samples_in_order`), and G^T dU G is applied once to the float64
+sum (`winograd_kernel_gradient`): it is linear, and per sample it cost as much as the
+products at 64 channels (its F-long passes, 7 per channel, do not vectorise well).
 
 Layout. Tile (ty, tx) is the 4x4 window at rows 2*ty .. 2*ty+3, columns 2*tx .. 2*tx+3 of
 the padded input; TH, TW = ceil(OH / 2), ceil(OW / 2) tiles (a last odd row or column of
@@ -253,14 +255,10 @@ def _transform_output_gradients(d, z, dm, length):
 
 @njit(parallel=True, cache=True)
 def winograd_weight_per_sample(x, dout, pad_top, pad_left, per_sample):
-    """Each sample's kernel gradient, per_sample[n, (c*3 + kh)*3 + kw, f] = dL/dw[f, c, kh,
-    kw] of sample n alone, the layout of `conv2d_weight_per_sample`'s, for
-    `add_samples_in_order`. x (N, C, H, W) placed at (pad_top, pad_left) in zeros, dout
-    (N, F, OH, OW); writes per_sample (N, C*9, F).
-
-    Per sample: dU[k][c, f] = the sum over its tiles of (A dY A^T) * V at position k, 16
-    products (the junk slots' dY are zeros, so they add nothing), then G^T dU G in float64,
-    rounded once: 9 values per (c, f) instead of 16 to keep and to add up over the batch."""
+    """Each sample's dU, the kernel gradient before G^T . G: per_sample[n, k*C + c, f] =
+    the sum over sample n's tiles of (A dY A^T) * V at position k (the junk slots' dY are
+    zeros, so they add nothing), 16 products. x (N, C, H, W) placed at (pad_top, pad_left)
+    in zeros, dout (N, F, OH, OW); writes per_sample (N, 16*C, F)."""
     n_samples, channels = x.shape[0], x.shape[1]
     filters, out_h, out_w = dout.shape[1], dout.shape[2], dout.shape[3]
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
@@ -277,20 +275,26 @@ def winograd_weight_per_sample(x, dout, pad_top, pad_left, per_sample):
         v = np.empty((16, length + SKEW), dtype=x.dtype)
         _deinterleave_input(x[n], pad_top, pad_left, tiles_h, tiles_w, q)
         _transform_input(q, tiles_w, channels, r, v, length)
-        du = np.empty((16 * channels, filters), dtype=x.dtype)
+        du = per_sample[n]
         for k in range(16):
             np.dot(v[k, :length].reshape((slots, channels)).T,
                    dm[k, :slots * filters].reshape((slots, filters)),
                    du[k * channels:(k + 1) * channels])
-        t = np.empty((3, 4, filters))
-        _kernel_gradient_rows(du, t, per_sample[n])
+
+
+@njit(cache=True)
+def winograd_kernel_gradient(du, dw_rows):
+    """The kernel gradient from the batch's dU (the sum of winograd_weight_per_sample's):
+    dw_rows[(c*3 + kh)*3 + kw, f] = (G^T dU G)[kh, kw] = dL/dw[f, c, kh, kw], im2col's
+    layout. du (16*C, F) float64; writes dw_rows (C*9, F) float64."""
+    _kernel_gradient_rows(du, np.empty((3, 4, du.shape[1])), dw_rows)
 
 
 @njit(cache=True)
 def _kernel_gradient_rows(du, t, dw_rows):
     """dw_rows[(c*3 + kh)*3 + kw, f] = (G^T dU G)[kh, kw], dU = du[k*C + c, f] over k
-    as 4x4. du (16*C, F); t (3, 4, F) float64 is scratch for G^T dU; writes dw_rows
-    (C*9, F). Each pass runs over the F filters, one unit-stride loop."""
+    as 4x4. du (16*C, F); t (3, 4, F) is scratch for G^T dU; writes dw_rows (C*9, F).
+    Each pass runs over the F filters, one unit-stride loop."""
     channels, filters = du.shape[0] // 16, uint64(du.shape[1])
     half = 0.5
     for c in range(channels):

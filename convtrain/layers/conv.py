@@ -23,6 +23,7 @@ from convtrain.kernels.conv import (
 )
 from convtrain.kernels.winograd import (
     winograd_forward,
+    winograd_kernel_gradient,
     winograd_transform_kernels,
     winograd_weight_per_sample,
 )
@@ -95,19 +96,8 @@ class Conv2d(Layer):
         stride_h, stride_w = self.spec.stride
         top, _, left, _ = self.spec.padding
         team = self.mode.team
-        filters, channels, kernel_h, kernel_w = w.shape
-        # Each sample's gradient here, then their sum in sample order: float64 totals that
-        # the processes before this one have started (team.chain), so the sum is the one a
-        # single process makes over the whole batch.
-        per_sample = np.empty((dout.shape[0], channels * kernel_h * kernel_w, filters),
-                              dtype=self.dtype)
-        if self.weight_algorithm == "winograd":
-            winograd_weight_per_sample(x, dout, top, left, per_sample)
-        else:
-            conv2d_weight_per_sample(x, dout, kernel_h, kernel_w, stride_h, stride_w, top, left,
-                                     *self.padded_size(), per_sample)
-        total = team.chain(np.zeros(per_sample.shape[1:]),
-                           lambda total: add_samples_in_order(per_sample, total))
+        filters = w.shape[0]
+        total = self.kernel_gradient_sum(x, dout)
         dw = total.T.reshape(w.shape).astype(self.dtype)
         if self.spec.op == "convolution":
             dw = np.ascontiguousarray(dw[:, :, ::-1, ::-1])
@@ -132,6 +122,31 @@ class Conv2d(Layer):
             conv2d_backward_input(dout, w, stride_h, stride_w, top, left, *self.padded_size(),
                                   dx)
         return dx
+
+    def kernel_gradient_sum(self, x, dout):
+        """The kernel gradient summed over the whole batch, (C*KH*KW, F) float64, rows
+        r = (c*KH + kh)*KW + kw: each of this process's samples' share here, then their sum
+        in sample order, as float64 totals that the processes before this one have started
+        (team.chain), so that the sum is the one a single process makes over the batch.
+        x (N, C, H, W) and dout (N, F, OH, OW) contiguous."""
+        filters, channels, kernel_h, kernel_w = self.params["weight"].shape
+        stride_h, stride_w = self.spec.stride
+        top, _, left, _ = self.spec.padding
+        if self.weight_algorithm == "winograd":  # dU, 16 values per (c, f) a sample
+            per_sample = np.empty((x.shape[0], 16 * channels, filters), dtype=self.dtype)
+            winograd_weight_per_sample(x, dout, top, left, per_sample)
+        else:
+            per_sample = np.empty((x.shape[0], channels * kernel_h * kernel_w, filters),
+                                  dtype=self.dtype)
+            conv2d_weight_per_sample(x, dout, kernel_h, kernel_w, stride_h, stride_w, top,
+                                     left, *self.padded_size(), per_sample)
+        total = self.mode.team.chain(np.zeros(per_sample.shape[1:]),
+                                     lambda total: add_samples_in_order(per_sample, total))
+        if self.weight_algorithm == "winograd":
+            dw_rows = np.empty((channels * kernel_h * kernel_w, filters))
+            winograd_kernel_gradient(total, dw_rows)
+            return dw_rows
+        return total
 
 
 def _winograd_kernels(w):

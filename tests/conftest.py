@@ -3,9 +3,16 @@ import sys
 
 import pytest
 
+from convtrain.runtime import prepare_environment
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+# The settings the CLI makes before NumPy and Numba load (convtrain.runtime), made before
+# any test module loads them: a module that imports a kernel module first (test_augment.py)
+# had Numba keep every kernel this process compiled in the checkout's
+# convtrain/kernels/__pycache__ instead of the kernel cache folder.
+prepare_environment()
 
 
 @pytest.fixture

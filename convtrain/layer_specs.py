@@ -19,26 +19,23 @@ CONV_ALGORITHMS = ("auto", "gemm", "winograd")
 # depend on the machine's load), for float32 3x3 stride-1 convs. Winograd computes the
 # forward pass and the delta where the layer has at least WINOGRAD_MIN_CHANNELS channels in
 # and out, an output of at least WINOGRAD_MIN_SIDE a side, and channels x side (the fewer
-# channels, the smaller side) of at least WINOGRAD_MIN_WORK. Smaller, a sample's 16
-# products are too small for their transforms and junk slots to pay. Measured (batch 64,
-# one layer, docs/performance.md), im2col's time over Winograd's: 16 channels at 8x8 0.77,
-# 12x12 1.06, 16x16 1.03, 32x32 1.75; 24 at 8x8 0.79; 32 at 4x4 0.89, 8x8 1.10, 12x12
-# 1.65, 16x16 1.61; 48 at 4x4 1.07; 64 at 4x4 1.03-1.12, 8x8 1.75, 12x12 1.62; 128 at 4x4
-# 1.63, 8x8 1.37; 3 channels in (a first layer) 0.4.
-# Winograd computes the kernel gradient too where the output's smaller side is at least
-# WINOGRAD_GRADIENT_WIDE_SIDE, or at least WINOGRAD_GRADIENT_MIN_SIDE with at most
-# WINOGRAD_GRADIENT_MAX_CHANNELS channels in and out: each sample's dU has 16 values per
-# (channel, filter) where im2col's gradient has 9, and below 16x16 its products are too
-# short (20 rows at 8x8) for that many writes once there are more channels. Measured the
-# same way: 16 channels at 8x8 0.96, 12x12 1.19, 16x16 1.23; 32 at 8x8 0.97, 12x12 1.30;
-# 48 at 8x8 1.22; 64 at 4x4 0.69, 8x8 1.26, 12x12 1.28; 96 at 8x8 0.58; 128 at 4x4 0.67,
-# 8x8 0.88, 12x12 1.05, 16x16 1.00; 256 at 4x4 0.68, 8x8 0.74.
+# channels, the smaller side) of at least WINOGRAD_MIN_WORK; it computes the kernel gradient
+# too where the output's smaller side is at least WINOGRAD_GRADIENT_MIN_SIDE. Smaller, a
+# sample's 16 products are too small for their transforms and junk slots to pay. Measured
+# (batch 64, one layer, docs/performance.md), im2col's time over Winograd's, forward + delta:
+# 16 channels at 8x8 0.77, 12x12 1.06, 16x16 1.03, 32x32 1.75; 24 at 8x8 0.79; 32 at 4x4
+# 0.89, 8x8 1.10, 12x12 1.65, 16x16 1.61; 48 at 4x4 1.07; 64 at 4x4 1.03-1.12, 8x8 1.75,
+# 12x12 1.62; 128 at 4x4 1.63, 8x8 1.37; 3 channels in (a first layer) 0.4. Kernel
+# gradient: 16 channels at 8x8 0.96, 12x12 1.19, 16x16 1.23; 32 at 8x8 0.97, 12x12 1.30; 48
+# at 8x8 1.22; 64 at 4x4 0.69, 8x8 1.26, 12x12 1.28; 96 at 8x8 0.58; 128 at 4x4 0.67, 8x8
+# 0.88, 12x12 1.05, 16x16 1.00. Alone, 64 channels at 8x8 gained, but inside ResNet-20 its
+# last stage was no faster with it (conv backward 27.2-28.7 against 27.3-28.1 ms a step,
+# alternating runs), likely because a sample's dU is 16/9 the size of im2col's gradient,
+# more to write and to sum. So the kernel gradient stays on im2col below 16x16.
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MIN_SIDE = 4
 WINOGRAD_MIN_WORK = 256
-WINOGRAD_GRADIENT_WIDE_SIDE = 16
-WINOGRAD_GRADIENT_MIN_SIDE = 8
-WINOGRAD_GRADIENT_MAX_CHANNELS = 64
+WINOGRAD_GRADIENT_MIN_SIDE = 16
 
 
 def as_array(section, key, shape):
@@ -194,10 +191,7 @@ class Conv2dSpec(LayerSpec):
         if (channels < WINOGRAD_MIN_CHANNELS or side < WINOGRAD_MIN_SIDE
                 or channels * side < WINOGRAD_MIN_WORK):
             return "gemm", "gemm"
-        gradient = side >= WINOGRAD_GRADIENT_WIDE_SIDE or (
-            side >= WINOGRAD_GRADIENT_MIN_SIDE
-            and max(self.in_shape[0], self.filters) <= WINOGRAD_GRADIENT_MAX_CHANNELS)
-        return "winograd", "winograd" if gradient else "gemm"
+        return "winograd", "winograd" if side >= WINOGRAD_GRADIENT_MIN_SIDE else "gemm"
 
     def param_shapes(self):
         shapes = {"weight": (self.filters, self.in_shape[0]) + tuple(self.kernel)}

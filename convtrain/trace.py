@@ -37,10 +37,13 @@ def sample_batch(config, batch):
         return config.trace.input[None], np.array([target]), "trace.input"
     if config.data.train is not None:
         x, y, _, _ = load_datasets(config, need_val=False)
-        return x[:batch].astype(np.float64), y[:batch], f"first {min(batch, len(y))} training samples"
+        count = min(batch, len(y))
+        return (x[:batch].astype(np.float64), y[:batch],
+                "first training sample" if count == 1 else f"first {count} training samples")
     rng = np.random.default_rng(config.seed)
     x = rng.standard_normal((batch,) + tuple(config.input))
-    return x, rng.integers(0, config.num_outputs, size=batch), f"{batch} random samples (seeded)"
+    return (x, rng.integers(0, config.num_outputs, size=batch),
+            "1 random sample (seeded)" if batch == 1 else f"{batch} random samples (seeded)")
 
 
 def _correlate_valid(a, k):

@@ -161,3 +161,46 @@ def test_add_samples_in_order_is_the_sample_by_sample_float64_sum(shape):
     got = start.copy()
     add_samples_in_order(per_sample, got)
     assert np.array_equal(got, want)
+
+
+def _in_lanes(values):
+    """A float64 sum over `values` the way convtrain.kernels.norm documents it: up to 32
+    lanes (at least 8 rows of them), lane j adding values j, j + lanes, ... in order, then the
+    lanes added up in order."""
+    lanes = 32
+    while lanes > 1 and lanes * 8 > values.size:
+        lanes //= 2
+    rows = values.size // lanes
+    lane_sums = np.zeros(lanes)
+    for r in range(rows):
+        lane_sums += values[r * lanes:(r + 1) * lanes]
+    lane_sums[:values.size - rows * lanes] += values[rows * lanes:]
+    total = 0.0
+    for lane_sum in lane_sums:
+        total += lane_sum
+    return total
+
+
+@pytest.mark.parametrize("length", [1, 13, 16, 64, 1000, 1024])
+def test_batchnorm_sums_are_the_documented_lane_sums(length):
+    """moments_per_sample and backward_sums_per_sample, bit for bit, against the lane order
+    written out in NumPy; 1000 leaves a partial last row, 1 and 13 take one lane. Shifted
+    values, so that the mean and the deviations both matter."""
+    from convtrain.kernels.norm import backward_sums_per_sample, moments_per_sample
+
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((3, 2, length)) * 3.0 + 5.0).astype(np.float32)
+    dout = rng.standard_normal(x.shape).astype(np.float32)
+    mean, inv_std = np.array([4.5, 5.5]), np.array([0.3, 0.4])
+    moments, partial = np.empty((3, 2, 2)), np.empty((3, 2, 2))
+    moments_per_sample(x, moments)
+    backward_sums_per_sample(dout, x, mean, inv_std, partial)
+    for n in range(3):
+        for c in range(2):
+            values, grads = x[n, c].astype(np.float64), dout[n, c].astype(np.float64)
+            mu = _in_lanes(values) / length
+            centred = values - mu
+            assert moments[n, 0, c] == mu
+            assert moments[n, 1, c] == _in_lanes(centred * centred)
+            assert partial[n, 0, c] == _in_lanes(grads)
+            assert partial[n, 1, c] == _in_lanes(grads * ((values - mean[c]) * inv_std[c]))

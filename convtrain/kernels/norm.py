@@ -6,12 +6,18 @@
 Statistics are over M = N*L values per channel: N for a vector, N*H*W for an image.
 
 Every sum over the batch is made in two steps, each in a fixed order in float64: a partial
-per sample (over L, in order; `*_per_sample`, one `prange` iteration per sample), then those
-partials combined in sample order (`combine_moments_in_order`, `add_samples_up`). So results
-are the same for any number of threads, and for any number of processes sharing the batch:
-each computes its own samples' partials, and every process combines the whole batch's
+per sample (over L; `*_per_sample`, one `prange` iteration per sample), then those partials
+combined in sample order (`combine_moments_in_order`, `add_samples_up`). So results are the
+same for any number of threads, and for any number of processes sharing the batch: each
+computes its own samples' partials, and every process combines the whole batch's
 (convtrain.team). The statistics take one pass over the batch in memory: each sample's mean
 and squared deviations come from two passes over its own values, which stay in cache.
+
+A sum over L runs in `lanes` (`_lane_count(L)`, up to 32; it depends on L alone): lane j adds
+up values j, j + lanes, j + 2*lanes, ... in order, and the lanes are added up in order at the
+end. One running float64 total waits four cycles for each addition; lanes side by side are
+one vector addition per row of values (batch 64, 16 channels at 32x32: the moments 0.89 ->
+0.17 ms). The order is fixed by L, so results stay the same for any number of threads.
 
 x normalised, xhat = (x - mean[c]) * inv_std[c], is never stored: the backward kernels
 compute it again from x (`_normalised`), in float64, the same way in every kernel. Storing
@@ -22,24 +28,56 @@ import numpy as np
 from numba import njit, prange, uint64
 
 
+@njit(cache=True, inline="always")
+def _lane_count(length):
+    """Lanes for a sum over `length` values: at least 8 rows of them, at most 32 lanes.
+    Under 16 values (a vector's features, L = 1) take one lane, in order."""
+    lanes = 32
+    while lanes > 1 and lanes * 8 > length:
+        lanes //= 2
+    return lanes
+
+
+@njit(cache=True, inline="always")
+def _lane_total(lane_sums, k):
+    total = 0.0
+    for j in range(lane_sums.shape[1]):
+        total += lane_sums[k, j]
+    return total
+
+
+@njit(cache=True, inline="always")
+def _sum_of_powers(x, n, c, mu, power, lane_sums):
+    """The sum of (x[n, c, i] - mu)**power over i, for power 1 or 2, in float64, in the
+    lanes of lane_sums (scratch, (1, lanes) float64)."""
+    lanes, length = lane_sums.shape[1], x.shape[2]
+    rows = length // lanes
+    for j in range(lanes):
+        lane_sums[0, j] = 0.0
+    for r in range(rows):
+        for j in range(lanes):
+            centred = x[n, c, r * lanes + j] - mu
+            lane_sums[0, j] += centred * centred if power == 2 else centred
+    for j in range(length - rows * lanes):
+        centred = x[n, c, rows * lanes + j] - mu
+        lane_sums[0, j] += centred * centred if power == 2 else centred
+    return _lane_total(lane_sums, 0)
+
+
 @njit(parallel=True, cache=True)
 def moments_per_sample(x, moments):
     """Each sample's own mean and sum of squared deviations per channel, by two passes over
     its L values (the second from cache): moments[n, 0, c] = mean of x[n, c, :] and
-    moments[n, 1, c] = the sum of (x[n, c, :] - that mean)^2, in float64, in order.
+    moments[n, 1, c] = the sum of (x[n, c, :] - that mean)^2, in float64, in lanes.
     x (N, C, L); writes moments (N, 2, C) float64. One iteration per sample."""
     n_samples, channels, length = x.shape
+    lanes = _lane_count(length)
     for n in prange(n_samples):
+        lane_sums = np.empty((1, lanes))
         for c in range(channels):
-            total = 0.0
-            for i in range(uint64(length)):
-                total += x[n, c, i]
-            mu = total / length
-            squares = 0.0
-            for i in range(uint64(length)):
-                centred = x[n, c, i] - mu
-                squares += centred * centred
-            moments[n, 0, c], moments[n, 1, c] = mu, squares
+            mu = _sum_of_powers(x, n, c, 0.0, 1, lane_sums) / length
+            moments[n, 0, c] = mu
+            moments[n, 1, c] = _sum_of_powers(x, n, c, mu, 2, lane_sums)
 
 
 @njit(cache=True)
@@ -105,17 +143,28 @@ def batchnorm_forward_eval(x, gamma, beta, eps, running_mean, running_var, out):
 @njit(parallel=True, cache=True)
 def backward_sums_per_sample(dout, x, mean, inv_std, partial):
     """partial[n, 0, c] = the sum of dout[n, c, :] (its share of dbeta) and partial[n, 1, c]
-    = the sum of dout[n, c, :] * xhat[n, c, :] (of dgamma), in float64, in order.
+    = the sum of dout[n, c, :] * xhat[n, c, :] (of dgamma), in float64, in lanes.
     dout, x (N, C, L); mean, inv_std (C,) float64; writes partial (N, 2, C) float64."""
     n_samples, channels, length = dout.shape
+    lanes = _lane_count(length)
+    rows = length // lanes
     for n in prange(n_samples):
+        lane_sums = np.empty((2, lanes))
         for c in range(channels):
             mu, scale = mean[c], inv_std[c]
-            sum_dout, sum_dout_xhat = 0.0, 0.0
-            for i in range(uint64(length)):
-                sum_dout += dout[n, c, i]
-                sum_dout_xhat += dout[n, c, i] * _normalised(x[n, c, i], mu, scale)
-            partial[n, 0, c], partial[n, 1, c] = sum_dout, sum_dout_xhat
+            for j in range(lanes):
+                lane_sums[0, j], lane_sums[1, j] = 0.0, 0.0
+            for r in range(rows):
+                for j in range(lanes):
+                    i = r * lanes + j
+                    lane_sums[0, j] += dout[n, c, i]
+                    lane_sums[1, j] += dout[n, c, i] * _normalised(x[n, c, i], mu, scale)
+            for j in range(length - rows * lanes):
+                i = rows * lanes + j
+                lane_sums[0, j] += dout[n, c, i]
+                lane_sums[1, j] += dout[n, c, i] * _normalised(x[n, c, i], mu, scale)
+            partial[n, 0, c] = _lane_total(lane_sums, 0)
+            partial[n, 1, c] = _lane_total(lane_sums, 1)
 
 
 @njit(parallel=True, cache=True)

@@ -40,6 +40,7 @@ def _lane_count(length):
 
 @njit(cache=True, inline="always")
 def _lane_total(lane_sums, k):
+    """lane_sums[k, 0] + lane_sums[k, 1] + ..., in order."""
     total = 0.0
     for j in range(lane_sums.shape[1]):
         total += lane_sums[k, j]

@@ -192,12 +192,16 @@ def _convtrain_layers(network, x):
 
 def _convtrain_kernels(network, x):
     """Each conv layer's three kernels on that layer's real input, as callables named
-    "LAYER KERNEL", each with the layer's FLOPs as `flops` and its `algorithm`."""
+    "LAYER KERNEL", each with the layer's FLOPs as `flops` and its `algorithm`. The first
+    layer's input grad gets `in_training` False: a training step never computes the
+    gradient of the images (`Network.backward`)."""
     kernels = {}
     out = x
     for layer in network.layers:
         if layer.spec.type == "conv2d":
             kernels.update(_one_layers_kernels(layer, out))
+            if layer is network.layers[0]:
+                kernels[f"{layer.name} input grad"].in_training = False
         out = layer.forward(out)
     return kernels
 
@@ -265,7 +269,9 @@ def serve(callables):
     print(json.dumps({"ready": {name: getattr(function, "flops", 0)
                                 for name, function in callables.items()},
                       "algorithms": {name: getattr(function, "algorithm", "")
-                                     for name, function in callables.items()}}), flush=True)
+                                     for name, function in callables.items()},
+                      "in_training": {name: getattr(function, "in_training", True)
+                                      for name, function in callables.items()}}), flush=True)
     for line in sys.stdin:
         calls, name = line.rstrip("\n").split(" ", 1)
         function, times = callables[name], []
@@ -425,7 +431,7 @@ def run_worker(kind, mode, batch, threads, network):
 class Server:
     """A serving worker (see serve()): `.callables` maps the names of its callables to
     their FLOPs (0 where none are counted), `.algorithms` to their algorithm ('' where
-    none is named)."""
+    none is named), `.in_training` to whether a training step runs them."""
 
     def __init__(self, kind, mode, batch, threads, network):
         self.kind = kind
@@ -433,6 +439,7 @@ class Server:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         ready = self._answer()
         self.callables, self.algorithms = ready["ready"], ready["algorithms"]
+        self.in_training = ready["in_training"]
 
     def _answer(self):
         line = self.proc.stdout.readline()
@@ -526,7 +533,8 @@ def main():
 def _kernel_table(args):
     servers = [Server(kind, "kernels", 64, args.threads, args.network)
                for kind in ("convtrain", "torch")]
-    kernel_rows = [(name, flops, servers[0].algorithms[name]) + paired(servers, [name])[name]
+    kernel_rows = [(name, flops, servers[0].algorithms[name], servers[0].in_training[name])
+                   + paired(servers, [name])[name]
                    for name, flops in servers[0].callables.items()]
     for server in servers:
         server.close()
@@ -538,12 +546,15 @@ def _kernel_table(args):
           "can pass the ceiling.")
     print(f"{'layer':<8}{'kernel':<13}{'algorithm':<10}{'convtrain ms':>13}{'GFLOP/s':>9}"
           f"{'ceiling':>9}{'PyTorch ms':>12}{'GFLOP/s':>9}{'ratio':>7}")
-    for name, flops, algorithm, seconds, ratio in kernel_rows:
+    for name, flops, algorithm, in_training, seconds, ratio in kernel_rows:
         layer, kernel = name.split(" ", 1)
         ours, theirs = seconds["convtrain"], seconds["torch"]
         print(f"{layer:<8}{kernel:<13}{algorithm:<10}{ours * 1e3:>13.3f}"
               f"{flops / ours / 1e9:>9.1f}{flops / ours / 1e9 / ceiling:>8.0%} "
-              f"{theirs * 1e3:>12.3f}{flops / theirs / 1e9:>9.1f}{ratio:>7.1f}")
+              f"{theirs * 1e3:>12.3f}{flops / theirs / 1e9:>9.1f}{ratio:>7.1f}"
+              f"{'' if in_training else '  *'}")
+    if not all(row[3] for row in kernel_rows):
+        print("* not run in training: a step never needs the gradient of its input images")
 
 
 

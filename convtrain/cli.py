@@ -192,7 +192,7 @@ SHARED_COMMANDS = ("train", "time")
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, e.g. optimizer.lr=0.01 or layers.0.filters=8.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Override train.epochs.")
@@ -308,7 +308,7 @@ def _open_run_folder(spec, out, resume, quiet):
 
 
 @main.command(name="compile")
-@click.argument("configs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("configs", nargs=-1, required=True, type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a key (in every config).")
 @click.option("--threads", type=click.IntRange(min=1),
@@ -356,7 +356,7 @@ def plot(run_dir, out):
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path())
 @click.option("--recipe", type=click.Choice(["exact", "textbook"]), default="exact",
               show_default=True, help="exact gradients, or the worked example's rules.")
 @click.option("--decimals", type=click.IntRange(min=0, max=12), default=4, show_default=True,
@@ -397,7 +397,7 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides):
 
 
 @main.command(name="eval")
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path())
 @click.option("--checkpoint", required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
@@ -435,7 +435,7 @@ def evaluate(config, checkpoint, fmt, overrides):
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path())
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--checkpoint", required=True, type=click.Path())
 @click.option("--top", type=click.IntRange(min=1), default=1, show_default=True,
@@ -487,7 +487,7 @@ def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, override
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path())
 @click.option("--checkpoint", required=True, type=click.Path())
 @click.option("--out", required=True, type=click.Path(),
               help="The .onnx file to write.")
@@ -521,7 +521,7 @@ def export(config, checkpoint, out, opset, overrides):
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path())
 @click.option("--batch", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
@@ -597,7 +597,7 @@ def _nudge_zero_biases(network, seed):
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @reports_errors
 def summary(config, overrides):
@@ -608,7 +608,7 @@ def summary(config, overrides):
 
 
 @main.command(name="time")
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path())
 @click.option("--batch", type=click.IntRange(min=1), help="Batch size (default train.batch_size).")
 @click.option("--iters", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="Threads for the kernels.")

@@ -184,6 +184,15 @@ def test_missing_config_file():
     _assert_one_clean_line(result, ["no-such-config.yaml", "no such file"])
 
 
+def test_a_folder_given_as_the_config_is_named_like_any_bad_file(tmp_path):
+    """The loader's words, not click's "Invalid value for 'CONFIG'", for every command
+    that reads a config (a newcomer passed the folder holding it)."""
+    for args in (["train", str(tmp_path)], ["compile", str(tmp_path)],
+                 ["summary", str(tmp_path)], ["time", str(tmp_path)]):
+        result = CliRunner().invoke(main, args)
+        _assert_one_clean_line(result, [f"error: {tmp_path}: is a directory, not a YAML file"])
+
+
 def test_bad_set_override(write_config):
     path = write_config(GOOD_HEAD)
     result = CliRunner().invoke(main, ["summary", path, "--set", "layers.7.units=3"])

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from convtrain.layer_specs import walk_with_depth
+from convtrain.layer_specs import WINOGRAD_GRADIENT_MIN_SIDE, walk_with_depth
 
 
 def norm(array):
@@ -111,7 +111,9 @@ def human(count):
 
 
 WINOGRAD_LEGEND = ("winograd: the forward pass and the delta by Winograd's F(2x2, 3x3), "
-                   "+dw: the kernel gradient too (conv2d's key `algorithm`)")
+                   "+dw: the kernel gradient too (conv2d's key `algorithm`; `auto` gives it "
+                   f"the kernel gradient where the output is at least "
+                   f"{WINOGRAD_GRADIENT_MIN_SIDE}x{WINOGRAD_GRADIENT_MIN_SIDE})")
 
 
 def type_and_algorithm(kind, forward=None, kernel_gradient=None):

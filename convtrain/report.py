@@ -111,8 +111,8 @@ def human(count):
 
 
 WINOGRAD_LEGEND = ("winograd: the forward pass and the delta by Winograd's F(2x2, 3x3), "
-                   "+dw: the kernel gradient too (conv2d's key `algorithm`; `auto` gives it "
-                   f"the kernel gradient where the output is at least "
+                   "+dw: the kernel gradient too (conv2d's key `algorithm`; under `auto`, "
+                   f"only where the output is at least "
                    f"{WINOGRAD_GRADIENT_MIN_SIDE}x{WINOGRAD_GRADIENT_MIN_SIDE})")
 
 

@@ -136,10 +136,17 @@ def _apply_bt(src, even, odd, shift, dst, first, step, length):
 def _transform_input(q, tiles_w, channels, r, v, length):
     """v[4*i + j, p*C + c] = (B^T d B)[i, j] for every tile slot p, p*C + c < length, from
     q of `_deinterleave_input`; r (8, length + C) is scratch for B^T d."""
-    for b in range(2):  # rows: r[2*i + b] = (B^T d)[i] at the columns of parity b
-        _apply_bt(q, b, 2 + b, (tiles_w + 1) * channels, r, b, 2, length + channels)
+    _transform_input_rows(q, tiles_w, channels, r, length)
     for i in range(4):  # columns
         _apply_bt(r, 2 * i, 2 * i + 1, channels, v, 4 * i, 1, length)
+
+
+@njit(cache=True)
+def _transform_input_rows(q, tiles_w, channels, r, length):
+    """r[2*i + b, p*C + c] = (B^T d)[i] at the tile columns of parity b, for p*C + c <
+    length + C, from q of `_deinterleave_input`; writes r (8, length + C)."""
+    for b in range(2):
+        _apply_bt(q, b, 2 + b, (tiles_w + 1) * channels, r, b, 2, length + channels)
 
 
 @njit(cache=True)
@@ -274,8 +281,7 @@ def winograd_weight_per_sample(x, dout, pad_top, pad_left, per_sample):
         r = np.empty((8, length + channels), dtype=x.dtype)
         v = np.empty((4, length + SKEW), dtype=x.dtype)
         _deinterleave_input(x[n], pad_top, pad_left, tiles_h, tiles_w, q)
-        for b in range(2):  # r[2*i + b] = (B^T d)[i] at the columns of parity b
-            _apply_bt(q, b, 2 + b, (tiles_w + 1) * channels, r, b, 2, length + channels)
+        _transform_input_rows(q, tiles_w, channels, r, length)  # r[2*i + b] = (B^T d)[i]
         du = per_sample[n]
         for i in range(4):
             _apply_a(z, 2 * i, 2 * i + 1, dm, 0, 1, gradient_length)  # dm[j] = (A dY A^T)[i, j]

@@ -553,7 +553,7 @@ def _kernel_table(args):
               f"{flops / ours / 1e9:>9.1f}{flops / ours / 1e9 / ceiling:>8.0%} "
               f"{theirs * 1e3:>12.3f}{flops / theirs / 1e9:>9.1f}{ratio:>7.1f}"
               f"{'' if in_training else '  *'}")
-    if not all(row[3] for row in kernel_rows):
+    if not all(servers[0].in_training.values()):
         print("* not run in training: a step never needs the gradient of its input images")
 
 

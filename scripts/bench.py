@@ -37,6 +37,7 @@ included), share of the step, and bytes received.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -505,6 +506,9 @@ def main():
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
+    if importlib.util.find_spec("torch") is None:  # before a worker dies of it mid-table
+        sys.exit("scripts/bench.py: PyTorch is not installed; it runs beside convtrain: "
+                 "pip install torch==2.13.0 (the CPU wheel), or pip install -e '.[bench]'")
 
     flags = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
     title = {"lenet5": "LeNet-5", "resnet20": "ResNet-20", "cifar-plain": "CIFAR-plain"}[args.network]

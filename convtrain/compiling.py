@@ -38,8 +38,8 @@ BYTE_FORMATS = ("cifar10", "folder", "builtin")  # sources whose images are alwa
 # missing here counts as UNLISTED_S.
 COMPILE_S = {
     "conv2d_forward": 3.4, "conv2d_weight_per_sample": 2.0, "conv2d_backward_input": 2.2,
-    "add_samples_in_order": 0.8, "winograd_forward": 3.6, "winograd_weight_per_sample": 2.7,
-    "winograd_transform_kernels": 0.7, "winograd_kernel_gradient": 0.7,
+    "add_samples_in_order": 0.8, "winograd_forward": 3.6, "winograd_weight_per_sample": 3.5,
+    "winograd_transform_kernels": 0.6, "winograd_kernel_gradient": 1.2,
     "maxpool_forward": 0.8, "avgpool_forward": 0.8, "avgpool_backward": 0.6,
     "conv2d_bias_column_sums": 0.6, "maxpool2x2_forward": 0.6, "maxpool_backward": 0.6,
     "adam_update": 0.45, "dense_backward_params": 0.4, "dense_forward": 0.2,

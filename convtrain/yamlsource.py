@@ -88,12 +88,7 @@ def load_yaml(file, text=None):
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or "YAML syntax error"
-        if exc.context:
-            problem = f"{exc.context}, {problem}"
-        raise ConfigError(f"YAML syntax error: {problem}", file=file,
-                          line=mark.line + 1 if mark else None) from None
+        raise _syntax_error(exc, file) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML error: {exc}", file=file) from None
     finally:
@@ -112,6 +107,29 @@ def load_yaml(file, text=None):
 STANDARD_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 MERGE_TAG = "tag:yaml.org,2002:merge"
 MAX_VALUES = 1_000_000  # aliases can make a small file expand without bound ("billion laughs")
+
+
+def _syntax_error(exc, file):
+    """PyYAML's syntax error as a ConfigError at the line to fix. PyYAML marks where it
+    noticed the problem: for an unclosed quote or bracket, or a key without its ':', that
+    is a later line or the end of the file, and the line to fix is where its context (the
+    quoted scalar, the simple key, the flow collection) began. For block structure the
+    context is where the enclosing block began, often line 1, and the problem's line is
+    the one to fix."""
+    problem = exc.problem or "YAML syntax error"
+    problem_line = exc.problem_mark.line + 1 if exc.problem_mark else None
+    context_line = exc.context_mark.line + 1 if exc.context_mark else None
+    if not exc.context:
+        return ConfigError(f"YAML syntax error: {problem}", file=file,
+                           line=problem_line or context_line)
+    started_earlier = (exc.context.startswith(("while scanning", "while parsing a flow"))
+                       and context_line is not None and problem_line is not None
+                       and context_line < problem_line)
+    if started_earlier:
+        return ConfigError(f"YAML syntax error: {exc.context} that starts on this line, "
+                           f"{problem} on line {problem_line}", file=file, line=context_line)
+    return ConfigError(f"YAML syntax error: {exc.context}, {problem}", file=file,
+                       line=problem_line or context_line)
 
 
 class _Builder:

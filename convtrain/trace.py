@@ -7,7 +7,7 @@ cross-correlation, ∗ true convolution, full(·) zero-pads by kernel−1 per si
 Two recipes:
   exact     the gradient of the forward pass, from the same layers training runs,
             and one step of the configured optimizer for `kernel_new`;
-  textbook  the worked example's rules (../shared/seed-example.md) for conv
+  textbook  the worked example's rules (README, "The worked example") for conv
             layers with stride 1: dK = A_in ∗ δ (valid), K ← K − lr·rot180(dK),
             δ_in = full(δ ∗ K). Other layers pass its (possibly wrong) δ down
             with their exact rules. Every step shows the exact value beside it

@@ -110,10 +110,10 @@ def human(count):
     return str(int(count))
 
 
-WINOGRAD_LEGEND = ("winograd: the forward pass and the delta by Winograd's F(2x2, 3x3), "
-                   "+dw: the kernel gradient too (conv2d's key `algorithm`; under `auto`, "
-                   f"only where the output is at least "
-                   f"{WINOGRAD_GRADIENT_MIN_SIDE}x{WINOGRAD_GRADIENT_MIN_SIDE})")
+WINOGRAD_LEGEND = ("winograd: the forward pass and the delta by Winograd's F(2x2, 3x3) "
+                   "(conv2d's key `algorithm`); +dw: the kernel gradient by Winograd too, which "
+                   f"`algorithm: auto` chooses only for outputs of at least "
+                   f"{WINOGRAD_GRADIENT_MIN_SIDE}x{WINOGRAD_GRADIENT_MIN_SIDE}")
 
 
 def type_and_algorithm(kind, forward=None, kernel_gradient=None):

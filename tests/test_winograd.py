@@ -189,8 +189,9 @@ def test_time_and_summary_name_the_layers_winograd_computes(write_config):
     rows = {line.split()[0]: line.split()[1:-5] for line in result.stdout.splitlines()[2:5]}
     assert rows == {"auto": ["conv2d", "winograd"], "forced": ["conv2d", "winograd+dw"],
                     "plain": ["conv2d"]}
-    assert result.stdout.rstrip().endswith("(conv2d's key `algorithm`; under `auto`, only "
-                                           "where the output is at least 16x16)")
+    assert result.stdout.rstrip().endswith("+dw: the kernel gradient by Winograd too, which "
+                                           "`algorithm: auto` chooses only for outputs of at "
+                                           "least 16x16")
     result = CliRunner().invoke(main, ["time", config, "--iters", "1", "--batch", "2",
                                        "--format", "json"])
     layers = json.loads(result.stdout)["layers"]

@@ -8,6 +8,7 @@ tag in a config can construct a Python object or run code.
 """
 
 import difflib
+import re
 
 import yaml
 
@@ -201,11 +202,13 @@ class _Builder:
 
 
 def apply_override(source, assignment):
-    """Apply one `--set key.path=value` to the tree; the value is read as YAML."""
+    """Apply one `--set key.path=value` to the tree; the value is read as YAML. A list index
+    may also be written in brackets, `layers[0].filters`, the form error messages print
+    (`format_path`), so that a path copied from an error works."""
     if "=" not in assignment:
         raise ConfigError(f"--set expects KEY=VALUE, got '{assignment}'")
     key, _, text = assignment.partition("=")
-    parts = [p for p in key.strip().split(".")]
+    parts = re.sub(r"\[(-?\d+)\]", r".\1", key.strip()).split(".")
     if not key.strip() or any(p == "" for p in parts):
         raise ConfigError(f"--set: bad key path '{key}'")
     try:

@@ -210,8 +210,21 @@ def test_bad_set_override(write_config):
     path = write_config(GOOD_HEAD)
     result = CliRunner().invoke(main, ["summary", path, "--set", "layers.7.units=3"])
     _assert_one_clean_line(result, ["--set layers.7.units", "list of 2 items"])
+    result = CliRunner().invoke(main, ["summary", path, "--set", "layers[7].units=3"])
+    _assert_one_clean_line(result, ["--set layers[7].units", "list of 2 items"])
     result = CliRunner().invoke(main, ["summary", path, "--set", "optimizer.lr=-1"])
     _assert_one_clean_line(result, ["optimizer.lr", "greater than 0"])
+
+
+def test_set_takes_a_path_copied_from_an_error(write_config):
+    """Errors print list indices in brackets (layers[1].units); --set takes that form too,
+    the same as the dotted one, negative indices included."""
+    path = write_config(GOOD_HEAD)
+    summaries = [CliRunner().invoke(main, ["summary", path, "--set", f"{key}=7"])
+                 for key in ("layers.1.units", "layers[1].units", "layers[-1].units")]
+    assert [r.exit_code for r in summaries] == [0, 0, 0]
+    assert summaries[0].stdout == summaries[1].stdout == summaries[2].stdout
+    assert "(7,)" in summaries[0].stdout
 
 
 def _idx(path, array, magic_type=0x08, compress=False):

@@ -1,7 +1,8 @@
 """Atomic .npz checkpoints: weights, optimizer state, position in training, fingerprint.
 
 Written to a temp file in the same folder, fsynced, then renamed over the old
-one, so a crash at any moment leaves either the old or the new file, whole.
+one (convtrain.outputs), so a crash at any moment leaves either the old or the new file,
+whole.
 Layout: "param/<layer>.<key>", "opt/<layer>.<key>/<state>", and "meta", the
 JSON of {epoch, step_in_epoch, global_step, optimizer_steps, best_val_acc,
 fingerprint, seed, preparation, classes, ...} stored as uint8 bytes (no pickles anywhere).
@@ -12,7 +13,6 @@ eval, predict and export its input preparation, loss and classes (matching_class
 import io
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 
@@ -26,34 +26,20 @@ from convtrain.architecture import (
 from convtrain.errors import UserError
 from convtrain.filekind import what_file
 from convtrain.layer_specs import walk
+from convtrain.outputs import write_whole
 from convtrain.yamlsource import did_you_mean
 
 
-def save_checkpoint(path, network, optimizer, meta):
+def save_checkpoint(path, network, optimizer, meta, flag=None):
+    """Write the checkpoint whole or not at all (convtrain.outputs.write_whole): a failed
+    write is an OutputError, and the checkpoint there before is left as it was."""
     arrays = {f"param/{k}": v for k, v in network.state().items()}
     arrays.update({f"opt/{k}": v for k, v in optimizer.state.items()})
     arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, **arrays)
-            out.flush()
-            os.fsync(out.fileno())
-        # mkstemp creates the file 0600; give it the mode any new file would get.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_whole(path, buffer.getbuffer(), flag,
+                kept="the checkpoint there before, if any, is whole and unchanged")
 
 
 EXPECTED = "expected a checkpoint-*.npz written by `convtrain train`"

@@ -5,6 +5,7 @@ config is validated, so `--help` and config errors are fast. User errors become
 one line on stderr and exit code 2; a failed run exits 1.
 """
 
+import errno
 import functools
 import json
 import os
@@ -39,6 +40,14 @@ def reports_errors(command):
         except MemoryError as exc:
             _fail(f"error: out of memory ({exc}); lower train.batch_size or the layer sizes",
                   RunFailed.exit_code, everywhere=False)
+        except OSError as exc:
+            # A write convtrain does not make itself (Numba's kernel cache, TensorBoard's
+            # event files) into a full, read-only or missing place: still one line.
+            if exc.errno not in _WRITE_FAILURES:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(printable(f"error: {where}cannot write: {exc.strerror}"), UserError.exit_code,
+                  everywhere=False)
         except Exception:
             from convtrain.distributed import joined
 
@@ -50,6 +59,10 @@ def reports_errors(command):
             raise
 
     return wrapper
+
+
+_WRITE_FAILURES = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT,
+                   errno.EDQUOT)
 
 
 def _fail(line, exit_code, everywhere):
@@ -138,6 +151,22 @@ def _read_checkpoint(path):
     from convtrain.checkpoint import read_checkpoint
 
     return read_checkpoint(path), path
+
+
+def _overwrite_option(what):
+    return click.option("--overwrite", is_flag=True,
+                        help=f"Replace {what}. Never a file the command reads, nor a "
+                             f"training run's own files (config, metrics, checkpoints).")
+
+
+def _output_file(path, reads, overwrite):
+    """Refuse (exit 2) an --out that cannot or must not be written, before any work."""
+    from convtrain.outputs import OutputError, check_target
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OutputError(f"the folder {folder} does not exist", file=path, path="--out")
+    check_target(path, "--out", reads=reads, overwrite=overwrite)
 
 
 def _emit(fmt, payload, text):
@@ -265,7 +294,8 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
             raise UserError(f"the checkpoint is at step {trainer.state.global_step} already: "
                             f"nothing to do up to step {max_steps} (--max-steps counts from "
                             f"the run's first step; raise it)", path="--max-steps")
-    out, lock = team.root_does(lambda: _open_run_folder(spec, out, resume, quiet)) or (None, None)
+    out, lock = team.root_does(lambda: _open_run_folder(spec, out, resume, quiet,
+                                                        trainer.state)) or (None, None)
     trainer.run(out)
     if team.is_root:
         lock.close()
@@ -290,13 +320,22 @@ def _check_shares(spec, team, flag=None):
         raise spec.error("train.batch_size", message)
 
 
-def _open_run_folder(spec, out, resume, quiet):
-    """Make (or reopen) the run folder, lock it, write config.yaml, print the summary.
-    Returns (folder, lock)."""
-    from convtrain.runfolder import lock_run_folder, prepare_run_folder, write_resolved_config
+def _open_run_folder(spec, out, resume, quiet, state):
+    """Make (or reopen) the run folder, lock it, give a resumed run's new folder its
+    history, write config.yaml, print the summary. Returns (folder, lock)."""
+    from convtrain.runfolder import (
+        copy_history,
+        lock_run_folder,
+        prepare_run_folder,
+        write_resolved_config,
+    )
 
-    out = prepare_run_folder(spec.name, out, resume)
+    out, history = prepare_run_folder(spec.name, out, resume)
     lock = lock_run_folder(out)
+    if history is not None:
+        copied = copy_history(history, out, resume, state.global_step, state.epochs_done)
+        click.echo(f"resume: a new run folder; copied from {history}: {', '.join(copied)} "
+                   f"(up to the checkpoint's step {state.global_step})", err=True)
     write_resolved_config(spec, out)
     if not quiet:
         from convtrain.report import summary_text
@@ -344,14 +383,16 @@ def compile_command(configs, overrides, threads):
 @click.argument("run_dir", type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for the pictures (default: RUN_DIR).")
+@_overwrite_option("pictures of other runs (or files of yours) named like these")
 @reports_errors
-def plot(run_dir, out):
-    """Pictures of a run: curves, layers, kernels and features PNGs (needs matplotlib)."""
+def plot(run_dir, out, overwrite):
+    """Pictures of a run: curves, layers, kernels and features PNGs (needs matplotlib).
+    A picture already there is replaced only if it is a picture of this run."""
     from convtrain.plots import plot_run, read_metrics
 
     read_metrics(run_dir)  # an empty or half-written folder is reported before numba loads
     _numba()
-    for path in plot_run(run_dir, out):
+    for path in plot_run(run_dir, out, overwrite):
         click.echo(path)
 
 
@@ -446,13 +487,21 @@ def evaluate(config, checkpoint, fmt, overrides):
               help="For INPUT '-': which data source (default: val if the config has one).")
 @click.option("--resize", is_flag=True, help="Resize images of another size than input.")
 @click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--out", type=click.Path(),
+              help="Write the predictions to this file (a new one, unless --overwrite) "
+                   "instead of stdout.")
+@_overwrite_option("a file already at --out")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @reports_errors
-def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, overrides):
+def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, out, overwrite,
+            overrides):
     """The top classes of each input: image files, folders of images, .npy arrays (one
     sample or a stack), or '-' for a data source of the config."""
     spec = _config(config, overrides)
     loaded = _read_checkpoint(checkpoint)
+    if out is not None:
+        _output_file(out, {"CONFIG": config, "--checkpoint": checkpoint,
+                           **{f"INPUT {name}": name for name in inputs}}, overwrite)
     from convtrain.predict import check_top, read_inputs
 
     check_top(top, spec.num_outputs)
@@ -483,18 +532,27 @@ def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, override
     rows = top_classes(scores, top, classes,
                        probabilities=spec.loss == "softmax_cross_entropy")
     records = prediction_records(names, rows, scores, labels, classes)
-    click.echo(predictions_text(records, fmt, top), nl=False)
+    text = predictions_text(records, fmt, top)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        from convtrain.outputs import write_text
+
+        write_text(out, text, "--out")
+        click.echo(f"wrote {out}: {len(records)} prediction{'s' if len(records) != 1 else ''}",
+                   err=True)
 
 
 @main.command()
 @click.argument("config", type=click.Path())
 @click.option("--checkpoint", required=True, type=click.Path())
 @click.option("--out", required=True, type=click.Path(),
-              help="The .onnx file to write.")
+              help="The .onnx file to write (a new file, unless --overwrite).")
+@_overwrite_option("a file already at --out")
 @click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @reports_errors
-def export(config, checkpoint, out, opset, overrides):
+def export(config, checkpoint, out, overwrite, opset, overrides):
     """Write the checkpoint's network as an ONNX model: input 'input' float32 [N, C, H, W],
     output 'scores' [N, K]."""
     spec = _config(config, overrides)
@@ -502,12 +560,10 @@ def export(config, checkpoint, out, opset, overrides):
     from convtrain.onnx_export import export_onnx, require_onnx, write_model
 
     require_onnx()
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
-        raise UserError(f"the folder {folder} does not exist", file=out, path="--out")
     if os.path.isdir(out):
         raise UserError(f"is a folder: give the file to write, e.g. "
                         f"{os.path.join(out, spec.name + '.onnx')}", file=out, path="--out")
+    _output_file(out, {"CONFIG": config, "--checkpoint": checkpoint}, overwrite)
     _numba()
     from convtrain.checkpoint import load_into, matching_classes
     from convtrain.network import Network

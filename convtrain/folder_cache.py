@@ -12,11 +12,13 @@ folder that cannot be written to is simply decoded every time.
 """
 
 import hashlib
+import io
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from convtrain.outputs import OutputError, write_whole
 
 VERSION = 1  # of the file's content; another version is stale
 
@@ -51,23 +53,12 @@ def load(path, expected_manifest):
 
 
 def save(path, images, labels, manifest_digest):
-    """Write the cache whole (a temporary file, then renamed) or not at all."""
+    """Write the cache whole (convtrain.outputs.write_whole) or not at all. A folder that
+    cannot take it (read-only, full, no permission) is no error: returns False."""
+    buffer = io.BytesIO()
+    np.savez(buffer, images=images, labels=labels, manifest=np.array(manifest_digest))
     try:
-        handle, tmp = tempfile.mkstemp(prefix=".convtrain-cache-", suffix=".tmp",
-                                       dir=os.path.dirname(path))
-    except OSError:
-        return False  # a read-only folder
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, images=images, labels=labels, manifest=np.array(manifest_digest))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as a plain file: mkstemp's is its owner's only
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
+        write_whole(path, buffer.getbuffer())
+    except OutputError:
         return False
+    return True

@@ -12,13 +12,13 @@ for a float64 network. The model's metadata says how to prepare an input as trai
 """
 
 import json
-import os
 
 import numpy as np
 
 from convtrain import __version__
 from convtrain.checkpoint import preparation
 from convtrain.errors import UserError
+from convtrain.outputs import write_whole
 
 DEFAULT_OPSET = 17
 OPSETS = range(13, 22)  # BatchNormalization's, Flatten's and Gemm's forms used here
@@ -58,17 +58,8 @@ def export_onnx(network, config, opset=DEFAULT_OPSET, classes=None):
 
 
 def write_model(model, path):
-    """Write the model whole (a temporary file beside it, then renamed) or not at all."""
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.tmp")
-    try:
-        with open(tmp, "wb") as out:
-            out.write(model.SerializeToString())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise UserError(f"cannot write: {exc.strerror}", file=path, path="--out") from None
+    """Write the model whole (convtrain.outputs.write_whole) or not at all."""
+    write_whole(path, model.SerializeToString(), "--out")
 
 
 # The newest IR version each opset's runtimes read (onnx's own table, VERSION_TABLE).

@@ -11,12 +11,14 @@
 matplotlib is an optional extra (`pip install 'convtrain[plot]'`), imported only here.
 """
 
+import io
 import json
 import os
 
 import numpy as np
 
 from convtrain.errors import UserError
+from convtrain.outputs import check_folder, check_target, write_whole
 
 FILES = ("curves.png", "layers.png", "kernels.png", "features.png")
 HEALTHY_RATIO = (1e-4, 1e-2)  # ‖ΔW‖/‖W‖ per step: around 1e-3 is the usual rule of thumb
@@ -67,11 +69,19 @@ def read_metrics(run_dir):
     return records
 
 
-def plot_run(run_dir, out_dir=None):
+def plot_run(run_dir, out_dir=None, overwrite=False):
     """Write the four pictures of RUN_DIR into out_dir (default: RUN_DIR); returns their
-    paths. Needs metrics.jsonl with at least one step record, and a checkpoint."""
+    paths. Needs metrics.jsonl with at least one step record, and a checkpoint. A picture
+    already there is replaced only if it is one of this run's (or with --overwrite)."""
     records = read_metrics(run_dir)
     checkpoint_path = _checkpoint(run_dir)
+    out_dir = out_dir or run_dir
+    check_folder(out_dir, "--out")
+    source = _source_text(run_dir)
+    targets = [os.path.join(out_dir, name) for name in FILES]
+    for path in targets:  # all refused before any is drawn
+        check_target(path, "--out", own=lambda p: picture_source(p) == source,
+                     overwrite=overwrite)
     plt = require_pyplot()
     from convtrain.checkpoint import load_into, read_checkpoint
     from convtrain.config import load_config
@@ -82,21 +92,45 @@ def plot_run(run_dir, out_dir=None):
     meta = load_into(read_checkpoint(checkpoint_path), checkpoint_path, config, network)
     sample = _sample(config) if _first_conv(network) is not None else None
     classes = meta.get("classes")
-    out_dir = out_dir or run_dir
-    os.makedirs(out_dir, exist_ok=True)
     written = []
     drawings = (lambda: _curves(plt, records, config), lambda: _layers(plt, records, network),
                 lambda: _kernels(plt, network, checkpoint_path),
                 lambda: _features(plt, network, sample, classes))
-    for name, draw in zip(FILES, drawings):
+    for path, draw in zip(targets, drawings):
         figure = draw()
-        path = os.path.join(out_dir, name)
-        tmp = os.path.join(out_dir, f".tmp-{name}")
-        figure.savefig(tmp, dpi=110, format="png")
+        picture = io.BytesIO()
+        figure.savefig(picture, dpi=110, format="png",
+                       metadata={"Software": "convtrain plot", "Source": source})
         plt.close(figure)
-        os.replace(tmp, path)  # a picture is there whole, or not at all
-        written.append(path)
+        written.append(write_whole(path, picture.getvalue(), "--out"))
     return written
+
+
+def _source_text(run_dir):
+    """The run folder as a PNG text chunk holds it (Latin-1: any path's bytes fit)."""
+    return os.fsencode(os.path.realpath(run_dir)).decode("latin-1")
+
+
+def picture_source(path):
+    """The run folder named in the 'Source' text of a PNG `convtrain plot` drew, or None
+    for any other file."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(1 << 16)  # the text chunks come before the image data
+    except OSError:
+        return None
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    at = 8
+    while at + 8 <= len(data):
+        length, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
+        if kind == b"IDAT":
+            break
+        key, _, value = data[at + 8:at + 8 + length].partition(b"\0")
+        if kind == b"tEXt" and key == b"Source":
+            return value.decode("latin-1")
+        at += 12 + length
+    return None
 
 
 def _checkpoint(run_dir):

@@ -7,6 +7,7 @@ lock cannot block a resume.
 """
 
 import fcntl
+import json
 import os
 import shlex
 import shutil
@@ -14,35 +15,116 @@ import sys
 import time
 
 from convtrain.checkpoint import read_checkpoint, save_checkpoint
-from convtrain.errors import RunFailed, UserError
+from convtrain.errors import UserError
+from convtrain.outputs import OutputError, same_file, write_text, write_whole
 
 LOCK = ".lock"
 RESOLVED_CONFIG = "config.yaml"
 LAST, BEST = "checkpoint-last.npz", "checkpoint-best.npz"
+METRICS = "metrics.jsonl"
 
 
 def prepare_run_folder(name, out, resume):
-    """The folder to train into: out, else the checkpoint's folder on --resume, else
-    runs/NAME-TIME. Made if missing; refused if not writable, or if a fresh run would
-    mix into an earlier run's files."""
+    """The folder to train into, made if missing; a run never writes into another's.
+
+    A new run: `out` (default runs/NAME-TIME), which must be new or empty. --resume: the
+    checkpoint's own run folder, when `out` is not given or is that folder; else `out`
+    must be new or empty, and gets the history up to the checkpoint (`copy_history`).
+
+    Returns (folder, the folder to copy the history from, or None)."""
+    home = (os.path.dirname(resume) or ".") if resume else None
     if out is None:
-        if resume:
-            out = os.path.dirname(resume) or "."  # as the user wrote it, relative or not
-        else:
-            out = os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        out = home if resume else os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError("exists and is not a folder", file=out, path="--out")
-    if not resume and os.path.isdir(out) and set(os.listdir(out)) - {LOCK}:
-        raise UserError("run folder exists and is not empty; pass --resume "
-                        "CHECKPOINT to continue it, or another --out", file=out, path="--out")
+    in_place = resume is not None and os.path.isdir(out) and same_file(out, home)
+    if in_place and not os.path.exists(os.path.join(home, METRICS)):
+        raise UserError(f"is not in a run folder (no {METRICS} beside it), so there is no run "
+                        f"to continue there: pass --out NEW_FOLDER to continue it in a new "
+                        f"one", file=resume, path="--resume")
+    if not in_place and os.path.isdir(out) and set(os.listdir(out)) - {LOCK}:
+        raise UserError(_occupied(out, home), file=out, path="--out")
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create the run folder: {exc.strerror}", file=out,
-                        path="--out") from None
+        raise OutputError(f"cannot create the run folder: {exc.strerror}", file=out,
+                          path="--out") from None
     if not os.access(out, os.W_OK):
-        raise UserError("run folder is not writable", file=out, path="--out")
-    return out
+        raise OutputError("run folder is not writable", file=out, path="--out")
+    return out, (None if in_place or resume is None else home)
+
+
+def _occupied(out, home):
+    """Why a folder with files in it cannot take this run, and what to do instead."""
+    if home is not None:
+        return (f"holds files of another run, and a resumed run goes on only in its own "
+                f"folder ({home}) or in a new or empty --out, which then gets the history up "
+                f"to the checkpoint: leave out --out, or give a new folder")
+    if os.path.exists(os.path.join(out, LAST)):
+        return (f"run folder exists and is not empty; pass --resume "
+                f"{os.path.join(out, LAST)} to continue it, or another --out")
+    if os.path.exists(os.path.join(out, METRICS)):
+        return ("holds a run that ended before its first checkpoint, so there is nothing to "
+                f"resume (its {METRICS} says how it ended); give another --out, or remove "
+                "the folder")
+    return "folder exists and is not empty; give a new or empty folder"
+
+
+def copy_history(home, out, resume, global_step, epochs_done):
+    """Give the new folder `out` of a resumed run its history from the checkpoint's folder
+    `home`: metrics.jsonl up to the checkpoint, the checkpoint itself as checkpoint-last.npz,
+    and checkpoint-best.npz if it is from no later than the checkpoint. Returns the names
+    copied."""
+    copied = []
+    metrics = os.path.join(home, METRICS)
+    if os.path.exists(metrics):
+        kept, _ = _records_up_to(metrics, global_step, epochs_done)
+        write_text(os.path.join(out, METRICS), "".join(line + "\n" for line in kept), "--out")
+        copied.append(METRICS)
+    sources = [(resume, LAST)]
+    best = os.path.join(home, BEST)
+    if os.path.exists(best) and not same_file(best, resume) \
+            and read_checkpoint(best)[2].get("global_step", 0) <= global_step:
+        sources.append((best, BEST))
+    elif same_file(best, resume):
+        sources.append((resume, BEST))
+    for source, name in sources:
+        with open(source, "rb") as handle:
+            write_whole(os.path.join(out, name), handle.read(), "--out")
+        copied.append(name)
+    return copied
+
+
+def tidy_metrics(metrics_path, global_step, epochs_done):
+    """Before a resumed run appends: drop the records a killed run wrote after its last
+    checkpoint (those steps run again). Returns how many were dropped."""
+    if not os.path.exists(metrics_path):
+        return 0
+    kept, dropped = _records_up_to(metrics_path, global_step, epochs_done)
+    if dropped:
+        write_text(metrics_path, "".join(line + "\n" for line in kept), "--out")
+    return dropped
+
+
+def _records_up_to(metrics_path, global_step, epochs_done):
+    """(the lines of metrics_path up to a checkpoint's step and epoch, how many are not)."""
+    try:
+        with open(metrics_path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError as exc:
+        raise UserError(f"cannot read: {exc.strerror}", file=metrics_path) from None
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by the kill
+        if record.get("event") == "step" and record.get("step", 0) > global_step:
+            continue
+        if record.get("event") == "epoch" and record.get("epoch", 0) > epochs_done:
+            continue
+        kept.append(line)
+    return kept, len(lines) - len(kept)
 
 
 def lock_run_folder(out):
@@ -72,22 +154,12 @@ def lock_run_folder(out):
 
 def write_resolved_config(config, out):
     """RUN/config.yaml: the config with --set/--epochs applied and defaults filled in,
-    written atomically. `convtrain train RUN/config.yaml --resume …` continues the run
-    with exactly its settings. Returns the path."""
+    written whole. `convtrain train RUN/config.yaml --resume …` continues the run with
+    exactly its settings. Returns the path."""
     import yaml
 
-    path = os.path.join(out, RESOLVED_CONFIG)
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            yaml.safe_dump(config.resolved, handle, sort_keys=False, default_flow_style=None)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise UserError(f"cannot write the resolved config: {exc.strerror or exc}",
-                        file=path, path="--out") from None
-    return path
+    text = yaml.safe_dump(config.resolved, sort_keys=False, default_flow_style=None)
+    return write_text(os.path.join(out, RESOLVED_CONFIG), text, "--out")
 
 
 def remove_temp_checkpoints(out):
@@ -119,12 +191,7 @@ class RunCheckpoints:
         self.out = out
 
     def save(self, name, network, optimizer, meta):
-        path = os.path.join(self.out, name)
-        try:
-            save_checkpoint(path, network, optimizer, meta)
-        except OSError as exc:
-            raise RunFailed(f"cannot write {path}: {exc.strerror or exc}. The checkpoint "
-                            f"there before, if any, is whole and unchanged") from None
+        save_checkpoint(os.path.join(self.out, name), network, optimizer, meta)
 
     def resume_command(self):
         """The command that continues this run with the very settings it ran with (the

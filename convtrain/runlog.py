@@ -9,17 +9,14 @@ errors always print.
 """
 
 import contextlib
-import json
 import os
 import sys
 
 import click
 
 from convtrain import report
-from convtrain.errors import RunFailed
-from convtrain.runfolder import BEST, LAST
-
-METRICS = "metrics.jsonl"
+from convtrain.outputs import AppendFile
+from convtrain.runfolder import BEST, LAST, METRICS
 
 
 class _SilentBar:
@@ -37,11 +34,7 @@ class RunLog:
 
     def open(self, out_dir, tensorboard=False, first_step=0):
         """Append to out_dir/metrics.jsonl (and start TensorBoard event files there)."""
-        path = os.path.join(out_dir, METRICS)
-        try:
-            self.metrics = open(path, "a", encoding="utf-8")
-        except OSError as exc:
-            raise RunFailed(f"cannot open {path}: {exc.strerror or exc}") from None
+        self.metrics = AppendFile(os.path.join(out_dir, METRICS), "--out")
         if tensorboard:
             from convtrain.tensorboard import EventWriter
 
@@ -54,13 +47,9 @@ class RunLog:
             self.metrics.close()
 
     def record(self, record):
-        """One metrics.jsonl line, flushed: a killed run keeps every record it logged."""
-        try:
-            self.metrics.write(report.dumps(record) + "\n")
-            self.metrics.flush()
-        except OSError as exc:
-            raise RunFailed(f"cannot write {self.metrics.name}: {exc.strerror or exc}. "
-                            f"Checkpoints written so far are whole") from None
+        """One metrics.jsonl line, written at once: a killed run keeps every record it
+        logged."""
+        self.metrics.append(report.dumps(record) + "\n")
         if self.tensorboard is not None:
             self.tensorboard.add(record)
 
@@ -149,29 +138,3 @@ class SilentLog(RunLog):
     @contextlib.contextmanager
     def progress_bar(self, epoch, batches, done):
         yield _SilentBar()
-
-
-def tidy_metrics(metrics_path, global_step, epochs_done):
-    """Before a resumed run appends: drop the records a killed run wrote after its last
-    checkpoint (those steps run again). Returns how many were dropped."""
-    if not os.path.exists(metrics_path):
-        return 0
-    with open(metrics_path, encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
-    kept = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by the kill
-        if record.get("event") == "step" and record.get("step", 0) > global_step:
-            continue
-        if record.get("event") == "epoch" and record.get("epoch", 0) > epochs_done:
-            continue
-        kept.append(line)
-    if len(kept) < len(lines):
-        tmp = metrics_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in kept))
-        os.replace(tmp, metrics_path)
-    return len(lines) - len(kept)

@@ -18,8 +18,15 @@ from convtrain.compiling import ready_kernels
 from convtrain.errors import RunFailed, everywhere
 from convtrain.network import Network
 from convtrain.optim import Optimizer, learning_rate, step_learning_rate
-from convtrain.runfolder import BEST, LAST, RunCheckpoints, remove_temp_checkpoints
-from convtrain.runlog import METRICS, RunLog, SilentLog, tidy_metrics
+from convtrain.runfolder import (
+    BEST,
+    LAST,
+    METRICS,
+    RunCheckpoints,
+    remove_temp_checkpoints,
+    tidy_metrics,
+)
+from convtrain.runlog import RunLog, SilentLog
 from convtrain.runstate import RunState, init_run, resume_run
 from convtrain.step import Diverged, train_step
 from convtrain.team import Solo
@@ -270,8 +277,8 @@ class SharedCheckpoints:
             remove_temp_checkpoints(self.out_dir)
             dropped = tidy_metrics(os.path.join(self.out_dir, METRICS), state.global_step,
                                    state.epochs_done)
-            if dropped:
+            if dropped:  # said with --quiet too: records that were there are gone
                 log.note(f"{METRICS}: dropped {dropped} record(s) written after the "
-                         f"checkpoint (those steps run again)")
+                         f"checkpoint (those steps run again)", quiet_too=True)
 
         self.team.root_does(tidy)

@@ -336,7 +336,8 @@ def _open_run_folder(spec, out, resume, quiet, state):
         copied = copy_history(history, out, resume, state.global_step, state.epochs_done)
         click.echo(f"resume: a new run folder; copied from {history}: {', '.join(copied)} "
                    f"(up to the checkpoint's step {state.global_step})", err=True)
-    write_resolved_config(spec, out)
+    if resume is None:
+        write_resolved_config(spec, out)  # a resumed run's once it has begun (Trainer.run)
     if not quiet:
         from convtrain.report import summary_text
 

@@ -154,17 +154,24 @@ class AppendFile:
         except OSError as exc:
             raise failed_write(exc, path, flag) from None
 
+    def size(self):
+        return os.fstat(self.handle).st_size
+
     def append(self, text):
-        start = os.fstat(self.handle).st_size
+        start = self.size()
         try:
             _write_all(self.handle, text.encode("utf-8"))
         except OSError as exc:
-            try:
-                os.ftruncate(self.handle, start)
-            except OSError:
-                pass
+            self.cut_back(start)
             raise failed_write(exc, self.path, self.flag,
                                "the lines written before are whole") from None
+
+    def cut_back(self, size):
+        """Back to `size` bytes (what it held before the appends being taken back)."""
+        try:
+            os.ftruncate(self.handle, size)
+        except OSError:
+            pass  # then the appends that failed wrote nothing either
 
     def close(self):
         os.close(self.handle)

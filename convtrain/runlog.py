@@ -46,6 +46,14 @@ class RunLog:
         if self.metrics is not None:
             self.metrics.close()
 
+    def written(self):
+        """metrics.jsonl's size now, for `cut_back`."""
+        return self.metrics.size()
+
+    def cut_back(self, size):
+        """Take back the records written since metrics.jsonl had `size` bytes."""
+        self.metrics.cut_back(size)
+
     def record(self, record):
         """One metrics.jsonl line, written at once: a killed run keeps every record it
         logged."""
@@ -122,6 +130,20 @@ class SilentLog(RunLog):
 
     def open(self, out_dir, tensorboard=False, first_step=0):
         pass
+
+    def written(self):
+        return 0
+
+    def cut_back(self, size):
+        pass
+
+    def written(self):
+        """metrics.jsonl's size now, for `cut_back`."""
+        return self.metrics.size()
+
+    def cut_back(self, size):
+        """Take back the records written since metrics.jsonl had `size` bytes."""
+        self.metrics.cut_back(size)
 
     def record(self, record):
         pass

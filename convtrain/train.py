@@ -15,7 +15,7 @@ import numpy as np
 from convtrain import report
 from convtrain.augment import EpochBatches
 from convtrain.compiling import ready_kernels
-from convtrain.errors import RunFailed, everywhere
+from convtrain.errors import RunFailed, UserError, everywhere
 from convtrain.network import Network
 from convtrain.optim import Optimizer, learning_rate, step_learning_rate
 from convtrain.runfolder import (
@@ -25,6 +25,7 @@ from convtrain.runfolder import (
     RunCheckpoints,
     remove_temp_checkpoints,
     tidy_metrics,
+    write_resolved_config,
 )
 from convtrain.runlog import RunLog, SilentLog
 from convtrain.runstate import RunState, init_run, resume_run
@@ -133,9 +134,7 @@ class Trainer:
         previous = signal.signal(signal.SIGINT, stop)
         try:
             self.log.open(out_dir, self.config.log.tensorboard, state.global_step)
-            for _, record in self.opening:
-                self.log.record(record)
-            self.log.record({"event": "compile", "seconds": compile_s})
+            self._begin(compile_s)
             for epoch in range(state.epochs_done + 1, self.config.train.epochs + 1):
                 if not self._epoch(epoch, x, y, val_x, val_y, stop):
                     break
@@ -147,6 +146,20 @@ class Trainer:
             stopping_together = stop.agreed and self.team.size > 1
             signal.signal(signal.SIGINT, signal.SIG_IGN if stopping_together else previous)
             self.log.close()
+
+    def _begin(self, compile_s):
+        """The opening records, and a resumed run's config.yaml (its new settings): all
+        written, or none (a resume that cannot begin leaves its folder as it was)."""
+        begun = self.log.written()
+        try:
+            for _, record in self.opening:
+                self.log.record(record)
+            self.log.record({"event": "compile", "seconds": compile_s})
+            if self.state.resumed:
+                self.checkpoints.write_config(self.config)
+        except UserError:
+            self.log.cut_back(begun)
+            raise
 
     def _epoch(self, epoch, x, y, val_x, val_y, stop):
         """One epoch (or the rest of one). Returns whether training goes on."""
@@ -266,6 +279,9 @@ class SharedCheckpoints:
 
     def what_is_kept(self):
         return self.folder.what_is_kept() if self.folder else ""
+
+    def write_config(self, config):
+        self.team.root_does(lambda: write_resolved_config(config, self.out_dir))
 
     def resume_command(self):
         return self.folder.resume_command() if self.folder else ""

@@ -1,7 +1,6 @@
 """Nothing lost: SIGKILL at any moment and resume, resume that explains itself, write
 failures, divergence that names its culprit and keeps the last good checkpoint."""
 
-import errno
 import json
 import os
 import random
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 
 from convtrain.checkpoint import read_checkpoint
 from convtrain.cli import main
+import faults
 from nets import small_cnn
 
 CONFIG = small_cnn("crash", seed=11, epochs=4, batch_size=16, log_every=1,
@@ -109,21 +109,18 @@ def test_resume_refuses_a_batch_size_change_mid_epoch(config, tmp_path):
     assert "would skip or repeat samples" in result.stderr
 
 
-def test_a_failed_checkpoint_write_exits_1_and_keeps_the_previous_one(config, tmp_path,
+def test_a_failed_checkpoint_write_exits_2_and_keeps_the_previous_one(config, tmp_path,
                                                                       monkeypatch):
     out = tmp_path / "run"
     assert _run(["train", config, "--out", str(out), "--quiet", "--max-steps", "5"]
                 ).exit_code == 0
     before = (out / "checkpoint-last.npz").read_bytes()
 
-    def disk_full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr("convtrain.checkpoint.np.savez", disk_full)
+    faults.inject(monkeypatch, "ENOSPC", out, only="checkpoint-last.npz")
     result = _run(["train", config, "--resume", str(out / "checkpoint-last.npz"), "--quiet"])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.stderr.splitlines()[-1] == (
-        f"error: cannot write {out / 'checkpoint-last.npz'}: No space left on device. The "
+        f"error: {out / 'checkpoint-last.npz'}: cannot write: No space left on device; the "
         f"checkpoint there before, if any, is whole and unchanged")
     assert (out / "checkpoint-last.npz").read_bytes() == before
     assert not [name for name in os.listdir(out) if name.startswith(".tmp-")]

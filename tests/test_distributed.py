@@ -297,9 +297,9 @@ def test_a_failed_checkpoint_write_ends_every_process(tmp_path):
     (tmp_path / "run" / "checkpoint-best.npz").mkdir()
     result = convtrain("train", "mixed.yaml", "--resume", "run/checkpoint-last.npz", "--quiet",
                        processes=2, cwd=tmp_path, timeout=120)
-    assert result.returncode == 1
+    assert result.returncode == 2
     line = one_line(result.stderr)
-    assert line.startswith("error: cannot write run/checkpoint-best.npz"), line
+    assert line.startswith("error: run/checkpoint-best.npz: cannot write"), line
 
 
 def test_an_ordinary_run_never_loads_mpi(tmp_path):

@@ -183,13 +183,10 @@ def test_a_folder_is_decoded_once_and_again_only_when_its_files_change(tmp_path,
 def test_a_folder_that_cannot_be_written_to_is_decoded_every_time(tmp_path, monkeypatch):
     import os
 
-    from convtrain import folder_cache
+    import faults
 
-    def refused(*args, **kwargs):  # as for a read-only folder (chmod does not stop root)
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(folder_cache.tempfile, "mkstemp", refused)
     path, _ = _folder(tmp_path)
+    faults.inject(monkeypatch, "EACCES", path)  # as for a read-only folder (root ignores chmod)
     for _ in range(2):
         x, y, _, _ = load_datasets(_config(path), need_val=False)
         assert len(y) == 4 and not [n for n in os.listdir(path) if n.startswith(".")]

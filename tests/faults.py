@@ -1,0 +1,86 @@
+"""Writes that fail as a full, read-only, forbidden or vanished place makes them fail, at
+the OS level, under one folder only (the kernel cache and everything else stay real).
+
+ENOSPC: files open, but every byte written to them fails (as on a full disk), and so
+        does a write-mode `open()`.
+EROFS, EACCES, ENOENT: creating a file or folder, or opening one to write, fails.
+
+`builtins.open` in a write mode fails too, whatever the code: a write that went around
+convtrain.outputs would then fail in the test instead of passing unseen. Root ignores
+permission bits and a test cannot mount a read-only or full file system, hence this.
+"""
+
+import builtins
+import errno
+import os
+
+CODES = {"ENOSPC": errno.ENOSPC, "EROFS": errno.EROFS, "EACCES": errno.EACCES,
+         "ENOENT": errno.ENOENT}
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+def inject(monkeypatch, name, folder, only=None):
+    """From now on, writes under folder (whose file name contains `only`, if given) fail
+    with errno `name` ("ENOSPC", ...)."""
+    code = CODES[name]
+    folder = os.path.realpath(folder)
+    real_open, real_write, real_mkdir = os.open, os.write, os.mkdir
+    real_builtin_open = builtins.open
+    doomed = set()  # descriptors whose writes fail (ENOSPC)
+
+    def hit(path):
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            return False
+        full = os.path.realpath(os.fsdecode(path))
+        inside = full == folder or full.startswith(folder + os.sep)
+        return inside and (only is None or only in os.path.basename(full))
+
+    def failure(path):
+        return OSError(code, os.strerror(code), os.fsdecode(path))
+
+    def fake_open(path, flags, mode=0o777, *, dir_fd=None):
+        if flags & WRITE_FLAGS and hit(path):
+            if code != errno.ENOSPC:
+                raise failure(path)
+            handle = real_open(path, flags, mode, dir_fd=dir_fd)
+            doomed.add(handle)
+            return handle
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    def fake_write(handle, data):
+        if handle in doomed:
+            raise OSError(code, os.strerror(code))
+        return real_write(handle, data)
+
+    def fake_mkdir(path, mode=0o777, *, dir_fd=None):
+        if code != errno.ENOSPC and hit(path):
+            raise failure(path)
+        return real_mkdir(path, mode, dir_fd=dir_fd)
+
+    def fake_builtin_open(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+") and hit(file):
+            raise failure(file)
+        return real_builtin_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "write", fake_write)
+    monkeypatch.setattr(os, "mkdir", fake_mkdir)
+    monkeypatch.setattr(builtins, "open", fake_builtin_open)
+
+
+def snapshot(folder):
+    """{relative path: bytes} of every file under folder but the run lock (whose only
+    content, the pid of the process holding it, each run writes anew)."""
+    files = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            if name == ".lock":
+                continue
+            path = os.path.join(root, name)
+            with open(path, "rb") as handle:
+                files[os.path.relpath(path, folder)] = handle.read()
+    return files
+
+
+def temporary_files(folder):
+    return [name for _, _, names in os.walk(folder) for name in names if ".tmp" in name]

@@ -102,7 +102,7 @@ def tidy_metrics(metrics_path, global_step, epochs_done):
         return 0
     kept, dropped = _records_up_to(metrics_path, global_step, epochs_done)
     if dropped:
-        write_text(metrics_path, "".join(line + "\n" for line in kept), "--out")
+        write_text(metrics_path, "".join(line + "\n" for line in kept))
     return dropped
 
 
@@ -159,7 +159,7 @@ def write_resolved_config(config, out):
     import yaml
 
     text = yaml.safe_dump(config.resolved, sort_keys=False, default_flow_style=None)
-    return write_text(os.path.join(out, RESOLVED_CONFIG), text, "--out")
+    return write_text(os.path.join(out, RESOLVED_CONFIG), text)
 
 
 def remove_temp_checkpoints(out):

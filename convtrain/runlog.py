@@ -34,7 +34,7 @@ class RunLog:
 
     def open(self, out_dir, tensorboard=False, first_step=0):
         """Append to out_dir/metrics.jsonl (and start TensorBoard event files there)."""
-        self.metrics = AppendFile(os.path.join(out_dir, METRICS), "--out")
+        self.metrics = AppendFile(os.path.join(out_dir, METRICS))
         if tensorboard:
             from convtrain.tensorboard import EventWriter
 

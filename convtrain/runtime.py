@@ -49,6 +49,11 @@ def prepare_environment():
     keep_freed_memory()
     if not os.environ.get("NUMBA_CACHE_DIR"):
         os.environ["NUMBA_CACHE_DIR"] = _writable(kernel_cache_dir())
+    elif not _can_write(os.environ["NUMBA_CACHE_DIR"]):
+        # The user's folder stays (their choice); Numba then caches nothing, and says
+        # nothing: `unwritable_cache_dir` lets the commands say it.
+        global _unwritable
+        _unwritable = os.environ["NUMBA_CACHE_DIR"]
 
 
 def kernel_cache_dir():
@@ -102,16 +107,25 @@ def _writable(folder):
     folder, the one place the cache must not go; a temporary folder costs a compile per
     process instead."""
     global _unwritable
-    try:
-        os.makedirs(folder, exist_ok=True)
-        if os.access(folder, os.W_OK):
-            return folder
-    except OSError:
-        pass
+    if _can_write(folder):
+        return folder
     _unwritable = folder
     temporary = tempfile.mkdtemp(prefix="convtrain-kernels-")
     atexit.register(shutil.rmtree, temporary, ignore_errors=True)
     return temporary
+
+
+def _can_write(folder):
+    """Whether a file can be made in folder (made if missing). By trying: os.access says
+    yes to root on a read-only mount's folder or a folder without write permission."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".convtrain-probe-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+        return True
+    except OSError:
+        return False
 
 
 def keep_freed_memory():

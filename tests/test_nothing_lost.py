@@ -252,13 +252,16 @@ def test_the_image_folder_cache_is_no_error(code, tmp_path, monkeypatch):
 
 WRITES = re.compile(r"open\([^)]*[\"'][wax]b?\+?[\"']|\.savefig\((?!picture)|os\.replace\(|"
                     r"np\.save\w*\((?!buffer)|\.write_text\(|\.write_bytes\(|mkstemp\(")
-LOCK = 'convtrain/runfolder.py: handle = open(path, "a+", encoding="utf-8")'
+# Opened to write elsewhere, and neither an output: the run lock (a pid) and the kernel
+# cache folder's probe (an empty file, removed at once).
+ALLOWED = ['convtrain/runfolder.py: handle = open(path, "a+", encoding="utf-8")',
+           'convtrain/runtime.py: handle, probe = tempfile.mkstemp(prefix=".convtrain-probe-", '
+           'dir=folder)']
 
 
 def test_every_file_convtrain_writes_goes_through_outputs(repo_root):
     """A new write path that goes around convtrain/outputs.py (whole or not at all, exit 2
-    on failure, never over another's file) fails here. The run lock is the one file opened
-    to write elsewhere: not an output, it holds nothing but a pid."""
+    on failure, never over another's file) fails here."""
     package = os.path.join(repo_root, "convtrain")
     found = []
     for root, _, names in os.walk(package):
@@ -269,4 +272,37 @@ def test_every_file_convtrain_writes_goes_through_outputs(repo_root):
             with open(path, encoding="utf-8") as handle:
                 found += [f"{os.path.relpath(path, repo_root)}: {line.strip()}"
                           for line in handle if WRITES.search(line)]
-    assert found == [LOCK]
+    assert found == ALLOWED
+
+
+COMPILE = """import sys
+sys.path.insert(0, {tests!r})
+import faults
+
+
+class Patch:  # monkeypatch's setattr, for a process of its own
+    setattr = staticmethod(setattr)
+
+
+faults.inject(Patch(), {code!r}, {cache!r})
+from convtrain.cli import main
+main(["compile", {config!r}, "--threads", "1"])
+"""
+
+
+@pytest.mark.parametrize("code", ERRNOS)
+def test_compile_into_the_kernel_cache(code, trained, tmp_path, repo_root):
+    """In a process of its own: Numba reads its cache folder once, when it loads."""
+    import subprocess
+    import sys
+
+    config, _ = trained
+    cache = tmp_path / "kernels"
+    script = COMPILE.format(tests=os.path.join(repo_root, "tests"), code=code,
+                            cache=str(cache), config=str(config))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "NUMBA_CACHE_DIR": str(cache)}, timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert not faults.temporary_files(tmp_path)

@@ -209,7 +209,8 @@ class RunCheckpoints:
         path = os.path.join(self.out, LAST)
         if not os.path.exists(path):
             return ("; no checkpoint was written before it (the first comes at the end of "
-                    "epoch 1, or after checkpoint.every steps); lower optimizer.lr and try again")
+                    "epoch 1, or after checkpoint.every steps); lower optimizer.lr and try again "
+                    f"into another --out ({self.out} keeps this run's {METRICS})")
         step = read_checkpoint(path)[2].get("global_step")
         return (f". The last good checkpoint {path} (step {step}) is left as it was; lower "
                 f"optimizer.lr and try again")

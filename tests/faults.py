@@ -1,8 +1,8 @@
 """Writes that fail as a full, read-only, forbidden or vanished place makes them fail, at
 the OS level, under one folder only (the kernel cache and everything else stay real).
 
-ENOSPC: files open, but every byte written to them fails (as on a full disk), and so
-        does a write-mode `open()`.
+ENOSPC: a file is made, but what is written to it goes to /dev/full, where the kernel
+        itself fails every write with ENOSPC (os.write and Python's file objects alike).
 EROFS, EACCES, ENOENT: creating a file or folder, or opening one to write, fails.
 
 `builtins.open` in a write mode fails too, whatever the code: a write that went around
@@ -24,9 +24,8 @@ def inject(monkeypatch, name, folder, only=None):
     with errno `name` ("ENOSPC", ...)."""
     code = CODES[name]
     folder = os.path.realpath(folder)
-    real_open, real_write, real_mkdir = os.open, os.write, os.mkdir
+    real_open, real_mkdir = os.open, os.mkdir
     real_builtin_open = builtins.open
-    doomed = set()  # descriptors whose writes fail (ENOSPC)
 
     def hit(path):
         if not isinstance(path, (str, bytes, os.PathLike)):
@@ -42,15 +41,9 @@ def inject(monkeypatch, name, folder, only=None):
         if flags & WRITE_FLAGS and hit(path):
             if code != errno.ENOSPC:
                 raise failure(path)
-            handle = real_open(path, flags, mode, dir_fd=dir_fd)
-            doomed.add(handle)
-            return handle
+            os.close(real_open(path, flags, mode, dir_fd=dir_fd))  # made, as on a full disk
+            return real_open("/dev/full", os.O_WRONLY)
         return real_open(path, flags, mode, dir_fd=dir_fd)
-
-    def fake_write(handle, data):
-        if handle in doomed:
-            raise OSError(code, os.strerror(code))
-        return real_write(handle, data)
 
     def fake_mkdir(path, mode=0o777, *, dir_fd=None):
         if code != errno.ENOSPC and hit(path):
@@ -63,7 +56,6 @@ def inject(monkeypatch, name, folder, only=None):
         return real_builtin_open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", fake_open)
-    monkeypatch.setattr(os, "write", fake_write)
     monkeypatch.setattr(os, "mkdir", fake_mkdir)
     monkeypatch.setattr(builtins, "open", fake_builtin_open)
 

@@ -101,10 +101,10 @@ def test_resume_needs_a_run_folder_to_go_on_in(trained, tmp_path):
 def test_export_never_writes_over_a_file_it_reads(run, target):
     _, a = run
     before = faults.snapshot(a)
-    line = _one_line_error(_run(["export", a / "config.yaml", "--checkpoint",
-                                 a / "checkpoint-best.npz", "--out", a / target,
-                                 "--overwrite"]))
-    assert "this command reads" in line
+    export = ["export", a / "config.yaml", "--checkpoint", a / "checkpoint-best.npz", "--out",
+              a / target]
+    assert "pass --overwrite" in _one_line_error(_run(export))
+    assert "this command reads" in _one_line_error(_run(export + ["--overwrite"]))
     assert faults.snapshot(a) == before
 
 

@@ -382,7 +382,8 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides):
                         f"(a batchnorm after a conv layer, over H and W too, traces)",
                         file=spec.file)
     _numba()
-    from convtrain.trace import format_text, run_trace
+    from convtrain.trace import run_trace
+    from convtrain.trace_text import format_text
 
     result = run_trace(spec, recipe, loaded)
     if fmt == "json":

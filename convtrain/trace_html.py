@@ -16,12 +16,12 @@ import html
 
 import numpy as np
 
-from convtrain.trace import (
+from convtrain.trace_text import (
     CARRIED,
     SLIP,
     SUMMARY_LIMIT,
-    _published_verdict,
-    _slices,
+    published_verdict,
+    slices,
     published_marks,
     shown,
 )
@@ -100,10 +100,10 @@ def _column(title, array, scale, decimals, big, exact=None, marks=None):
     if exact is not None:
         wrong = ~np.isclose(array, exact, rtol=1e-9, atol=1e-12)
     parts = [f'<div class="column"><h3>{html.escape(title)}</h3>']
-    views = list(_slices(array))
-    exact_views = list(_slices(exact)) if exact is not None else None
-    wrong_views = list(_slices(wrong)) if wrong is not None else None
-    mark_views = list(_slices(marks)) if marks is not None else None
+    views = list(slices(array))
+    exact_views = list(slices(exact)) if exact is not None else None
+    wrong_views = list(slices(wrong)) if wrong is not None else None
+    mark_views = list(slices(marks)) if marks is not None else None
     for k, (label, view) in enumerate(views):
         parts.append('<div class="slice">')
         if label:
@@ -142,7 +142,7 @@ def format_html(result, decimals=4, title="convtrain trace"):
         marks = published_marks(step, value.shape) if printed is not None else None
         arrays = [a for a in (value, exact, printed) if a is not None]
         scale = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in arrays)
-        big = (max(s.size for _, s in _slices(value)) > SUMMARY_LIMIT
+        big = (max(s.size for _, s in slices(value)) > SUMMARY_LIMIT
                or value.size > 4 * SUMMARY_LIMIT)
         verdict = ('<span class="verdict">✗ differs from the exact gradient</span>'
                    if differs else "")
@@ -162,7 +162,7 @@ def format_html(result, decimals=4, title="convtrain trace"):
                                 marks=marks))
         card.append("</div>")
         if printed is not None:
-            card.append(f'<p class="published">{html.escape(_published_verdict(step, value.size))}'
+            card.append(f'<p class="published">{html.escape(published_verdict(step, value.size))}'
                         f"</p>")
         card.append("</section>")
         body.append("".join(card))

@@ -2,14 +2,16 @@
 
 Symbols: x is the sample; A_i the output of layer i (1-based position), K_i/W_i
 and b_i its kernel and bias, δ_i = ∂L/∂A_i the error at its output. ⋆ is
-cross-correlation, ∗ true convolution, full(·) zero-pads by kernel−1 per side.
+cross-correlation, ∗ true convolution, full(·) zero-pads by kernel−1 per side; a padded
+or strided conv's formulas add pad_p, crop_p and spread_s (trace_formulas.op_note
+defines them, with their sizes).
 
 Two recipes:
   exact     the gradient of the forward pass, from the same layers training runs,
             and one step of the configured optimizer for `kernel_new`;
   textbook  the worked example's rules (README, "The worked example") for conv
             layers with stride 1: dK = A_in ∗ δ (valid), K ← K − lr·rot180(dK),
-            δ_in = full(δ ∗ K). Other layers pass its (possibly wrong) δ down
+            δ_in = full(δ ∗ K) (A_in padded and δ_in cropped as the layer pads). Other layers pass its (possibly wrong) δ down
             with their exact rules. Every step shows the exact value beside it
             and is marked where the two differ.
 A config may list the numbers a published text printed (`trace.published`);

@@ -80,16 +80,41 @@ def forward_formula(spec, s):
             "globalavgpool": f"{a} = mean of {i} over H, W"}[spec.type]
 
 
+def _subscript(values):
+    """An operator's parameter: _2 when every entry is 2, else _(2,1) (rows, then columns;
+    padding top,bottom,left,right)."""
+    values = tuple(int(v) for v in values)
+    if len(set(values)) == 1:
+        return f"_{values[0]}"
+    return "_(" + ",".join(map(str, values)) + ")"
+
+
+def conv_backward_formulas(spec, s, textbook):
+    """(kernel_grad, input_delta) of a conv layer, written for its stride and padding so
+    that each can be applied as printed: a padded layer's kernel sees pad_p(A) and its
+    δ_in is cropped back; a strided layer's δ is first spread out to the stride-1 grid."""
+    d, i, k, di = s.delta(spec), s.inp(spec), s.kernel(spec), s.delta_in(spec)
+    padded = any(spec.padding)
+    strided = tuple(spec.stride) != (1, 1)
+    a = f"pad{_subscript(spec.padding)}({i})" if padded else i
+    spread = f"spread{_subscript(spec.stride)}({d})" if strided else d
+
+    def crop(text):
+        return f"crop{_subscript(spec.padding)}({text})" if padded else text
+
+    if textbook:
+        return f"d{k} = {a} ∗ {d} (valid convolution)", f"{di} = {crop(f'full({d} ∗ {k})')}"
+    if spec.op == "convolution":
+        return f"∂L/∂{k} = rot180({a} ⋆ {spread})", f"{di} = {crop(f'full({spread} ⋆ {k})')}"
+    return f"∂L/∂{k} = {a} ⋆ {spread}", f"{di} = {crop(f'full({spread} ∗ {k})')}"
+
+
 def backward_formulas(spec, s, textbook):
     """Formulas of (kernel_grad, input_delta) for this layer and recipe."""
     d, i, k = s.delta(spec), s.inp(spec), s.kernel(spec)
     di = s.delta_in(spec)
     if spec.type == "conv2d":
-        if textbook:
-            return f"d{k} = {i} ∗ {d} (valid convolution)", f"{di} = full({d} ∗ {k})"
-        if spec.op == "convolution":
-            return f"∂L/∂{k} = rot180({i} ⋆ {d})", f"{di} = full({d} ⋆ {k})"
-        return f"∂L/∂{k} = {i} ⋆ {d}", f"{di} = full({d} ∗ {k})"
+        return conv_backward_formulas(spec, s, textbook)
     if spec.type == "dense":
         return f"∂L/∂{k} = {d} ⊗ {i}", f"{di} = {k}ᵀ · {d}"
     if spec.type == "batchnorm":
@@ -98,12 +123,15 @@ def backward_formulas(spec, s, textbook):
                    f"M values a channel: through μ and σ² too")
         return (f"∂L/∂{k} = Σ {d} ⊙ x̂" if spec.affine else None), through
     slope = getattr(spec, "slope", 0.0)
+    size = getattr(spec, "size", (1, 1))
     rules = {"relu": f"{di} = {d} ⊙ 1[{i} > 0]",
              "leaky_relu": f"{di} = {d} ⊙ ({i} > 0 ? 1 : {slope:g})",
              "sigmoid": f"{di} = {d} ⊙ A(1 − A), A = {s.out(spec)}",
              "tanh": f"{di} = {d} ⊙ (1 − A²), A = {s.out(spec)}",
-             "maxpool": f"{di} = {d} routed to each window's maximum",
-             "avgpool": f"{di} = {d} spread evenly over each window",
+             # "added": where windows overlap (stride < size) an entry collects several
+             "maxpool": f"{di}: each entry of {d} added at its window's maximum",
+             "avgpool": f"{di}: each entry of {d}/({size[0]}·{size[1]}) added to every entry "
+                        f"of its window",
              "flatten": f"{di} = reshape({d})",
              "globalavgpool": f"{di} = {d}/(H·W) over each plane",
              "dropout": f"{di} = {d} ⊙ m/(1 − {getattr(spec, 'rate', 0):g}), the same mask"}
@@ -134,14 +162,44 @@ def op_note(config, textbook):
     if not convs:
         return "no conv2d layers: both recipes are the exact gradient"
     ops = sorted({s.op for s in convs})
-    rules = {"correlation": "y = x ⋆ K (what frameworks call conv): δx = full(δy ∗ K), "
-                            "∂L/∂K = x ⋆ δy",
-             "convolution": "y = x ∗ K (true convolution, the worked example's forward): "
-                            "δx = full(δy ⋆ K), ∂L/∂K = rot180(x ⋆ δy)"}
-    note = "exact rules: " + "; ".join(rules[op] for op in ops) + "."
+    padded = any(any(s.padding) for s in convs)
+    strided = any(tuple(s.stride) != (1, 1) for s in convs)
+    x = "pad_p(x)" if padded else "x"
+    dy = "spread_s(δy)" if strided else "δy"
+
+    def cropped(text):
+        return f"crop_p({text})" if padded else text
+
+    rules = {"correlation": f"y = x ⋆ K (what frameworks call conv): "
+                            f"δx = {cropped(f'full({dy} ∗ K)')}, ∂L/∂K = {x} ⋆ {dy}",
+             "convolution": f"y = x ∗ K (true convolution, the worked example's forward): "
+                            f"δx = {cropped(f'full({dy} ⋆ K)')}, ∂L/∂K = rot180({x} ⋆ {dy})"}
+    note = "exact rules: " + "; ".join(rules[op] for op in ops) + ". " + _legend(padded, strided)
     if textbook:
         note += (" The textbook recipe uses dK = x ∗ δ, K ← K − lr·rot180(dK) and δx = full(δ ∗ K)"
-                 " for every conv layer. Its δ rule is right for ⋆ and wrong for ∗; its kernel"
+                 " for every conv layer of stride 1"
+                 + (" (x padded and δx cropped as the layer pads)." if padded else ".") +
+                 " Its δ rule is right for ⋆ and wrong for ∗; its kernel"
                  " rule is the gradient of neither, so steps marked 'differs' are not the"
                  " gradient of this forward pass.")
     return note
+
+
+def _legend(padded, strided):
+    """The operators of the conv formulas, each defined once with its sizes; only those
+    this network's formulas use."""
+    parts = ["⋆ is cross-correlation and ∗ true convolution (⋆ with K turned 180°), both "
+             "'valid' (only where the smaller array fits: H×W with KH×KW gives "
+             "(H−KH+1)×(W−KW+1)), per channel pair: ∂L/∂K[f,c] pairs x[c] with δy[f], "
+             "δx[c] sums over the filters f",
+             "full(·) of δ ∗ K (or δ ⋆ K) first pads δ with KH−1 zero rows and KW−1 zero columns on each side"]
+    if padded:
+        parts.append("pad_p(x) adds the layer's padding p of zeros around x (p: one number for "
+                     "every side, or top,bottom,left,right), making it HP×WP; crop_p removes "
+                     "it again")
+    if strided:
+        parts.append("spread_s(δ) places δ's entries s apart (s−1 zeros between neighbours; s: "
+                     "one number, or rows,columns) on a zero grid of the stride-1 output's size "
+                     "(HP−KH+1)×(WP−KW+1), so rows and columns the stride skipped at the end "
+                     "stay zero")
+    return "; ".join(parts) + "."

@@ -367,10 +367,23 @@ def plot(run_dir, out):
 @click.option("--checkpoint", type=click.Path(),
               help="Trace a trained network's weights instead of its initialisation.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@click.option("--layer", "layers", multiple=True, metavar="NAME",
+              help="Show only this layer's steps (a residual block's include those inside "
+                   "it); names as `convtrain summary` prints them. Repeatable.")
+@click.option("--step", "step_texts", multiple=True, metavar="N|N-M",
+              help="Show only these steps: a number, a range 5-9 or a list 5,7. Repeatable. "
+                   "With --layer, the steps that are both.")
 @reports_errors
-def trace(config, recipe, decimals, fmt, full, checkpoint, overrides):
-    """Print backpropagation step by step for one sample of CONFIG."""
+def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, step_texts):
+    """Print backpropagation step by step for one sample of CONFIG.
+
+    Steps keep their numbers when --layer or --step shows part of the trace, in every
+    --format."""
+    from convtrain.trace_select import layer_names, parse_steps, select_steps
+
+    ranges = parse_steps(step_texts)
     spec = _config(config, overrides)
+    chosen = layer_names(spec, layers) if layers else None
     loaded = _read_checkpoint(checkpoint)
     from convtrain.config import lone_sample_batchnorm
 
@@ -386,6 +399,8 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides):
     from convtrain.trace_text import format_text
 
     result = run_trace(spec, recipe, loaded)
+    if chosen is not None or ranges:
+        result = select_steps(result, chosen, ranges)
     if fmt == "json":
         click.echo(json.dumps(result, indent=1))
     elif fmt == "html":

@@ -19,7 +19,7 @@ import numpy as np
 from convtrain.trace_text import (
     CARRIED,
     SLIP,
-    SUMMARY_LIMIT,
+    is_big,
     published_verdict,
     slices,
     published_marks,
@@ -142,8 +142,7 @@ def format_html(result, decimals=4, title="convtrain trace"):
         marks = published_marks(step, value.shape) if printed is not None else None
         arrays = [a for a in (value, exact, printed) if a is not None]
         scale = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in arrays)
-        big = (max(s.size for _, s in slices(value)) > SUMMARY_LIMIT
-               or value.size > 4 * SUMMARY_LIMIT)
+        big = is_big(value)
         verdict = ('<span class="verdict">✗ differs from the exact gradient</span>'
                    if differs else "")
         card = [f'<section class="step{" differs" if differs else ""}" id="step-{step["step"]}">',

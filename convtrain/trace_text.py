@@ -10,8 +10,17 @@ MARKS = {0: " ", SLIP: "!", CARRIED: "^"}
 
 
 def slices(array):
-    """Yield (label, 2-D array) views of an array for printing."""
-    if array.ndim <= 1:
+    """Yield (label, 2-D array) views of an array for printing.
+
+    Planes of 1x1 are not slices of their own (a 1x1 kernel's 512 one-number slices once
+    filled 2,000 lines): [F, C, 1, 1] is one F x C grid and [C, 1, 1] one row of C, shown or
+    summarised by the same rule as any other array (is_big)."""
+    if array.ndim >= 3 and array.shape[-2:] == (1, 1) and array[..., 0, 0].size > 1:
+        flat = array[..., 0, 0]
+        label = ("[1x1 planes: one row per filter, one column per channel]" if flat.ndim == 2
+                 else "[1x1 planes: one column per channel]")
+        yield label, flat.reshape(-1, flat.shape[-1])
+    elif array.ndim <= 1:
         yield "", array.reshape(1, -1)
     elif array.ndim == 2:
         yield "", array
@@ -22,6 +31,13 @@ def slices(array):
         for f in range(array.shape[0]):
             for c in range(array.shape[1]):
                 yield (f"[filter {f}, channel {c}]" if array.shape[:2] != (1, 1) else ""), array[f, c]
+
+
+def is_big(array):
+    """Whether an array is summarised rather than printed (text) or drawn as a heat map
+    without numbers (HTML): a slice over SUMMARY_LIMIT entries, or four times that in all."""
+    return (max(view.size for _, view in slices(array)) > SUMMARY_LIMIT
+            or array.size > 4 * SUMMARY_LIMIT)
 
 
 def shown(value, spec):
@@ -95,8 +111,7 @@ def format_text(result, decimals=4, full=False):
             lines.append(f"    ({step['note']})")
         exact = np.asarray(step["exact"]) if textbook and step.get("differs") else None
         printed = np.asarray(step["published"]) if "published" in step else None
-        big = max(s.size for _, s in slices(value)) > SUMMARY_LIMIT or value.size > 4 * SUMMARY_LIMIT
-        if big and not full:
+        if is_big(value) and not full:
             lines.append("    " + _summary(value))
             if exact is not None:
                 lines.append("    exact: " + _summary(exact))

@@ -363,7 +363,8 @@ def plot(run_dir, out):
               help="Rounding of the text view (JSON is never rounded).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
               show_default=True, help="html: one self-contained page of coloured grids.")
-@click.option("--full", is_flag=True, help="Print big arrays in full instead of summaries.")
+@click.option("--full", is_flag=True, help="Print big arrays in full instead of summaries "
+                                           "(html: draw every channel, not the first 8).")
 @click.option("--checkpoint", type=click.Path(),
               help="Trace a trained network's weights instead of its initialisation.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
@@ -407,7 +408,8 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, st
         from convtrain.trace_html import format_html
 
         click.echo(format_html(result, decimals, title=f"convtrain trace: {config} "
-                                                       f"({recipe} recipe)"), nl=False)
+                                                       f"({recipe} recipe)", full=full),
+                   nl=False)
     else:
         click.echo(format_text(result, decimals, full))
 

@@ -401,7 +401,7 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, st
 
     result = run_trace(spec, recipe, loaded)
     if chosen is not None or ranges:
-        result = select_steps(result, chosen, ranges)
+        result = select_steps(result, chosen, ranges, layers)
     if fmt == "json":
         click.echo(json.dumps(result, indent=1))
     elif fmt == "html":

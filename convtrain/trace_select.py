@@ -42,8 +42,9 @@ def layer_names(config, names):
     return chosen
 
 
-def select_steps(result, layers=None, ranges=()):
-    """The trace `result` with only the chosen steps (layers: a set of names or None)."""
+def select_steps(result, layers=None, ranges=(), asked=()):
+    """The trace `result` with only the chosen steps (layers: a set of names or None;
+    asked: the --layer names as given, for the message when no step is left)."""
     steps = result["steps"]
     last = len(steps) - 1
     for first, final in ranges:
@@ -55,9 +56,9 @@ def select_steps(result, layers=None, ranges=()):
             if (layers is None or step["layer"] in layers)
             and (not ranges or any(a <= step["step"] <= b for a, b in ranges))]
     if not kept:
-        of_layers = sorted({step["step"] for step in steps if step["layer"] in layers})
-        raise UserError(f"none of the steps of the --layer layers is in --step: theirs are "
-                        f"{_spans(of_layers)}", path="--step")
+        theirs = sorted({step["step"] for step in steps if step["layer"] in layers})
+        raise UserError(f"no step of --layer {' '.join(asked)} is among the steps asked for; "
+                        f"its steps are {_spans(theirs)}", path="--step")
     return dict(result, steps=kept)
 
 

@@ -1,6 +1,8 @@
 """`convtrain trace`'s text view: every step's formula and its array, as grids of
 numbers, or a one-line summary for a big array (`--full` prints it all)."""
 
+import textwrap
+
 import numpy as np
 
 
@@ -96,7 +98,9 @@ def published_verdict(step, size):
 def format_text(result, decimals=4, full=False):
     lines = [f"recipe: {result['recipe']}   (float64; lr {result['lr']:g}; weights "
              f"{result['weights']})",
-             f"note: {result['op_note']}", ""]
+             # the note defines every operator with its sizes: a paragraph, not one line
+             textwrap.fill(f"note: {result['op_note']}", width=100, subsequent_indent="      ",
+                           break_on_hyphens=False), ""]
     textbook = result["recipe"] == "textbook"
     layer_w = max([10] + [len(step["layer"]) for step in result["steps"]])
     what_w = max([12] + [len(step["what"]) for step in result["steps"]])

@@ -99,8 +99,8 @@ def test_text_and_html_show_only_the_chosen_steps(fmt):
     (["--step", "90-95"], "error: --step: step 95 is out of range: this trace has steps 0-91"),
     (["--step", "five"], "error: --step: 'five' is not a step number N, a range N-M"),
     (["--step", "9-5"], "error: --step: '9-5' is an empty range"),
-    (["--layer", "res2.proj", "--step", "0-3"], "error: --step: none of the steps of the "
-                                                "--layer layers is in --step: theirs are "
+    (["--layer", "res2.proj", "--step", "0-3"], "error: --step: no step of --layer res2.proj "
+                                                "is among the steps asked for; its steps are "
                                                 "16, 56-58"),
 ])
 def test_bad_choices_exit_2_with_one_line(args, message):

@@ -11,9 +11,10 @@ Two recipes:
             and one step of the configured optimizer for `kernel_new`;
   textbook  the worked example's rules (README, "The worked example") for conv
             layers with stride 1: dK = A_in ∗ δ (valid), K ← K − lr·rot180(dK),
-            δ_in = full(δ ∗ K) (A_in padded and δ_in cropped as the layer pads). Other layers pass its (possibly wrong) δ down
-            with their exact rules. Every step shows the exact value beside it
-            and is marked where the two differ.
+            δ_in = full(δ ∗ K) (A_in padded and δ_in cropped as the layer pads).
+            Other layers pass its (possibly wrong) δ down with their exact rules.
+            Every step shows the exact value beside it and is marked where the two
+            differ.
 A config may list the numbers a published text printed (`trace.published`);
 the textbook trace compares them at the printed precision and flags slips.
 """

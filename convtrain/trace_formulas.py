@@ -192,7 +192,8 @@ def _legend(padded, strided):
              "'valid' (only where the smaller array fits: H×W with KH×KW gives "
              "(H−KH+1)×(W−KW+1)), per channel pair: ∂L/∂K[f,c] pairs x[c] with δy[f], "
              "δx[c] sums over the filters f",
-             "full(·) of δ ∗ K (or δ ⋆ K) first pads δ with KH−1 zero rows and KW−1 zero columns on each side"]
+             "full(·) of δ ∗ K (or δ ⋆ K) first pads δ with KH−1 zero rows and KW−1 zero "
+             "columns on each side"]
     if padded:
         parts.append("pad_p(x) adds the layer's padding p of zeros around x (p: one number for "
                      "every side, or top,bottom,left,right), making it HP×WP; crop_p removes "

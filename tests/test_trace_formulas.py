@@ -33,9 +33,10 @@ def _config(op, rng):
                      f"kernel: {json.dumps(kernel)}, stride: {json.dumps(stride)}, "
                      f"padding: {json.dumps(padding)}, weights: {json.dumps(weights)}}}")
         channels = filters
+    sample = rng.standard_normal((2, 8, 8)).round(2).tolist()
     lines += ["  - {type: flatten}", "  - {type: dense, units: 3}",
               "optimizer: {type: sgd, lr: 0.1}",
-              f"trace: {{target: 2, input: {json.dumps(rng.standard_normal((2, 8, 8)).round(2).tolist())}}}"]
+              f"trace: {{target: 2, input: {json.dumps(sample)}}}"]
     return "\n".join(lines) + "\n"
 
 

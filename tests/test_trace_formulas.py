@@ -160,8 +160,8 @@ def _symbols(steps):
     return values
 
 
-@pytest.mark.parametrize("op,recipe", [("correlation", "exact"), ("convolution", "exact"),
-                                       ("convolution", "textbook")])
+@pytest.mark.parametrize("op", ["correlation", "convolution"])
+@pytest.mark.parametrize("recipe", ["exact", "textbook"])
 def test_each_printed_conv_formula_gives_its_steps_value(op, recipe, write_config):
     rng = np.random.default_rng(3)
     text = _config(op, rng)

@@ -405,14 +405,28 @@ def plot(run_dir, out, overwrite):
               help="Rounding of the text view (JSON is never rounded).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
               show_default=True, help="html: one self-contained page of coloured grids.")
-@click.option("--full", is_flag=True, help="Print big arrays in full instead of summaries.")
+@click.option("--full", is_flag=True, help="Print big arrays in full instead of summaries "
+                                           "(html: draw every channel, not the first 8).")
 @click.option("--checkpoint", type=click.Path(),
               help="Trace a trained network's weights instead of its initialisation.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
+@click.option("--layer", "layers", multiple=True, metavar="NAME",
+              help="Show only this layer's steps (a residual block's include those inside "
+                   "it); names as `convtrain summary` prints them. Repeatable.")
+@click.option("--step", "step_texts", multiple=True, metavar="N|N-M",
+              help="Show only these steps: a number, a range 5-9 or a list 5,7. Repeatable. "
+                   "With --layer, the steps that are both.")
 @reports_errors
-def trace(config, recipe, decimals, fmt, full, checkpoint, overrides):
-    """Print backpropagation step by step for one sample of CONFIG."""
+def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, step_texts):
+    """Print backpropagation step by step for one sample of CONFIG.
+
+    Steps keep their numbers when --layer or --step shows part of the trace, in every
+    --format."""
+    from convtrain.trace_select import layer_names, parse_steps, select_steps
+
+    ranges = parse_steps(step_texts)
     spec = _config(config, overrides)
+    chosen = layer_names(spec, layers) if layers else None
     loaded = _read_checkpoint(checkpoint)
     from convtrain.config import lone_sample_batchnorm
 
@@ -424,16 +438,20 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides):
                         f"(a batchnorm after a conv layer, over H and W too, traces)",
                         file=spec.file)
     _numba()
-    from convtrain.trace import format_text, run_trace
+    from convtrain.trace import run_trace
+    from convtrain.trace_text import format_text
 
     result = run_trace(spec, recipe, loaded)
+    if chosen is not None or ranges:
+        result = select_steps(result, chosen, ranges, layers)
     if fmt == "json":
         click.echo(json.dumps(result, indent=1))
     elif fmt == "html":
         from convtrain.trace_html import format_html
 
         click.echo(format_html(result, decimals, title=f"convtrain trace: {config} "
-                                                       f"({recipe} recipe)"), nl=False)
+                                                       f"({recipe} recipe)", full=full),
+                   nl=False)
     else:
         click.echo(format_text(result, decimals, full))
 

@@ -2,16 +2,19 @@
 
 Symbols: x is the sample; A_i the output of layer i (1-based position), K_i/W_i
 and b_i its kernel and bias, δ_i = ∂L/∂A_i the error at its output. ⋆ is
-cross-correlation, ∗ true convolution, full(·) zero-pads by kernel−1 per side.
+cross-correlation, ∗ true convolution, full(·) zero-pads by kernel−1 per side; a padded
+or strided conv's formulas add pad_p, crop_p and spread_s (trace_formulas.op_note
+defines them, with their sizes).
 
 Two recipes:
   exact     the gradient of the forward pass, from the same layers training runs,
             and one step of the configured optimizer for `kernel_new`;
   textbook  the worked example's rules (README, "The worked example") for conv
             layers with stride 1: dK = A_in ∗ δ (valid), K ← K − lr·rot180(dK),
-            δ_in = full(δ ∗ K). Other layers pass its (possibly wrong) δ down
-            with their exact rules. Every step shows the exact value beside it
-            and is marked where the two differ.
+            δ_in = full(δ ∗ K) (A_in padded and δ_in cropped as the layer pads).
+            Other layers pass its (possibly wrong) δ down with their exact rules.
+            Every step shows the exact value beside it and is marked where the two
+            differ.
 A config may list the numbers a published text printed (`trace.published`);
 the textbook trace compares them at the printed precision and flags slips.
 """
@@ -21,13 +24,15 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from convtrain.checkpoint import load_into
 from convtrain.data import load_datasets
-from convtrain.layer_specs import walk
 from convtrain.network import Network
 from convtrain.optim import Optimizer, learning_rate, step_learning_rate
-
-SUMMARY_LIMIT = 144  # arrays with more entries per 2-D slice are summarised in text
-SLIP, CARRIED = 1, 2
-MARKS = {0: " ", SLIP: "!", CARRIED: "^"}
+from convtrain.trace_formulas import (
+    Symbols,
+    backward_formulas,
+    forward_formula,
+    op_note,
+    update_formula,
+)
 
 
 def sample_batch(config, batch):
@@ -73,112 +78,6 @@ def textbook_input_delta(delta, kernel):
                          for f in range(filters)) for c in range(channels)])
 
 
-class _Symbols:
-    """A_i, δ_i, K_i (W_i, γ_i), b_i (β_i): i is the layer's position, 1-based, depth first
-    (a residual block, then its body, then its shortcut). Inside a block both branches take
-    the block's input; the deltas they hand down are δ.body and δ.shortcut of its input's."""
-
-    def __init__(self, config):
-        self.index = {spec.name: i + 1 for i, spec in enumerate(walk(config.layers))}
-        self.inputs, self.input_deltas = {}, {}
-        self._chain(config.layers, "x", "δx")
-
-    def _chain(self, specs, inp, dinp):
-        for spec in specs:
-            self.inputs[spec.name], self.input_deltas[spec.name] = inp, dinp
-            if spec.type == "residual":
-                self._chain(spec.body, inp, f"{dinp}.body")
-                self._chain(spec.shortcut, inp, f"{dinp}.shortcut")
-            inp, dinp = self.out(spec), self.delta(spec)
-
-    def out(self, spec):
-        return f"A{self.index[spec.name]}"
-
-    def inp(self, spec):
-        return self.inputs[spec.name]
-
-    def delta(self, spec):
-        return f"δ{self.index[spec.name]}"
-
-    def delta_in(self, spec):
-        return self.input_deltas[spec.name]
-
-    def kernel(self, spec):
-        symbol = {"conv2d": "K", "batchnorm": "γ"}.get(spec.type, "W")
-        return symbol + str(self.index[spec.name])
-
-    def bias(self, spec):
-        return ("β" if spec.type == "batchnorm" else "b") + str(self.index[spec.name])
-
-
-def _window_note(spec):
-    notes = []
-    if tuple(spec.stride) != (1, 1):
-        notes.append(f"stride {tuple(spec.stride)}")
-    if any(spec.padding):
-        notes.append(f"padding {spec.padding}")
-    return f" ({', '.join(notes)})" if notes else ""
-
-
-def _forward_formula(spec, s):
-    a, i = s.out(spec), s.inp(spec)
-    if spec.type == "conv2d":
-        op = "∗" if spec.op == "convolution" else "⋆"
-        bias = f" + {s.bias(spec)}" if spec.bias else ""
-        return f"{a} = {i} {op} {s.kernel(spec)}{bias}{_window_note(spec)}"
-    if spec.type == "dense":
-        bias = f" + {s.bias(spec)}" if spec.bias else ""
-        return f"{a} = {s.kernel(spec)} · {i}{bias}"
-    if spec.type in ("maxpool", "avgpool"):
-        return f"{a} = {spec.type}{spec.size[0]}x{spec.size[1]}/{spec.stride[0]}({i})"
-    if spec.type == "batchnorm":
-        where = "over N, H, W" if len(spec.in_shape) == 3 else "over N"
-        scale = f"{s.kernel(spec)}·" if spec.affine else ""
-        shift = f" + {s.bias(spec)}" if spec.affine else ""
-        return (f"{a} = {scale}x̂{shift}, x̂ = ({i} − μ)/√(σ² + {spec.eps:g}), μ and σ² of "
-                f"the batch {where} (training)")
-    if spec.type == "residual":
-        skip = f"shortcut({i})" if spec.shortcut else i
-        return f"{a} = body({i}) + {skip}"
-    if spec.type == "dropout":
-        return f"{a} = {i} ⊙ m/(1 − {spec.rate:g}), m a 0/1 mask drawn for this step"
-    slope = getattr(spec, "slope", 0.0)
-    return {"relu": f"{a} = max({i}, 0)", "leaky_relu": f"{a} = max({i}, {slope:g}·{i})",
-            "sigmoid": f"{a} = σ({i})", "tanh": f"{a} = tanh({i})",
-            "flatten": f"{a} = flatten({i})",
-            "globalavgpool": f"{a} = mean of {i} over H, W"}[spec.type]
-
-
-def _backward_formulas(spec, s, textbook):
-    """Formulas of (kernel_grad, input_delta) for this layer and recipe."""
-    d, i, k = s.delta(spec), s.inp(spec), s.kernel(spec)
-    di = s.delta_in(spec)
-    if spec.type == "conv2d":
-        if textbook:
-            return f"d{k} = {i} ∗ {d} (valid convolution)", f"{di} = full({d} ∗ {k})"
-        if spec.op == "convolution":
-            return f"∂L/∂{k} = rot180({i} ⋆ {d})", f"{di} = full({d} ⋆ {k})"
-        return f"∂L/∂{k} = {i} ⋆ {d}", f"{di} = full({d} ∗ {k})"
-    if spec.type == "dense":
-        return f"∂L/∂{k} = {d} ⊗ {i}", f"{di} = {k}ᵀ · {d}"
-    if spec.type == "batchnorm":
-        scale = k if spec.affine else "1"
-        through = (f"{di} = {scale}/(M·√(σ² + ε))·(M·{d} − Σ {d} − x̂·Σ({d} ⊙ x̂)), "
-                   f"M values a channel: through μ and σ² too")
-        return (f"∂L/∂{k} = Σ {d} ⊙ x̂" if spec.affine else None), through
-    slope = getattr(spec, "slope", 0.0)
-    rules = {"relu": f"{di} = {d} ⊙ 1[{i} > 0]",
-             "leaky_relu": f"{di} = {d} ⊙ ({i} > 0 ? 1 : {slope:g})",
-             "sigmoid": f"{di} = {d} ⊙ A(1 − A), A = {s.out(spec)}",
-             "tanh": f"{di} = {d} ⊙ (1 − A²), A = {s.out(spec)}",
-             "maxpool": f"{di} = {d} routed to each window's maximum",
-             "avgpool": f"{di} = {d} spread evenly over each window",
-             "flatten": f"{di} = reshape({d})",
-             "globalavgpool": f"{di} = {d}/(H·W) over each plane",
-             "dropout": f"{di} = {d} ⊙ m/(1 − {getattr(spec, 'rate', 0):g}), the same mask"}
-    return None, rules[spec.type]
-
-
 def _trace_inputs(config):
     trace = config.trace
     if trace.input is not None:
@@ -205,7 +104,7 @@ def run_trace(config, recipe="exact", checkpoint=None):
     if checkpoint is not None:
         load_into(*checkpoint, config, network)
     specs = config.layers
-    s = _Symbols(config)
+    s = Symbols(config)
     # The lr of training's very first step (warmup included).
     lr = step_learning_rate(learning_rate(config.optimizer, config.schedule, 1,
                                           config.train.epochs), config.schedule, 1)
@@ -234,7 +133,7 @@ def run_trace(config, recipe="exact", checkpoint=None):
                 a = body + (forward(layer.shortcut, a) if layer.shortcut else a)
             else:
                 a = layer.forward(a)
-            add(layer.name, "output", _forward_formula(layer.spec, s), a[0])
+            add(layer.name, "output", forward_formula(layer.spec, s), a[0])
         return a
 
     scores = forward(network.layers, x[None])
@@ -306,12 +205,12 @@ def run_trace(config, recipe="exact", checkpoint=None):
 
     def _layer_steps(layer, d, above):
         spec = layer.spec
-        grad_formula, in_formula = _backward_formulas(spec, s, textbook)
+        grad_formula, in_formula = backward_formulas(spec, s, textbook)
         uses_textbook = textbook and spec.type == "conv2d" and tuple(spec.stride) == (1, 1)
         note = None
         if textbook and spec.type == "conv2d" and not uses_textbook:
             note = "the textbook recipe has no rule for stride > 1; exact rules used here"
-            grad_formula, in_formula = _backward_formulas(spec, s, False)
+            grad_formula, in_formula = backward_formulas(spec, s, False)
         if uses_textbook:
             xp = layer.pad(inputs[layer.name])[0]
             kernel = layer.params["weight"]
@@ -343,14 +242,14 @@ def run_trace(config, recipe="exact", checkpoint=None):
             new_kernel = new_bias = None
             if grad_formula:
                 new_kernel, new_bias = new[layer.name]["weight"], new[layer.name].get("bias")
-            new_formula = _update_formula(config, s.kernel(spec), lr)
+            new_formula = update_formula(config, s.kernel(spec), lr)
         if grad_formula and bias_grad is not None:
             add(layer.name, "bias_grad", f"∂L/∂{s.bias(spec)} = Σ {s.delta(spec)}", bias_grad,
                 exact_grads[layer.name]["bias"])
         if grad_formula:
             add(layer.name, "kernel_new", new_formula, new_kernel, exact_new[layer.name]["weight"])
             if new_bias is not None:
-                add(layer.name, "bias_new", _update_formula(config, s.bias(spec), lr,
+                add(layer.name, "bias_new", update_formula(config, s.bias(spec), lr,
                                                             plain=uses_textbook),
                     new_bias, exact_new[layer.name]["bias"])
         add(layer.name, "input_delta", in_formula, d_in[0], exact_in[layer.name][0])
@@ -359,28 +258,9 @@ def run_trace(config, recipe="exact", checkpoint=None):
     backward(network.layers, delta, None)
 
     _compare_published(config, steps, textbook, replays)
-    return {"recipe": recipe, "dtype": "float64", "lr": lr, "op_note": _op_note(config, textbook),
+    return {"recipe": recipe, "dtype": "float64", "lr": lr, "op_note": op_note(config, textbook),
             "weights": checkpoint[1] if checkpoint else "initial, from the config",
             "steps": [_jsonable(step) for step in steps]}
-
-
-def _update_formula(config, name, lr, plain=False):
-    """The update as a formula: plain SGD reads K ← K − lr·∂L/∂K; anything else names
-    the optimizer's first step from fresh state."""
-    opt = config.optimizer
-    # From fresh state a momentum buffer equals the gradient, so Nesterov's first step
-    # is (1 + μ) times the plain one.
-    boost = f"(1 + {opt.momentum:g})·" if not plain and opt.type == "sgd" and opt.nesterov else ""
-    if plain or (opt.type == "sgd" and not opt.weight_decay):
-        return f"{name} ← {name} − lr·{boost}∂L/∂{name}, lr {lr:g}"
-    if opt.type == "sgd":
-        return (f"{name} ← {name} − lr·{boost}(∂L/∂{name} + {opt.weight_decay:g}·{name}), "
-                f"lr {lr:g}")
-    if opt.type == "adamw":
-        return (f"{name} ← (1 − lr·{opt.weight_decay:g})·{name} − lr·m̂/(√v̂ + ε), adamw's "
-                f"first step from ∂L/∂{name}, lr {lr:g}")
-    return (f"{name} ← {name} − lr·m̂/(√v̂ + ε), adam's first step from ∂L/∂{name}, "
-            f"lr {lr:g}")
 
 
 def _optimizer_step(config, network, grads, lr, only=None):
@@ -459,142 +339,8 @@ def _compare_published(config, steps, textbook, replays):
         step["published_carried"] = [[int(i) for i in index] for index in np.argwhere(carried)]
 
 
-def _op_note(config, textbook):
-    convs = [s for s in walk(config.layers) if s.type == "conv2d"]
-    if not convs:
-        return "no conv2d layers: both recipes are the exact gradient"
-    ops = sorted({s.op for s in convs})
-    rules = {"correlation": "y = x ⋆ K (what frameworks call conv): δx = full(δy ∗ K), "
-                            "∂L/∂K = x ⋆ δy",
-             "convolution": "y = x ∗ K (true convolution, the worked example's forward): "
-                            "δx = full(δy ⋆ K), ∂L/∂K = rot180(x ⋆ δy)"}
-    note = "exact rules: " + "; ".join(rules[op] for op in ops) + "."
-    if textbook:
-        note += (" The textbook recipe uses dK = x ∗ δ, K ← K − lr·rot180(dK) and δx = full(δ ∗ K)"
-                 " for every conv layer. Its δ rule is right for ⋆ and wrong for ∗; its kernel"
-                 " rule is the gradient of neither, so steps marked 'differs' are not the"
-                 " gradient of this forward pass.")
-    return note
-
-
 def _jsonable(step):
     out = {}
     for key, value in step.items():
         out[key] = value.tolist() if isinstance(value, np.ndarray) else value
     return out
-
-
-def _slices(array):
-    """Yield (label, 2-D array) views of an array for printing."""
-    if array.ndim <= 1:
-        yield "", array.reshape(1, -1)
-    elif array.ndim == 2:
-        yield "", array
-    elif array.ndim == 3:
-        for c in range(array.shape[0]):
-            yield (f"[channel {c}]" if array.shape[0] > 1 else ""), array[c]
-    else:
-        for f in range(array.shape[0]):
-            for c in range(array.shape[1]):
-                yield (f"[filter {f}, channel {c}]" if array.shape[:2] != (1, 1) else ""), array[f, c]
-
-
-def shown(value, spec):
-    """format(value, spec), without the minus sign of a number that shows as zero.
-
-    Two things print as -0.0000 otherwise: the -0.0 that ReLU gives for a negative input
-    (it is leaky ReLU with slope 0, and 0·x is -0.0 for x < 0; max-pool and the deltas
-    carry it on), and a small negative value rounded to the decimals shown.
-    """
-    text = format(value, spec)
-    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
-
-
-def _grid(array, decimals, marks=None):
-    rows = [[shown(v, f".{decimals}f") for v in row] for row in array]
-    width = max(len(c) for row in rows for c in row)
-    lines = []
-    for r, row in enumerate(rows):
-        cells = []
-        for c, cell in enumerate(row):
-            flag = MARKS[marks[r, c]] if marks is not None else " "
-            cells.append(cell.rjust(width) + flag)
-        lines.append(" ".join(cells))
-    return lines
-
-
-def _summary(array):
-    return (f"shape {list(array.shape)}: min {shown(array.min(), '.4g')}  "
-            f"max {shown(array.max(), '.4g')}  mean {shown(array.mean(), '.4g')}  "
-            f"‖·‖ {np.linalg.norm(array):.4g}  (--full prints it)")
-
-
-def published_marks(step, shape):
-    """int8 array of `shape`: SLIP or CARRIED where the example's printed value is one."""
-    marks = np.zeros(shape, dtype=np.int8)
-    for index in step["published_slips"]:
-        marks[tuple(index)] = SLIP
-    for index in step["published_carried"]:
-        marks[tuple(index)] = CARRIED
-    return marks
-
-
-def _published_verdict(step, size):
-    slips, carried = len(step["published_slips"]), len(step["published_carried"])
-    if not slips and not carried:
-        return "printed values: all match this recipe"
-    parts = []
-    if slips:
-        parts.append(f"{slips} of {size} entries (!) are slips in the example's arithmetic")
-    if carried:
-        parts.append(f"{carried} of {size} entries (^) follow from the example's own earlier "
-                     f"printed numbers: a slip carried forward")
-    return "printed values: " + "; ".join(parts)
-
-
-def format_text(result, decimals=4, full=False):
-    lines = [f"recipe: {result['recipe']}   (float64; lr {result['lr']:g}; weights "
-             f"{result['weights']})",
-             f"note: {result['op_note']}", ""]
-    textbook = result["recipe"] == "textbook"
-    layer_w = max([10] + [len(step["layer"]) for step in result["steps"]])
-    what_w = max([12] + [len(step["what"]) for step in result["steps"]])
-    for step in result["steps"]:
-        value = np.asarray(step["value"])
-        head = (f"step {step['step']:>2}  {step['layer']:<{layer_w}} {step['what']:<{what_w}} "
-                f"{step['formula']}")
-        if textbook and step.get("differs"):
-            head += "   ✗ differs from the exact gradient"
-        lines.append(head)
-        if step.get("note"):
-            lines.append(f"    ({step['note']})")
-        exact = np.asarray(step["exact"]) if textbook and step.get("differs") else None
-        printed = np.asarray(step["published"]) if "published" in step else None
-        big = max(s.size for _, s in _slices(value)) > SUMMARY_LIMIT or value.size > 4 * SUMMARY_LIMIT
-        if big and not full:
-            lines.append("    " + _summary(value))
-            if exact is not None:
-                lines.append("    exact: " + _summary(exact))
-            lines.append("")
-            continue
-        slip_mask = published_marks(step, value.shape) if printed is not None else None
-        columns = [("textbook" if textbook else "", value, slip_mask)]
-        if exact is not None:
-            columns.append(("exact", exact, None))
-        if printed is not None:
-            columns.append(("printed in the example", printed, slip_mask))
-        views = [list(_slices(v)) for _, v, _ in columns]
-        mask_views = [list(_slices(m)) if m is not None else None for _, _, m in columns]
-        if len(columns) > 1:
-            lines.append("    " + "".join(f"{title:<28}" for title, _, _ in columns).rstrip())
-        for k, (label, _) in enumerate(views[0]):
-            if label:
-                lines.append(f"    {label}")
-            blocks = [_grid(view[k][1], decimals, mask_views[j][k][1] if mask_views[j] else None)
-                      for j, view in enumerate(views)]
-            for r in range(len(blocks[0])):
-                lines.append("    " + "".join(f"{b[r]:<28}" for b in blocks).rstrip())
-        if printed is not None:
-            lines.append("    " + _published_verdict(step, value.size))
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"

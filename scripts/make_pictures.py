@@ -41,7 +41,7 @@ def main():
     if browser is None:
         sys.exit("docs/trace.png needs Debian's chromium: apt-get install chromium")
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--window-size=1100,2750", f"--screenshot={os.path.join(DOCS, 'trace.png')}",
+                    "--window-size=1100,3250", f"--screenshot={os.path.join(DOCS, 'trace.png')}",
                     "file://" + page], check=True, capture_output=True)
     for name in sorted(os.listdir(DOCS)):
         print(os.path.join("docs", name))

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -166,3 +167,71 @@ def test_chromium_renders_a_residual_trace(write_config, tmp_path):
     for text in ("res2.projbn", "shortcut_delta", "body_delta", "δ10 = δ10.body + δ10.shortcut"):
         assert text in dom
     assert _console_errors(proc.stderr) == []
+
+
+@pytest.fixture(scope="module")
+def resnet_page(tmp_path_factory):
+    page = _html([os.path.join(ROOT, "configs", "resnet-digits.yaml")])
+    path = tmp_path_factory.mktemp("resnet") / "resnet.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def test_resnet_digits_page_is_small_with_contents_and_colour_scales(resnet_page):
+    page = resnet_page.read_text(encoding="utf-8")
+    assert len(page.encode("utf-8")) < 1_000_000  # 4.3 MB when every channel was drawn
+    assert '<meta name="generator" content="convtrain trace">' in page.split("</head>")[0]
+    steps = re.findall(r'<section class="step[^"]*" id="step-(\d+)"', page)
+    assert steps == [str(n) for n in range(92)]
+    contents = page.split('<nav class="contents" id="contents">')[1].split("</nav>")[0]
+    assert re.findall(r'href="#step-(\d+)"', contents) == steps
+    assert page.count('class="scale"') == len(steps)
+    assert "8 more of its 16 slices not drawn (--full draws them)" in page
+
+
+def test_full_draws_every_slice(write_config):
+    page = _html([write_config(WIDE.replace("units: 120", "units: 12"), "small.yaml")])
+    assert "not drawn" not in page  # nothing to leave out of a small trace
+    from convtrain.trace_html import MAX_SLICES, format_html
+
+    result = {"recipe": "exact", "dtype": "float64", "lr": 0.1, "op_note": "",
+              "steps": [{"step": 0, "layer": "c", "what": "output", "formula": "A1",
+                         "value": np.ones((MAX_SLICES + 3, 2, 2)).tolist()}]}
+    assert "3 more of its 11 slices not drawn" in format_html(result)
+    assert "not drawn" not in format_html(result, full=True)
+    assert format_html(result, full=True).count('<div class="slice">') == MAX_SLICES + 3
+
+
+# After layout: how many links the contents has, which of them lead nowhere, and the
+# top offsets of a card's slices (several channel grids to a row share one).
+CONTENTS = """<script>
+const links = [...document.querySelectorAll("nav.contents a")];
+const tops = [...document.querySelectorAll("#step-1 .slice")].map(s => s.offsetTop);
+const result = {
+  links: links.length,
+  dangling: links.filter(a => !document.getElementById(a.hash.slice(1))).map(a => a.hash),
+  rows_of_step_1: new Set(tops).size, slices_of_step_1: tops.length,
+  scales: document.querySelectorAll(".scale .bar").length,
+};
+const pre = document.createElement("pre");
+pre.id = "measured";
+pre.textContent = JSON.stringify(result);
+document.body.appendChild(pre);
+</script>"""
+
+
+@needs_browser
+def test_chromium_renders_resnet_digits_with_its_contents(resnet_page, tmp_path):
+    proc = _chromium("--dump-dom", resnet_page.as_uri())
+    assert proc.returncode == 0 and _console_errors(proc.stderr) == [], proc.stderr[-2000:]
+    assert proc.stdout.count('<section class="step') == 92
+    path = tmp_path / "measured.html"
+    path.write_text(resnet_page.read_text(encoding="utf-8").replace("</body>",
+                                                                    CONTENTS + "</body>"))
+    proc = _chromium("--window-size=1200,900", "--dump-dom", path.as_uri())
+    found = re.search(r'<pre id="measured">(.*?)</pre>', proc.stdout)
+    assert found, proc.stdout[-2000:]
+    measured = json.loads(html.unescape(found.group(1)))
+    assert measured["links"] == 92 and measured["dangling"] == []
+    assert measured["slices_of_step_1"] == 8 and measured["rows_of_step_1"] <= 2
+    assert measured["scales"] == 92

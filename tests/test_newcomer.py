@@ -23,3 +23,52 @@ def test_tensorboard_gets_the_tables_update_weight_ratio_beside_the_norms():
     assert scalars["layers/conv1/weight_norm"] == (2.0, 7)
     assert scalars["layers/relu1/delta_norm"] == (0.25, 7)
     assert "layers/relu1/update_ratio" not in scalars  # no weight, no ratio
+
+
+NPZ_CONFIG = """name: tiny
+input: [1, 8, 8]
+layers:
+  - {type: conv2d, filters: 2, kernel: 3}
+  - {type: relu}
+  - {type: flatten}
+  - {type: dense, units: 10}
+train: {epochs: 1, batch_size: 32}
+data:
+  train: {format: npz, path: data/digits.npz, scale: 16}
+log: {every: 1000}
+"""
+
+
+def _digits_npz(path, count=96):
+    import numpy as np
+
+    from convtrain.data import read_builtin
+
+    x, y = read_builtin("digits")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=x[:count], y=y[:count])
+
+
+def test_the_printed_resume_command_works_from_another_directory(tmp_path, monkeypatch):
+    import shlex
+
+    from click.testing import CliRunner
+
+    from convtrain.cli import main
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    _digits_npz(project / "data" / "digits.npz")
+    (project / "tiny.yaml").write_text(NPZ_CONFIG)
+    elsewhere.mkdir()
+    monkeypatch.chdir(project)  # the data path is relative to here
+    result = CliRunner().invoke(main, ["train", "tiny.yaml", "--out", "run", "--max-steps", "2"])
+    assert result.exit_code == 0, result.output
+    resume = next(line for line in result.output.splitlines() if "--resume" in line)
+    args = shlex.split(resume[resume.index(" train ") + 1:])  # after the program's name
+    written = (project / "run" / "config.yaml").read_text()
+    assert f"path: {project / 'data' / 'digits.npz'}" in written, written
+    monkeypatch.chdir(elsewhere)
+    args = [str(project / a) if a.startswith("run/") else a for a in args]
+    result = CliRunner().invoke(main, args + ["--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "epoch 1/1" in result.output

@@ -72,3 +72,27 @@ def test_the_printed_resume_command_works_from_another_directory(tmp_path, monke
     result = CliRunner().invoke(main, args + ["--quiet"])
     assert result.exit_code == 0, result.output
     assert "epoch 1/1" in result.output
+
+
+def test_the_printed_mpi_resume_command_names_the_venvs_mpiexec_off_path(tmp_path,
+                                                                          monkeypatch):
+    """After `make demo` and `pip install mpi4py mpich` into .venv, mpiexec is
+    .venv/bin/mpiexec, not on PATH: `mpiexec -n 2 …` was `command not found`."""
+    import sys
+
+    from convtrain.runfolder import RunCheckpoints
+
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in ("python", "mpiexec", "convtrain"):
+        (bin_dir / name).write_text("#!/bin/sh\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    monkeypatch.setattr(sys, "argv", [".venv/bin/convtrain", "train"])
+    command = RunCheckpoints("runs/A").resume_command()
+    assert command.startswith(".venv/bin/mpiexec -n 2 .venv/bin/convtrain train "), command
+    monkeypatch.setenv("PATH", str(bin_dir))  # an activated venv: the plain names work
+    assert RunCheckpoints("runs/A").resume_command().startswith("mpiexec -n 2 convtrain train ")

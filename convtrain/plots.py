@@ -9,7 +9,7 @@
     features.png  one sample's feature maps after each conv layer, beside the sample (in
                   colour when it has three channels)
 
-matplotlib is an optional extra (`pip install 'convtrain[plot]'`), imported only here.
+matplotlib is an optional extra (the `plot` extra), imported only here.
 """
 
 import json
@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from convtrain.errors import UserError
+from convtrain.extras import pip_install
 
 FILES = ("curves.png", "layers.png", "kernels.png", "features.png")
 HEALTHY_RATIO = (1e-4, 1e-2)  # ‖ΔW‖/‖W‖ per step: around 1e-3 is the usual rule of thumb
@@ -34,8 +35,8 @@ def require_pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise UserError("plotting needs matplotlib, an optional extra: "
-                        "pip install 'convtrain[plot]'") from None
+        raise UserError(f"plotting needs matplotlib, an optional extra: "
+                        f"{pip_install('plot')}") from None
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 

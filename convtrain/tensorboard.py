@@ -1,5 +1,5 @@
 """TensorBoard event files in the run folder (`log.tensorboard: true`), written with
-tensorboardX — the optional extra `convtrain[tensorboard]` — so that
+tensorboardX — the optional extra `tensorboard` — so that
 `tensorboard --logdir runs` shows every run's curves beside the others.
 
 Scalars, all against the global step: train/loss and train/lr every log.every steps,
@@ -8,6 +8,7 @@ metrics.jsonl, and update_ratio, ‖ΔW‖/‖W‖, the table's last column), an
 epoch/<key> (train_loss, train_acc, val_loss, val_acc, images_per_s) at each epoch's end.
 """
 
+from convtrain.extras import pip_install
 
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "images_per_s")
 
@@ -16,9 +17,8 @@ def require_tensorboardx(config):
     try:
         import tensorboardX  # noqa: F401
     except ImportError:
-        raise config.error("log.tensorboard", "TensorBoard logging needs the tensorboardX "
-                                              "package: pip install "
-                                              "'convtrain[tensorboard]'") from None
+        raise config.error("log.tensorboard", f"TensorBoard logging needs the tensorboardX "
+                                              f"package: {pip_install('tensorboard')}") from None
 
 
 class EventWriter:

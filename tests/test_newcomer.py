@@ -96,3 +96,31 @@ def test_the_printed_mpi_resume_command_names_the_venvs_mpiexec_off_path(tmp_pat
     assert command.startswith(".venv/bin/mpiexec -n 2 .venv/bin/convtrain train "), command
     monkeypatch.setenv("PATH", str(bin_dir))  # an activated venv: the plain names work
     assert RunCheckpoints("runs/A").resume_command().startswith("mpiexec -n 2 convtrain train ")
+
+
+def test_install_hints_name_this_python_and_the_packages_not_convtrain_extras(tmp_path,
+                                                                             monkeypatch):
+    """`pip install 'convtrain[images]'` failed outside the venv, and on a public index
+    could install another project: the hint installs Pillow into this very Python."""
+    import os
+    import sys
+
+    from convtrain.errors import DataError
+    from convtrain.image_files import require_pillow
+
+    monkeypatch.setitem(sys.modules, "PIL", None)  # as if Pillow were not installed
+    bin_dir = tmp_path / ".venv" / "bin"
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    monkeypatch.chdir(tmp_path)
+    try:
+        require_pillow("cats/a.png", "data.train")
+    except DataError as exc:
+        line = exc.one_line()
+    assert line == ("error: cats/a.png: data.train: reading images needs Pillow, an optional "
+                    "extra: .venv/bin/python -m pip install Pillow"), line
+    monkeypatch.chdir(tmp_path / "..")  # from elsewhere, the path that works from there
+    with_path = os.path.relpath(str(bin_dir / "python"))
+    try:
+        require_pillow("a.png")
+    except DataError as exc:
+        assert f"{with_path} -m pip install Pillow" in exc.one_line(), exc.one_line()

@@ -124,3 +124,49 @@ def test_install_hints_name_this_python_and_the_packages_not_convtrain_extras(tm
         require_pillow("a.png")
     except DataError as exc:
         assert f"{with_path} -m pip install Pillow" in exc.one_line(), exc.one_line()
+
+
+def _pngs(folder, x, y, per_class=3):
+    """An image folder as a user makes one: a subfolder per class of 8-bit grey PNGs."""
+    import numpy as np
+    from PIL import Image
+
+    for label in range(10):
+        (folder / f"class{label}").mkdir(parents=True, exist_ok=True)
+        for k, i in enumerate(np.flatnonzero(y == label)[:per_class]):
+            pixels = (x[i].reshape(8, 8) * 16).clip(0, 255).astype(np.uint8)  # digits: 0..16
+            Image.fromarray(pixels).save(folder / f"class{label}" / f"{k}.png")
+
+
+def test_eval_data_reads_a_labelled_folder_or_any_source_file(tmp_path, monkeypatch):
+    import numpy as np
+    import pytest
+    from click.testing import CliRunner
+
+    from convtrain.cli import main
+    from convtrain.data import read_builtin
+
+    pytest.importorskip("PIL")
+    _digits_npz(tmp_path / "data" / "digits.npz")
+    (tmp_path / "tiny.yaml").write_text(NPZ_CONFIG.replace("scale: 16", "scale: 1"))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(main, ["train", "tiny.yaml", "--out", "run", "--quiet"]).exit_code == 0
+    x, y = read_builtin("digits")
+    _pngs(tmp_path / "pictures", x, y)
+    evaluate = ["eval", "tiny.yaml", "--checkpoint", "run/checkpoint-last.npz", "--data"]
+    result = runner.invoke(main, evaluate + ["pictures"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("pictures: 30 samples  loss "), result.output
+    np.savez(tmp_path / "more.npz", x=x[100:150], y=y[100:150])
+    result = runner.invoke(main, evaluate + ["more.npz", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert '"samples": 50' in result.output and '"data": "more.npz"' in result.output
+    (tmp_path / "notes.txt").write_text("cat\n")
+    for wrong, words in (("notes.txt", "cannot tell the data format from the name"),
+                         ("missing", "no such file or folder")):
+        result = runner.invoke(main, evaluate + [wrong])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"error: {wrong}: --data: {words}"), result.stderr
+    assert "--data PATH" in runner.invoke(main, ["eval", "--help"]).output

@@ -170,3 +170,42 @@ def test_eval_data_reads_a_labelled_folder_or_any_source_file(tmp_path, monkeypa
         assert result.stderr.count("\n") == 1, result.stderr
         assert result.stderr.startswith(f"error: {wrong}: --data: {words}"), result.stderr
     assert "--data PATH" in runner.invoke(main, ["eval", "--help"]).output
+
+
+def _readme_folder_yaml():
+    """(the YAML block of README's "Train on your own images", its last line's number)."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n## Train on your own images\n")
+    match = re.compile(r"```yaml\n(.*?)```", re.S).search(text, start)
+    assert match and "\n## " not in text[start + 1:match.start()], "no YAML in the section"
+    return match.group(1), text[:match.end()].count("\n") + 1
+
+
+def test_readme_has_a_complete_folder_config_in_its_first_100_lines(tmp_path, monkeypatch):
+    import numpy as np
+    import pytest
+    from click.testing import CliRunner
+
+    from convtrain.cli import main
+    from convtrain.config import load_config
+    from convtrain.data import class_names, load_datasets
+
+    Image = pytest.importorskip("PIL.Image")
+    text, last_line = _readme_folder_yaml()
+    assert last_line <= 100, last_line
+    (tmp_path / "my-images.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(main, ["summary", "my-images.yaml"]).exit_code == 0
+    config = load_config("my-images.yaml")
+    assert config.data.train.format == "folder" and config.data.val.format == "folder"
+    for split in ("train", "val"):  # the layout the section shows, of odd-sized pictures
+        for name in ("cat", "dog", "fox"):
+            (tmp_path / "photos" / split / name).mkdir(parents=True)
+            Image.fromarray(np.full((40, 30, 3), 200, np.uint8)).save(
+                tmp_path / "photos" / split / name / "001.png")
+    x, y, val_x, val_y = load_datasets(config)
+    assert len(y) == 3 and len(val_y) == 3 and x[:1].shape == (1, 3, 32, 32)
+    assert class_names(config) == ["cat", "dog", "fox"] and config.num_outputs == 3

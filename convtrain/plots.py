@@ -186,14 +186,14 @@ def _layers(plt, records, network):
         for axis in (delta_axis, ratio_axis):
             axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
-        _depth_key(plt, figure, (delta_axis, ratio_axis), colours, names)
+        _depth_key(figure, (delta_axis, ratio_axis), colours, names)
         for axis, curves in ((delta_axis, deltas), (ratio_axis, ratios)):
             _name_extremes(axis, curves, colours, names)
         ratio_axis.legend(handles=[band], fontsize=7, loc="lower left")
     return figure
 
 
-def _depth_key(plt, figure, axes, colours, names):
+def _depth_key(figure, axes, colours, names):
     """A deep network's key: colour is depth (input dark, output light) on a colorbar
     that names a few layers, instead of a legend of every layer over the curves."""
     import matplotlib

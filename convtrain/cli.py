@@ -459,13 +459,17 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, st
 @main.command(name="eval")
 @click.argument("config", type=click.Path())
 @click.option("--checkpoint", required=True, type=click.Path())
+@click.option("--data", type=click.Path(),
+              help="Evaluate on this labelled data instead: an image folder (one subfolder "
+                   "per class), a .npz, a .csv, an IDX images file or CIFAR-10's binary "
+                   "folder; read with the config's scale, mean and std.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @reports_errors
-def evaluate(config, checkpoint, fmt, overrides):
+def evaluate(config, checkpoint, data, fmt, overrides):
     """Loss, accuracy, per-class accuracy and the confusion matrix of a checkpoint on the
-    validation data (train data if none)."""
+    validation data (train data if none), or on --data."""
     spec = _config(config, overrides)
     loaded = _read_checkpoint(checkpoint)
     _numba()
@@ -477,13 +481,20 @@ def evaluate(config, checkpoint, fmt, overrides):
     from convtrain.report import class_report, confusion_text
     from convtrain.train import evaluate as run_eval
 
-    x, y, val_x, val_y = load_datasets(spec)
+    if data is None:
+        x, y, val_x, val_y = load_datasets(spec)
     network = Network(spec)
     meta = load_into(*loaded, spec, network)
-    names = matching_classes(meta, spec, checkpoint, class_names(spec))
-    which = "val" if val_x is not None else "train"
-    if val_x is not None:
-        x, y = val_x, val_y
+    if data is not None:
+        from convtrain.data_option import load_data_option
+
+        x, y, names = load_data_option(spec, data, matching_classes(meta, spec, checkpoint))
+        which = data
+    else:
+        names = matching_classes(meta, spec, checkpoint, class_names(spec))
+        which = "val" if val_x is not None else "train"
+        if val_x is not None:
+            x, y = val_x, val_y
     predicted = np.empty(len(y), dtype=np.int64)
     loss, acc = run_eval(network, x, y, predictions=predicted)
     classes = class_report(y, predicted, spec.num_outputs, names)

@@ -81,7 +81,8 @@ class AugmentSpec:
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """Where samples come from. `path`s are relative to the working directory.
+    """Where samples come from. `path`s are relative to the working directory (the
+    resolved config holds them absolute: fields.Section.get_path).
 
     `layout` is the order of each image's stored values: `nchw` (channels first, what
     convtrain computes in) or `nhwc` (channels last, transposed once at load). For a flat
@@ -445,21 +446,21 @@ def _source(section, key_path, input_shape):
                                    f"{list(normalise['std'])}")
     fields = {}
     if fmt == "idx":
-        fields = {"images": section.get_str("images"), "labels": section.get_str("labels")}
+        fields = {"images": section.get_path("images"), "labels": section.get_path("labels")}
     elif fmt == "npz":
-        fields = {"path": section.get_str("path"), "x_key": section.get_str("x", "x"),
+        fields = {"path": section.get_path("path"), "x_key": section.get_str("x", "x"),
                   "y_key": section.get_str("y", "y")}
     elif fmt == "csv":
-        fields = {"path": section.get_str("path"), "header": section.get_bool("header", False)}
+        fields = {"path": section.get_path("path"), "header": section.get_bool("header", False)}
     elif fmt == "cifar10":
         if isinstance(section.raw.get("split"), (int, float)) and key_path == "data.val":
             raise section.error("split", "a cifar10 source's split is train or test; a "
                                          "fraction of data.train is data.val: {split: f}, "
                                          "without a format")
-        fields = {"path": section.get_str("path"),
+        fields = {"path": section.get_path("path"),
                   "split": section.get_choice("split", ("train", "test"), "train")}
     elif fmt == "folder":
-        fields = {"path": section.get_str("path"), "resize": section.get_bool("resize", False)}
+        fields = {"path": section.get_path("path"), "resize": section.get_bool("resize", False)}
     else:
         fields = {"name": section.get_choice("name", BUILTINS)}
     section.finish()

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from convtrain.errors import EndedElsewhere, UserError, everywhere
+from convtrain.extras import pip_install
 from convtrain.launch import launched_rank, launched_size
 from convtrain.team import Solo
 
@@ -39,8 +40,8 @@ def join():
         from mpi4py import MPI
     except ImportError:
         raise UserError(f"started by an MPI launcher as one of {launched_size() or 'several'} "
-                        f"processes, but mpi4py is not installed: pip install "
-                        f"'convtrain[mpi]' (or run without mpiexec)") from None
+                        f"processes, but mpi4py is not installed: {pip_install('mpi')} "
+                        f"(or run without mpiexec)") from None
     if MPI.COMM_WORLD.Get_size() == 1:
         return Solo()
     _joined = MpiTeam(MPI.COMM_WORLD)

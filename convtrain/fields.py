@@ -7,6 +7,7 @@ resolved config written next to a run is exactly what was validated.
 """
 
 import math
+import os
 
 from convtrain.yamlsource import did_you_mean
 
@@ -130,6 +131,15 @@ class Section:
         if not isinstance(value, str) or not value:
             raise self.error(key, f"must be a non-empty string, got {_type_name(value)}")
         return self._keep(key, value)
+
+    def get_path(self, key):
+        """A file or folder path, returned as written (relative paths start at the working
+        directory, and errors name the path as the user wrote it) and recorded absolute:
+        the resolved config in a run folder then names the same data from any directory,
+        so the resume command it prints works wherever it is pasted."""
+        value = self.get_str(key)
+        self.resolved[key] = os.path.abspath(value)
+        return value
 
     def get_choice(self, key, choices, default=MISSING):
         value = self._take(key, default)

@@ -10,6 +10,7 @@ import numpy as np
 
 from convtrain import folder_cache
 from convtrain.errors import DataError
+from convtrain.extras import pip_install
 
 CIFAR_RECORD = 1 + 3 * 32 * 32  # a label byte, then the R, G and B planes, rows in order
 CIFAR_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
@@ -180,8 +181,8 @@ def require_pillow(file, key_path=None):
     try:
         from PIL import Image
     except ImportError:
-        raise DataError("reading images needs Pillow, an optional extra: pip install "
-                        "'convtrain[images]'", file=file, path=key_path) from None
+        raise DataError(f"reading images needs Pillow, an optional extra: "
+                        f"{pip_install('images')}", file=file, path=key_path) from None
     return Image
 
 

@@ -3,6 +3,9 @@ how many: read from the environment alone, so that asking loads neither MPI nor 
 (`convtrain --help` stays fast, and an ordinary run never touches MPI)."""
 
 import os
+import shlex
+import shutil
+import sys
 
 # What launchers put in each process's environment: MPICH's Hydra, Intel MPI and Slurm's
 # PMI2 set PMI_*, Open MPI sets OMPI_COMM_WORLD_*, PMIx launchers PMIX_RANK.
@@ -25,3 +28,17 @@ def launched_size():
         if os.environ.get(name, "").isdigit():
             return int(os.environ[name])
     return None
+
+
+def launcher_command():
+    """`mpiexec` in a form to paste: that name where it is on PATH, else the one beside
+    this Python (`.venv/bin/mpiexec` after `make demo` and `pip install mpi4py mpich` into
+    the venv, which is not on PATH), relative to the working directory when it lies
+    under it, as invoked_as names convtrain."""
+    if shutil.which("mpiexec"):
+        return "mpiexec"
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    if not os.path.exists(beside):
+        return "mpiexec"  # a launcher we cannot find: its usual name is the best guess
+    relative = os.path.relpath(beside)
+    return shlex.quote(beside if relative.startswith("..") else relative)

@@ -2,13 +2,14 @@
 
     curves.png    train/val loss and accuracy per epoch, and the loss of every logged step
     layers.png    per-layer delta norm and update/weight ratio over the steps (log scale),
-                  the healthy band around 1e-3 shaded
+                  the healthy band around 1e-3 shaded; a deep network's layers coloured
+                  by depth on a colorbar, its highest and lowest curves named
     kernels.png   the first conv layer's kernels, one small image each (in colour, one
                   image per filter, when the input has three channels)
     features.png  one sample's feature maps after each conv layer, beside the sample (in
                   colour when it has three channels)
 
-matplotlib is an optional extra (`pip install 'convtrain[plot]'`), imported only here.
+matplotlib is an optional extra (the `plot` extra), imported only here.
 """
 
 import io
@@ -18,19 +19,26 @@ import os
 import numpy as np
 
 from convtrain.errors import UserError
+from convtrain.extras import pip_install
 from convtrain.outputs import check_folder, check_target, write_whole
 
 FILES = ("curves.png", "layers.png", "kernels.png", "features.png")
 HEALTHY_RATIO = (1e-4, 1e-2)  # ‖ΔW‖/‖W‖ per step: around 1e-3 is the usual rule of thumb
 MAX_MAPS = 16  # feature maps drawn per conv layer
+# layers.png names every layer in a legend up to this many; a deeper network gets a
+# colorbar of depth naming KEY_TICKS layers, and its NAMED_EXTREMES highest and lowest
+# curves named at their ends (ResNet-20's 60-name legend covered the curves)
+LEGEND_LAYERS = 12
+KEY_TICKS = 7
+NAMED_EXTREMES = 3
 
 
 def require_pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise UserError("plotting needs matplotlib, an optional extra: "
-                        "pip install 'convtrain[plot]'") from None
+        raise UserError(f"plotting needs matplotlib, an optional extra: "
+                        f"{pip_install('plot')}") from None
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
@@ -187,29 +195,75 @@ def _curves(plt, records, config):
 def _layers(plt, records, network):
     steps = [r for r in records if r.get("event") == "step" and "layers" in r]
     names = [layer.name for layer in network.all_layers()]
-    figure, (delta_axis, ratio_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    # constrained layout: tight_layout cannot place a colorbar shared by two axes
+    figure, (delta_axis, ratio_axis) = plt.subplots(1, 2, figsize=(12, 4.4),
+                                                    constrained_layout=True)
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(names)))
-    for colour, name in zip(colours, names):
+    deltas, ratios = {}, {}
+    for name in names:
         points = [(r["step"], r["layers"][name]) for r in steps if name in r["layers"]]
-        deltas = [(s, v["delta_norm"]) for s, v in points if v.get("delta_norm")]
-        if deltas:
-            delta_axis.plot(*zip(*deltas), lw=1, color=colour, label=name)
-        ratios = [(s, v["update_norm"] / v["weight_norm"]) for s, v in points
-                  if v.get("weight_norm") and v.get("update_norm")]
-        if ratios:
-            ratio_axis.plot(*zip(*ratios), lw=1, color=colour, label=name)
-    delta_axis.set_yscale("log")
-    delta_axis.set_title("δ norm per layer (‖∂L/∂output‖)")
-    ratio_axis.axhspan(*HEALTHY_RATIO, color="#4caf50", alpha=0.12,
+        deltas[name] = [(s, v["delta_norm"]) for s, v in points if v.get("delta_norm")]
+        ratios[name] = [(s, v["update_norm"] / v["weight_norm"]) for s, v in points
+                        if v.get("weight_norm") and v.get("update_norm")]
+    band = ratio_axis.axhspan(*HEALTHY_RATIO, color="#4caf50", alpha=0.12,
                        label="healthy band (~1e-3)")
-    ratio_axis.set_yscale("log")
-    ratio_axis.set_title("update / weight ratio (‖ΔW‖/‖W‖) per step")
-    for axis in (delta_axis, ratio_axis):
+    for axis, curves in ((delta_axis, deltas), (ratio_axis, ratios)):
+        for colour, name in zip(colours, names):
+            if curves[name]:
+                axis.plot(*zip(*curves[name]), lw=1, color=colour, label=name)
+        axis.set_yscale("log")
         axis.set_xlabel("step")
         axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=7, ncol=2)
-    figure.tight_layout()
+    delta_axis.set_title("δ norm per layer (‖∂L/∂output‖)")
+    ratio_axis.set_title("update / weight ratio (‖ΔW‖/‖W‖) per step")
+    if sum(1 for name in names if deltas[name]) <= LEGEND_LAYERS:
+        for axis in (delta_axis, ratio_axis):
+            axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        _depth_key(figure, (delta_axis, ratio_axis), colours, names)
+        for axis, curves in ((delta_axis, deltas), (ratio_axis, ratios)):
+            _name_extremes(axis, curves, colours, names)
+        ratio_axis.legend(handles=[band], fontsize=7, loc="lower left")
     return figure
+
+
+def _depth_key(figure, axes, colours, names):
+    """A deep network's key: colour is depth (input dark, output light) on a colorbar
+    that names a few layers, instead of a legend of every layer over the curves."""
+    import matplotlib
+
+    scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, len(names) - 1),
+                                         cmap=matplotlib.colors.ListedColormap(colours))
+    bar = figure.colorbar(scale, ax=list(axes), fraction=0.03, pad=0.02)
+    ticks = np.unique(np.linspace(0, len(names) - 1, KEY_TICKS).round().astype(int))
+    bar.set_ticks(ticks)
+    bar.set_ticklabels([names[i] for i in ticks], fontsize=7)
+    bar.set_label("layer, input (dark) to output (light)", fontsize=8)
+
+
+def _name_extremes(axis, curves, colours, names):
+    """Write the names of the highest and the lowest curves at their last step: the
+    layers a reader looks for first, which the colour alone cannot name. Curves ending
+    at nearly the same height share one label ("res2.bn2 +2"), so that names do not
+    print over each other."""
+    last = sorted((points[-1][1], points[-1][0], name, colour)
+                  for name, colour in zip(names, colours) for points in [curves[name]] if points)
+    if not last:
+        return
+    ends = last if len(last) <= 2 * NAMED_EXTREMES else \
+        last[:NAMED_EXTREMES] + last[-NAMED_EXTREMES:]
+    span = np.log10(last[-1][0] / last[0][0]) or 1.0
+    groups = []
+    for value, step, name, colour in ends:
+        if groups and np.log10(value / groups[-1][0]) < 0.04 * span:
+            groups[-1][2].append(name)
+        else:
+            groups.append((value, step, [name], colour))
+    for value, step, group, colour in groups:
+        label = group[0] + (f" +{len(group) - 1}" if len(group) > 1 else "")
+        axis.annotate(label, (step, value), xytext=(3, 0),
+                      textcoords="offset points", fontsize=6, color=colour, va="center")
+    axis.set_xmargin(0.18)  # room for the names inside the axes
 
 
 def _first_conv(network):

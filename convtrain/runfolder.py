@@ -196,10 +196,10 @@ class RunCheckpoints:
     def resume_command(self):
         """The command that continues this run with the very settings it ran with (the
         resolved config carries every --set and --epochs)."""
-        from convtrain.launch import launched_size
+        from convtrain.launch import launched_size, launcher_command
 
         processes = launched_size() or 1  # any number would do: the results are the same
-        launcher = f"mpiexec -n {processes} " if processes > 1 else ""
+        launcher = f"{launcher_command()} -n {processes} " if processes > 1 else ""
         return (f"{launcher}{invoked_as()} train "
                 f"{shlex.quote(os.path.join(self.out, RESOLVED_CONFIG))} "
                 f"--resume {shlex.quote(os.path.join(self.out, LAST))}")

@@ -205,8 +205,8 @@ def test_bad_input_is_one_line_naming_the_file(case, colours, digits, tmp_path, 
         args, words = [str(tmp_path / "x.gif")], ["x.gif", "give PNG, JPEG or BMP images"]
     elif case == "pillow":
         monkeypatch.setitem(sys.modules, "PIL", None)  # as if the extra were not installed
-        words = ["x.png", "reading images needs Pillow, an optional extra: pip install "
-                          "'convtrain[images]'"]
+        words = ["x.png", "reading images needs Pillow, an optional extra: ",
+                 " -m pip install Pillow"]
     result = _predict(config, "--checkpoint", checkpoint, *args)
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")

@@ -49,12 +49,12 @@ SHIPPED = {
     "resnet-digits.yaml": (None, 20),
     "lenet5-mnist.yaml": (_synthetic_mnist, 20),
     "resnet20-cifar10.yaml": (_synthetic_cifar, 3),
+    "seed-example.yaml": (None, 20),  # names no data: seeded random samples
 }
-NO_DATA = {"seed-example.yaml"}  # the worked example: trace's input, no data.train
 
 
 def test_every_shipped_config_is_smoked_here():
-    assert set(os.listdir(CONFIGS)) == set(SHIPPED) | NO_DATA
+    assert set(os.listdir(CONFIGS)) == set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -86,3 +86,21 @@ def test_smoke_fails_when_every_conv_kernel_gradient_has_the_wrong_sign(monkeypa
     assert result.exit_code == 1, result.output
     assert result.stdout.startswith("smoke: FAILED — loss did not go down in 20 steps on 256 "
                                     "samples: "), result.stdout
+
+
+def test_smoke_without_data_fails_on_the_worked_examples_net_with_a_wrong_sign(monkeypatch):
+    """The worked example names no data: smoke trains it on seeded random samples, and that
+    still tells a kernel gradient of the wrong sign from a right one."""
+    backward = Conv2d.backward
+
+    def wrong_sign(self, dout, need_dx=True):
+        dx = backward(self, dout, need_dx)
+        self.grads["weight"] *= -1
+        return dx
+
+    config = os.path.join(CONFIGS, "seed-example.yaml")
+    assert CliRunner().invoke(main, ["train", config, "--smoke"]).exit_code == 0
+    monkeypatch.setattr(Conv2d, "backward", wrong_sign)
+    result = CliRunner().invoke(main, ["train", config, "--smoke"])
+    assert result.exit_code == 1, result.output
+    assert result.stdout.startswith("smoke: FAILED — loss did not go down"), result.stdout

@@ -169,6 +169,18 @@ def _output_file(path, reads, overwrite):
     check_target(path, "--out", reads=reads, overwrite=overwrite)
 
 
+def _echo_or_write(text, out, what):
+    """text on stdout, or written whole to the file --out (checked by _output_file), and
+    a line on stderr saying so."""
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    from convtrain.outputs import write_text
+
+    write_text(out, text, "--out")
+    click.echo(f"wrote {out}: {what}", err=True)
+
+
 def _emit(fmt, payload, text):
     click.echo(json.dumps(payload, indent=1) if fmt == "json" else text)
 
@@ -416,8 +428,13 @@ def plot(run_dir, out, overwrite):
 @click.option("--step", "step_texts", multiple=True, metavar="N|N-M",
               help="Show only these steps: a number, a range 5-9 or a list 5,7. Repeatable. "
                    "With --layer, the steps that are both.")
+@click.option("--out", type=click.Path(),
+              help="Write the trace to this file (a new one, unless --overwrite) instead of "
+                   "stdout: for --format html, the page to open.")
+@_overwrite_option("a file already at --out")
 @reports_errors
-def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, step_texts):
+def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, step_texts,
+          out, overwrite):
     """Print backpropagation step by step for one sample of CONFIG.
 
     Steps keep their numbers when --layer or --step shows part of the trace, in every
@@ -428,6 +445,8 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, st
     spec = _config(config, overrides)
     chosen = layer_names(spec, layers) if layers else None
     loaded = _read_checkpoint(checkpoint)
+    if out is not None:
+        _output_file(out, {"CONFIG": config, "--checkpoint": checkpoint}, overwrite)
     from convtrain.config import lone_sample_batchnorm
 
     per_sample = lone_sample_batchnorm(spec.layers)
@@ -445,15 +464,15 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, st
     if chosen is not None or ranges:
         result = select_steps(result, chosen, ranges, layers)
     if fmt == "json":
-        click.echo(json.dumps(result, indent=1))
+        text = json.dumps(result, indent=1) + "\n"
     elif fmt == "html":
         from convtrain.trace_html import format_html
 
-        click.echo(format_html(result, decimals, title=f"convtrain trace: {config} "
-                                                       f"({recipe} recipe)", full=full),
-                   nl=False)
+        text = format_html(result, decimals, title=f"convtrain trace: {config} "
+                                                  f"({recipe} recipe)", full=full)
     else:
-        click.echo(format_text(result, decimals, full))
+        text = format_text(result, decimals, full) + "\n"
+    _echo_or_write(text, out, f"{len(result['steps'])} steps")
 
 
 @main.command(name="eval")
@@ -562,15 +581,8 @@ def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, out, ove
     rows = top_classes(scores, top, classes,
                        probabilities=spec.loss == "softmax_cross_entropy")
     records = prediction_records(names, rows, scores, labels, classes)
-    text = predictions_text(records, fmt, top)
-    if out is None:
-        click.echo(text, nl=False)
-    else:
-        from convtrain.outputs import write_text
-
-        write_text(out, text, "--out")
-        click.echo(f"wrote {out}: {len(records)} prediction{'s' if len(records) != 1 else ''}",
-                   err=True)
+    _echo_or_write(predictions_text(records, fmt, top), out,
+                   f"{len(records)} prediction{'s' if len(records) != 1 else ''}")
 
 
 @main.command()

@@ -103,17 +103,18 @@ def test_export_never_writes_over_a_file_it_reads(run, target):
     before = faults.snapshot(a)
     export = ["export", a / "config.yaml", "--checkpoint", a / "checkpoint-best.npz", "--out",
               a / target]
-    assert "pass --overwrite" in _one_line_error(_run(export))
-    assert "this command reads" in _one_line_error(_run(export + ["--overwrite"]))
+    for extra in ([], ["--overwrite"]):
+        assert "this command reads" in _one_line_error(_run(export + extra))
     assert faults.snapshot(a) == before
 
 
-def test_export_and_predict_keep_a_file_that_is_there_unless_told(run, tmp_path):
+def test_export_predict_and_trace_keep_a_file_that_is_there_unless_told(run, tmp_path):
     _, a = run
     mine = tmp_path / "mine.txt"
     mine.write_text("my notes\n")
     common = ["--checkpoint", a / "checkpoint-last.npz", "--out", mine]
-    for args in (["export", a / "config.yaml"], ["predict", a / "config.yaml", "-"]):
+    for args in (["export", a / "config.yaml"], ["predict", a / "config.yaml", "-"],
+                 ["trace", a / "config.yaml"]):
         line = _one_line_error(_run(args + common))
         assert "pass --overwrite to replace it" in line
         assert mine.read_text() == "my notes\n"
@@ -211,14 +212,16 @@ def test_plot_into_a_folder(code, run, tmp_path, monkeypatch):
     assert not faults.temporary_files(tmp_path)
 
 
-@pytest.mark.parametrize("command", ["export", "predict"])
+@pytest.mark.parametrize("command", ["export", "predict", "trace", "trace-html"])
 @pytest.mark.parametrize("code", ERRNOS)
 def test_a_single_file_output(code, command, run, tmp_path, monkeypatch):
     _, a = run
     out = tmp_path / "out" / "result"
     out.parent.mkdir()
-    args = [command, a / "config.yaml"] + (["-"] if command == "predict" else []) + [
-        "--checkpoint", a / "checkpoint-last.npz", "--out", out, "--overwrite"]
+    args = {"predict": ["predict", a / "config.yaml", "-"],
+            "trace-html": ["trace", a / "config.yaml", "--format", "html"]}.get(
+        command, [command, a / "config.yaml"])
+    args += ["--checkpoint", a / "checkpoint-last.npz", "--out", out, "--overwrite"]
     assert _run(args).exit_code == 0
     before = faults.snapshot(out.parent)
     faults.inject(monkeypatch, code, out.parent)

@@ -18,6 +18,7 @@ import numpy as np
 from convtrain import __version__
 from convtrain.checkpoint import preparation
 from convtrain.errors import UserError
+from convtrain.extras import pip_install
 from convtrain.outputs import write_whole
 
 DEFAULT_OPSET = 17
@@ -28,8 +29,8 @@ def require_onnx():
     try:
         import onnx
     except ImportError:
-        raise UserError("export needs the onnx package, an optional extra: pip install "
-                        "'convtrain[onnx]'") from None
+        raise UserError(f"export needs the onnx package, an optional extra: "
+                        f"{pip_install('onnx')}") from None
     return onnx
 
 

@@ -137,14 +137,6 @@ class SilentLog(RunLog):
     def cut_back(self, size):
         pass
 
-    def written(self):
-        """metrics.jsonl's size now, for `cut_back`."""
-        return self.metrics.size()
-
-    def cut_back(self, size):
-        """Take back the records written since metrics.jsonl had `size` bytes."""
-        self.metrics.cut_back(size)
-
     def record(self, record):
         pass
 

@@ -328,7 +328,8 @@ def test_non_empty_run_folder_is_not_overwritten(write_config, tmp_path):
     (out / "precious.txt").write_text("keep me")
     config = write_config(GOOD_HEAD + "data:\n  train: {format: builtin, name: digits}\n")
     result = CliRunner().invoke(main, ["train", config, "--out", str(out)])
-    _assert_one_clean_line(result, ["exists and is not empty", "--resume"])
+    _assert_one_clean_line(result, ["exists and is not empty", "give a new or empty folder"])
+    assert "--resume" not in result.stderr  # no run there to resume
     assert (out / "precious.txt").read_text() == "keep me"
     assert os.listdir(out) == ["precious.txt"]
 

@@ -159,14 +159,18 @@ def _overwrite_option(what):
                              f"training run's own files (config, metrics, checkpoints).")
 
 
-def _output_file(path, reads, overwrite):
-    """Refuse (exit 2) an --out that cannot or must not be written, before any work."""
+def _output_file(path, spec, overwrite, **reads):
+    """Refuse (exit 2) an --out that cannot or must not be written, before any work: among
+    what it must not be are the files and folders the command reads, `reads` ({what: path})
+    and the config's data sources, with or without --overwrite."""
+    from convtrain.data import source_paths
     from convtrain.outputs import OutputError, check_target
 
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise OutputError(f"the folder {folder} does not exist", file=path, path="--out")
-    check_target(path, "--out", reads=reads, overwrite=overwrite)
+    check_target(path, "--out", reads={"CONFIG": spec.file, **reads, **source_paths(spec)},
+                 overwrite=overwrite)
 
 
 def _echo_or_write(text, out, what):
@@ -342,7 +346,7 @@ def _open_run_folder(spec, out, resume, quiet, state):
         write_resolved_config,
     )
 
-    out, history = prepare_run_folder(spec.name, out, resume)
+    out, history = prepare_run_folder(spec.name, out, resume, state.global_step)
     lock = lock_run_folder(out)
     if history is not None:
         copied = copy_history(history, out, resume, state.global_step, state.epochs_done)
@@ -446,7 +450,7 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, st
     chosen = layer_names(spec, layers) if layers else None
     loaded = _read_checkpoint(checkpoint)
     if out is not None:
-        _output_file(out, {"CONFIG": config, "--checkpoint": checkpoint}, overwrite)
+        _output_file(out, spec, overwrite, **{"--checkpoint": checkpoint})
     from convtrain.config import lone_sample_batchnorm
 
     per_sample = lone_sample_batchnorm(spec.layers)
@@ -549,8 +553,8 @@ def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, out, ove
     spec = _config(config, overrides)
     loaded = _read_checkpoint(checkpoint)
     if out is not None:
-        _output_file(out, {"CONFIG": config, "--checkpoint": checkpoint,
-                           **{f"INPUT {name}": name for name in inputs}}, overwrite)
+        _output_file(out, spec, overwrite, **{"--checkpoint": checkpoint},
+                     **{f"INPUT {name}": name for name in inputs})
     from convtrain.predict import check_top, read_inputs
 
     check_top(top, spec.num_outputs)
@@ -605,7 +609,7 @@ def export(config, checkpoint, out, overwrite, opset, overrides):
     if os.path.isdir(out):
         raise UserError(f"is a folder: give the file to write, e.g. "
                         f"{os.path.join(out, spec.name + '.onnx')}", file=out, path="--out")
-    _output_file(out, {"CONFIG": config, "--checkpoint": checkpoint}, overwrite)
+    _output_file(out, spec, overwrite, **{"--checkpoint": checkpoint})
     _numba()
     from convtrain.checkpoint import load_into, matching_classes
     from convtrain.network import Network

@@ -119,6 +119,20 @@ def read_builtin(name):
             return archive["x"], archive["y"]
 
 
+def source_paths(spec):
+    """{key path: file or folder} of every data source the config reads, for the commands
+    that write a file to refuse one among them."""
+    paths = {}
+    for key_path, source in (("data.train", spec.data.train), ("data.val", spec.data.val)):
+        if source is None:
+            continue
+        for field in ("path", "images", "labels"):
+            if getattr(source, field) is not None:
+                paths[key_path if field == "path" else f"{key_path}.{field}"] = \
+                    getattr(source, field)
+    return paths
+
+
 def load_source(source, input_shape, num_classes, dtype):
     """Read one SourceSpec and check it against the network's input and output."""
     key_path = source.key_path

@@ -32,8 +32,9 @@ class OutputError(UserError):
 def failed_write(exc, path, flag=None, kept="nothing there was changed"):
     """The OutputError of an OSError met writing path."""
     reason = exc.strerror or str(exc)
-    if exc.errno == errno.ENOENT:
-        reason = f"the folder {os.path.dirname(os.path.abspath(path))} does not exist"
+    folder = os.path.dirname(os.path.abspath(path))
+    if exc.errno == errno.ENOENT and not os.path.isdir(folder):
+        reason = f"the folder {folder} does not exist"
     return OutputError(f"cannot write: {reason}; {kept}", file=path, path=flag)
 
 
@@ -42,6 +43,14 @@ def same_file(a, b):
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def inside(path, folder):
+    """Whether path lies in folder (at any depth), by real paths."""
+    if not os.path.isdir(folder):
+        return False
+    real, home = os.path.realpath(path), os.path.realpath(folder)
+    return real != home and os.path.commonpath([real, home]) == home
 
 
 def belongs_to_a_run(path):
@@ -53,7 +62,8 @@ def belongs_to_a_run(path):
 
 def check_target(path, flag, reads=None, own=None, overwrite=False):
     """Before any work: may `path` be written? Refused (OutputError) when it is a folder,
-    when it is a file the command reads (reads: {what: path}, e.g. {"--checkpoint": …}),
+    when it is a file the command reads or lies in a folder it reads (reads: {what: path},
+    e.g. {"--checkpoint": …, "data.train": "images/"}),
     or when it exists and is neither the command's own (own(path) is true) nor given up by
     --overwrite (never a run's own files)."""
     if os.path.isdir(path):
@@ -62,6 +72,9 @@ def check_target(path, flag, reads=None, own=None, overwrite=False):
         if source is not None and same_file(path, source):
             raise OutputError(f"is the {what} this command reads: give another file to write",
                               file=path, path=flag)
+        if source is not None and inside(path, source):
+            raise OutputError(f"is in {source}, the {what} folder this command reads: give a "
+                              f"file outside it", file=path, path=flag)
     if not os.path.lexists(path) or (own is not None and own(path)):
         return
     if not overwrite:
@@ -74,10 +87,11 @@ def check_target(path, flag, reads=None, own=None, overwrite=False):
                           file=path, path=flag)
 
 
-def check_folder(folder, flag):
-    """The folder a file will go to exists (or can be made); else an OutputError."""
+def make_folder(folder, flag):
+    """The folder files will go to: there already (False), or made now (True); else an
+    OutputError."""
     if os.path.isdir(folder):
-        return
+        return False
     if os.path.lexists(folder):
         raise OutputError("exists and is not a folder", file=folder, path=flag)
     try:
@@ -85,6 +99,7 @@ def check_folder(folder, flag):
     except OSError as exc:
         raise OutputError(f"cannot create the folder: {exc.strerror or exc}", file=folder,
                           path=flag) from None
+    return True
 
 
 def write_whole(path, data, flag=None, kept="nothing there was changed"):

@@ -20,7 +20,7 @@ import numpy as np
 
 from convtrain.errors import UserError
 from convtrain.extras import pip_install
-from convtrain.outputs import check_folder, check_target, write_whole
+from convtrain.outputs import OutputError, check_target, inside, make_folder, same_file, write_whole
 
 FILES = ("curves.png", "layers.png", "kernels.png", "features.png")
 HEALTHY_RATIO = (1e-4, 1e-2)  # ‖ΔW‖/‖W‖ per step: around 1e-3 is the usual rule of thumb
@@ -52,8 +52,11 @@ def read_metrics(run_dir):
     if not os.path.exists(run_dir):
         raise UserError("no such folder", file=run_dir)
     if not os.path.isdir(run_dir):
-        raise UserError("not a run folder: plot takes the folder a run wrote (runs/NAME-…, "
-                        "or train's --out), not a config", file=run_dir)
+        folder = os.path.dirname(run_dir) or "."
+        hint = (f": give its folder, {folder}"
+                if os.path.exists(os.path.join(folder, "metrics.jsonl")) else "")
+        raise UserError(f"is a file, not a run folder: plot takes the folder a run wrote "
+                        f"(runs/NAME-…, or train's --out){hint}", file=run_dir)
     try:
         with open(path, encoding="utf-8") as handle:
             lines = handle.read().splitlines()
@@ -68,12 +71,9 @@ def read_metrics(run_dir):
             if number == len(lines):
                 break
             raise UserError("not a JSON record", file=path, line=number) from None
-    if not any(r.get("event") == "step" for r in records):
-        if any(r.get("event") == "epoch" for r in records):
-            raise UserError("no step records: the run took fewer steps than log.every, so "
-                            "there is nothing to plot (lower log.every)", file=path)
-        raise UserError("no step records: nothing to plot (is the run still compiling, or did "
-                        "it stop before log.every steps?)", file=path)
+    if not any(r.get("event") in ("step", "epoch") for r in records):
+        raise UserError("no step or epoch records: nothing to plot (is the run still "
+                        "compiling, or did it stop before log.every steps?)", file=path)
     return records
 
 
@@ -81,21 +81,21 @@ def plot_run(run_dir, out_dir=None, overwrite=False):
     """Write the four pictures of RUN_DIR into out_dir (default: RUN_DIR); returns their
     paths. Needs metrics.jsonl with at least one step record, and a checkpoint. A picture
     already there is replaced only if it is one of this run's (or with --overwrite)."""
+    from convtrain.checkpoint import load_into, read_checkpoint
+    from convtrain.config import load_config
+    from convtrain.network import Network
+
     records = read_metrics(run_dir)
     checkpoint_path = _checkpoint(run_dir)
+    config = load_config(os.path.join(run_dir, "config.yaml"))
     out_dir = out_dir or run_dir
-    check_folder(out_dir, "--out")
+    _check_out_dir(run_dir, out_dir, config)
     source = _source_text(run_dir)
     targets = [os.path.join(out_dir, name) for name in FILES]
     for path in targets:  # all refused before any is drawn
         check_target(path, "--out", own=lambda p: picture_source(p) == source,
                      overwrite=overwrite)
     plt = require_pyplot()
-    from convtrain.checkpoint import load_into, read_checkpoint
-    from convtrain.config import load_config
-    from convtrain.network import Network
-
-    config = load_config(os.path.join(run_dir, "config.yaml"))
     network = Network(config)
     meta = load_into(read_checkpoint(checkpoint_path), checkpoint_path, config, network)
     sample = _sample(config) if _first_conv(network) is not None else None
@@ -104,14 +104,35 @@ def plot_run(run_dir, out_dir=None, overwrite=False):
     drawings = (lambda: _curves(plt, records, config), lambda: _layers(plt, records, network),
                 lambda: _kernels(plt, network, checkpoint_path),
                 lambda: _features(plt, network, sample, classes))
-    for path, draw in zip(targets, drawings):
-        figure = draw()
-        picture = io.BytesIO()
-        figure.savefig(picture, dpi=110, format="png",
-                       metadata={"Software": "convtrain plot", "Source": source})
-        plt.close(figure)
-        written.append(write_whole(path, picture.getvalue(), "--out"))
+    made = make_folder(out_dir, "--out")
+    try:
+        for path, draw in zip(targets, drawings):
+            figure = draw()
+            picture = io.BytesIO()
+            figure.savefig(picture, dpi=110, format="png",
+                           metadata={"Software": "convtrain plot", "Source": source})
+            plt.close(figure)
+            written.append(write_whole(path, picture.getvalue(), "--out"))
+    except OutputError:
+        if made and not written:
+            os.rmdir(out_dir)  # made for this plot, and empty: as it was, absent
+        raise
     return written
+
+
+def _check_out_dir(run_dir, out_dir, config):
+    """The pictures of one run go to its own folder, or to one that is no other run's and
+    holds none of the data the run trained on (a picture there would be a sample)."""
+    from convtrain.data import source_paths
+
+    if os.path.exists(os.path.join(out_dir, "metrics.jsonl")) and not same_file(out_dir, run_dir):
+        raise OutputError(f"is the folder of another run: the pictures of {run_dir} go to "
+                          f"its own folder (leave out --out) or one of no run's",
+                          file=out_dir, path="--out")
+    for what, path in source_paths(config).items():
+        if same_file(out_dir, path) or inside(out_dir, path):
+            raise OutputError(f"is in {path}, the {what} folder the run trained on: give a "
+                              f"folder outside it", file=out_dir, path="--out")
 
 
 def _source_text(run_dir):
@@ -163,14 +184,15 @@ def _curves(plt, records, config):
                    marker="." if len(steps) < 30 else None, color="#9aa5b8",
                    label="step loss (logged steps)")
     if epochs:
-        at = [last_step.get(e["epoch"], 0) for e in epochs]
+        # A run of fewer steps than log.every logged no step: its epochs mark the axis.
+        at = [last_step.get(e["epoch"], 0) if steps else e["epoch"] for e in epochs]
         loss_axis.plot(at, [e["train_loss"] for e in epochs], "o-", color="#2855a6",
                        label="train loss (epoch mean)")
         if any(e.get("val_loss") is not None for e in epochs):
             loss_axis.plot(at, [e["val_loss"] for e in epochs], "s-", color="#c2452d",
                            label="val loss")
     loss_axis.set_yscale("log")
-    loss_axis.set_xlabel("step")
+    loss_axis.set_xlabel("step" if steps else "epoch (no step logged: fewer than log.every)")
     loss_axis.set_title(f"{config.name}: loss ({config.loss})")
     loss_axis.legend(fontsize=8)
     if epochs:
@@ -194,6 +216,9 @@ def _curves(plt, records, config):
 
 def _layers(plt, records, network):
     steps = [r for r in records if r.get("event") == "step" and "layers" in r]
+    if not steps:
+        return _note(plt, "no step was logged (the run took fewer steps than log.every): "
+                          "no per-layer norms to draw")
     names = [layer.name for layer in network.all_layers()]
     # constrained layout: tight_layout cannot place a colorbar shared by two axes
     figure, (delta_axis, ratio_axis) = plt.subplots(1, 2, figsize=(12, 4.4),
@@ -274,10 +299,14 @@ def _first_conv(network):
 
 
 def _no_conv(plt, what):
-    figure, axis = plt.subplots(figsize=(5, 2))
+    return _note(plt, f"this network has no conv2d layer: no {what}")
+
+
+def _note(plt, text):
+    """A picture that says why there is nothing to draw."""
+    figure, axis = plt.subplots(figsize=(7, 2))
     axis.axis("off")
-    axis.text(0.5, 0.5, f"this network has no conv2d layer: no {what}", ha="center",
-              va="center")
+    axis.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
     return figure
 
 

@@ -24,12 +24,14 @@ LAST, BEST = "checkpoint-last.npz", "checkpoint-best.npz"
 METRICS = "metrics.jsonl"
 
 
-def prepare_run_folder(name, out, resume):
+def prepare_run_folder(name, out, resume, resume_step=None):
     """The folder to train into, made if missing; a run never writes into another's.
 
     A new run: `out` (default runs/NAME-TIME), which must be new or empty. --resume: the
     checkpoint's own run folder, when `out` is not given or is that folder; else `out`
     must be new or empty, and gets the history up to the checkpoint (`copy_history`).
+    A checkpoint older than its folder's checkpoint-last.npz (step `resume_step` before
+    that one's) goes on only in a new folder: in place it would replace the later one.
 
     Returns (folder, the folder to copy the history from, or None)."""
     home = (os.path.dirname(resume) or ".") if resume else None
@@ -42,6 +44,8 @@ def prepare_run_folder(name, out, resume):
         raise UserError(f"is not in a run folder (no {METRICS} beside it), so there is no run "
                         f"to continue there: pass --out NEW_FOLDER to continue it in a new "
                         f"one", file=resume, path="--resume")
+    if in_place:
+        _refuse_rewind(home, resume, resume_step)
     if not in_place and os.path.isdir(out) and set(os.listdir(out)) - {LOCK}:
         raise UserError(_occupied(out, home), file=out, path="--out")
     try:
@@ -52,6 +56,21 @@ def prepare_run_folder(name, out, resume):
     if not os.access(out, os.W_OK):
         raise OutputError("run folder is not writable", file=out, path="--out")
     return out, (None if in_place or resume is None else home)
+
+
+def _refuse_rewind(home, resume, resume_step):
+    """A resume in place from a checkpoint older than the run's checkpoint-last.npz would
+    replace that one, and the metrics after it: refused."""
+    last = os.path.join(home, LAST)
+    if resume_step is None or not os.path.exists(last) or same_file(last, resume):
+        return
+    last_step = read_checkpoint(last)[2].get("global_step", 0)
+    if last_step > resume_step:
+        raise UserError(f"is from step {resume_step}, and its run went on to step {last_step} "
+                        f"({last}); continuing from it here would replace that checkpoint and "
+                        f"the history after step {resume_step}: pass --out NEW_FOLDER to "
+                        f"continue from it in a new folder (with the history up to it), or "
+                        f"--resume {last}", file=resume, path="--resume")
 
 
 def _occupied(out, home):
@@ -65,8 +84,8 @@ def _occupied(out, home):
                 f"{os.path.join(out, LAST)} to continue it, or another --out")
     if os.path.exists(os.path.join(out, METRICS)):
         return ("holds a run that ended before its first checkpoint, so there is nothing to "
-                f"resume (its {METRICS} says how it ended); give another --out, or remove "
-                "the folder")
+                f"resume (the last record of its {METRICS} shows how far it got); give "
+                "another --out, or remove the folder")
     return "folder exists and is not empty; give a new or empty folder"
 
 

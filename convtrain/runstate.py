@@ -167,14 +167,17 @@ class RunState:
 
 def resume_run(checkpoint, path, network, optimizer, state):
     """Load a checkpoint (read by `read_checkpoint` from path) to continue its run.
-    Returns (notes for the console, the metrics record)."""
+    Returns (notes for the console as (text, shown with --quiet too), the metrics record)."""
     meta = load_into(checkpoint, path, state.config, network, optimizer)
     changed = state.restore(meta, path)
-    notes = [f"resuming from {path}: epoch {state.epochs_done + 1}, step "
-             f"{state.step_in_epoch} of the epoch, global step {state.global_step}"]
-    if changed:
-        notes.append(f"resume: the config changes what the checkpoint was trained with: "
-                     f"{changed}")
+    notes = [(f"resuming from {path}: epoch {state.epochs_done + 1}, step "
+              f"{state.step_in_epoch} of the epoch, global step {state.global_step}", False)]
+    if changed:  # with --quiet too when the run goes on otherwise than it began, not
+        # only for longer (raising train.epochs is what a resume is for)
+        more_than_epochs = any(not part.startswith("train.epochs ")
+                               for part in changed.split("; "))
+        notes.append((f"resume: the config changes what the checkpoint was trained with: "
+                      f"{changed}", more_than_epochs))
     return notes, {"event": "resume", "step": state.global_step,
                    "epochs_done": state.epochs_done, "checkpoint": path,
                    "changed": changed or None}
@@ -182,9 +185,10 @@ def resume_run(checkpoint, path, network, optimizer, state):
 
 def init_run(checkpoint, path, config, network, skip=()):
     """Start a new run from a checkpoint's weights (fine-tuning): the layers in `skip` keep
-    their initialisation; the optimizer starts fresh. Returns (notes, the metrics record)."""
+    their initialisation; the optimizer starts fresh. Returns (notes as resume_run's, the
+    metrics record)."""
     loaded = load_weights(checkpoint, path, config, network, skip)
     note = f"initialised from {path}: {', '.join(loaded)}"
     if skip:
         note += f"; left at initialisation: {', '.join(skip)}"
-    return [note], {"event": "init_from", "checkpoint": path, "skipped": list(skip)}
+    return [(note, False)], {"event": "init_from", "checkpoint": path, "skipped": list(skip)}

@@ -37,6 +37,9 @@ EVAL_BATCH = 256
 # way from chance to 1: under 0.145 for 10 balanced classes. A run that learns anything
 # clears it in its first epoch (digits: 0.67); lr=5 on digits stayed at 0.10.
 CHANCE_MARGIN = 0.05
+# A network is judged at chance only after this many steps (as many as --smoke takes):
+# after an epoch of 2 steps, chance is where every network still is.
+CHANCE_MIN_STEPS = 20
 
 
 def evaluate(network, x, y, batch_size=EVAL_BATCH, predictions=None, team=None):
@@ -129,8 +132,8 @@ class Trainer:
         epoch's summary."""
         self.checkpoints = SharedCheckpoints(out_dir, self.team)
         for notes, _ in self.opening:
-            for note in notes:
-                self.log.note(note)
+            for note, quiet_too in notes:
+                self.log.note(note, quiet_too=quiet_too)
         x, y, val_x, val_y = self.datasets
         compile_s = _ready_kernels(self, x, y)
         state = self.state
@@ -145,6 +148,9 @@ class Trainer:
                 if not self._epoch(epoch, x, y, val_x, val_y, stop):
                     break
             return state.best
+        except RunFailed as exc:
+            self._record_failure(exc)
+            raise
         finally:
             # A run of several processes that agreed to stop on a Ctrl-C ends now, with exit
             # 130: the Ctrl-C mpiexec hands this process may still be on its way, and must not
@@ -152,6 +158,15 @@ class Trainer:
             stopping_together = stop.agreed and self.team.size > 1
             signal.signal(signal.SIGINT, signal.SIG_IGN if stopping_together else previous)
             self.log.close()
+
+    def _record_failure(self, exc):
+        """The last record of a run that failed (diverged) says so and why: the folder
+        holds how it ended. If even that cannot be written, the failure is still said."""
+        try:
+            self.log.record({"event": "failed", "step": self.state.global_step,
+                             "reason": str(exc)})
+        except UserError:
+            pass
 
     def _begin(self, compile_s):
         """The opening records, and a resumed run's config.yaml (its new settings): all
@@ -242,10 +257,12 @@ class Trainer:
 
     def _warn_at_chance(self, record):
         """Once a run: a warning (stderr, --quiet too, and a metrics record) after an epoch
-        whose training accuracy is at chance. Not an error: the run goes on, and may yet
-        learn; but a run that ends at chance otherwise exits 0 without a word."""
+        whose training accuracy is at chance, once the run has taken CHANCE_MIN_STEPS
+        steps. Not an error: the run goes on, and may yet learn; but a run that ends at
+        chance otherwise exits 0 without a word."""
         chance, accuracy = self.chance, record["train_acc"]
-        if self.warned_chance or accuracy > chance + CHANCE_MARGIN * (1.0 - chance):
+        if self.warned_chance or self.state.global_step < CHANCE_MIN_STEPS \
+                or accuracy > chance + CHANCE_MARGIN * (1.0 - chance):
             return
         self.warned_chance = True
         message = (f"training accuracy after epoch {record['epoch']} is {accuracy:.4f}, "

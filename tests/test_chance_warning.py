@@ -50,3 +50,11 @@ def test_a_run_that_learns_does_not_warn(tmp_path):
 def test_chance_is_the_most_frequent_class_share():
     assert chance_level(np.array([0, 1, 2, 3]), 4) == 0.25
     assert chance_level(np.array([2, 2, 2, 1]), 10) == 0.75  # not 1/10: class 2 is 3 in 4
+
+
+def test_a_run_too_short_to_learn_is_not_judged(tmp_path):
+    """The newcomer's folder of a few images: an epoch of 2 steps is at chance for every
+    network; the warning waits for 20 steps in all."""
+    result, epochs, warnings = _train(tmp_path / "run", "optimizer.lr=5", "data.train.limit=64")
+    assert len(epochs) == 2 and epochs[-1]["step"] < 20
+    assert "warning" not in result.stderr and warnings == []

@@ -79,8 +79,13 @@ def test_plot_fails_cleanly_on_an_empty_folder(tmp_path):
     _one_line(_run(["plot", str(tmp_path)]), "no metrics.jsonl here")
     _one_line(_run(["plot", str(tmp_path / "nope")]), "no such folder")
     (tmp_path / "c.yaml").write_text(CONFIG)
-    _one_line(_run(["plot", str(tmp_path / "c.yaml")]), "not a run folder: plot takes the "
-                                                       "folder a run wrote")
+    _one_line(_run(["plot", str(tmp_path / "c.yaml")]), "is a file, not a run folder: plot "
+                                                       "takes the folder a run wrote")
+
+
+def test_plot_of_a_runs_file_names_its_folder(run_dir):
+    _one_line(_run(["plot", str(run_dir / "metrics.jsonl")]),
+              f"is a file, not a run folder", f": give its folder, {run_dir}")
 
 
 def test_plot_fails_cleanly_on_a_half_written_run(run_dir, tmp_path):
@@ -88,7 +93,7 @@ def test_plot_fails_cleanly_on_a_half_written_run(run_dir, tmp_path):
     half.mkdir()
     # Compiling, nothing trained yet:
     (half / "metrics.jsonl").write_text('{"event": "compile", "seconds": 1.0}\n')
-    _one_line(_run(["plot", str(half)]), "no step records: nothing to plot (is the run "
+    _one_line(_run(["plot", str(half)]), "no step or epoch records: nothing to plot (is the run "
                                          "still compiling, or did it stop before log.every")
     # Steps logged, but killed before the first checkpoint:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()[:4]

@@ -95,7 +95,9 @@ def test_quiet_prints_epoch_lines_only(write_config, tmp_path):
     result = _run(["train", config, "--resume", str(out / "checkpoint-last.npz"), "--quiet",
                    "--set", "optimizer.lr=0.05"])
     assert result.exit_code == 0, result.output
-    assert result.stderr == ""
+    # the one note --quiet keeps: the run goes on with other settings than it began with
+    assert result.stderr == ("resume: the config changes what the checkpoint was trained "
+                             "with: optimizer.lr 0.1 -> 0.05\n")
     assert [line.split()[:2] for line in result.stdout.splitlines()] == [["epoch", "1/2"],
                                                                          ["epoch", "2/2"]]
 

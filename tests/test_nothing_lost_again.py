@@ -1,0 +1,170 @@
+"""Nothing lost, the second look: what a newcomer still met after the first fixes.
+--overwrite never reaches the data a command reads; a resume in place never rewinds its
+run; plot never writes into another run's folder or the training data; a run that failed
+says so in its metrics.jsonl; a run of fewer steps than log.every still plots."""
+
+import errno
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import faults
+from convtrain.cli import main
+from convtrain.outputs import failed_write
+from nets import small_cnn
+
+CONFIG = small_cnn("again", epochs=1, batch_size=32, log_every=2)
+
+
+def _run(args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def _one_line_error(result):
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(config, run folder, its checkpoint after epoch 1 kept aside as epoch1.npz, the run
+    then resumed in place to epoch 2)."""
+    base = tmp_path_factory.mktemp("again")
+    config = base / "again.yaml"
+    config.write_text(CONFIG)
+    run = base / "run"
+    assert _run(["train", config, "--out", run, "--quiet"]).exit_code == 0
+    shutil.copy(run / "checkpoint-last.npz", run / "epoch1.npz")
+    result = _run(["train", run / "config.yaml", "--epochs", "2", "--resume",
+                   run / "checkpoint-last.npz", "--set", "optimizer.lr=0.05", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return config, run, result
+
+
+@pytest.fixture
+def run(trained, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(trained[1], copy)
+    return copy
+
+
+def test_quiet_still_says_a_resume_changes_the_settings(trained):
+    stderr = trained[2].stderr
+    assert "resume: the config changes what the checkpoint was trained with: optimizer.lr" \
+        in stderr, stderr
+
+
+def test_a_resume_in_place_from_an_older_checkpoint_is_refused(run, tmp_path):
+    before = faults.snapshot(run)
+    line = _one_line_error(_run(["train", run / "config.yaml", "--epochs", "3", "--resume",
+                                 run / "epoch1.npz", "--quiet"]))
+    assert "its run went on to step 20" in line and "--out NEW_FOLDER" in line, line
+    assert faults.snapshot(run) == before
+    branch = tmp_path / "branch"  # where the message sends it: a new folder, from epoch 1
+    result = _run(["train", run / "config.yaml", "--epochs", "3", "--resume",
+                   run / "epoch1.npz", "--out", branch, "--quiet"])
+    assert result.exit_code == 0, result.output
+    epochs = [json.loads(line)["epoch"] for line in (branch / "metrics.jsonl").open()
+              if '"event": "epoch"' in line]
+    assert epochs == [1, 2, 3] and faults.snapshot(run) == before
+
+
+def _npz_config(tmp_path):
+    """The config of the trained run, its data a .npz file, and a folder of one image."""
+    from convtrain.data import read_builtin
+
+    x, y = read_builtin("digits")
+    data = tmp_path / "data"
+    data.mkdir()
+    np.savez(data / "digits.npz", x=x[:100], y=y[:100])
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    from PIL import Image
+
+    Image.fromarray((x[0] * 15).astype(np.uint8).reshape(8, 8)).save(photos / "one.png")
+    config = tmp_path / "npz.yaml"
+    config.write_text(CONFIG.replace("{format: builtin, name: digits, scale: 16, limit: 400}",
+                                     f"{{format: npz, path: {data / 'digits.npz'}, scale: 16}}"))
+    return config, data, photos
+
+
+def test_overwrite_never_reaches_the_data_a_command_reads(run, tmp_path):
+    config, data, photos = _npz_config(tmp_path)
+    before = faults.snapshot(tmp_path)
+    checkpoint = ["--checkpoint", run / "checkpoint-last.npz"]
+    line = _one_line_error(_run(["trace", config, *checkpoint, "--out", data / "digits.npz",
+                                 "--overwrite"]))
+    assert "is the data.train this command reads" in line, line
+    line = _one_line_error(_run(["predict", config, photos, *checkpoint, "--out",
+                                 photos / "one.png", "--overwrite"]))
+    assert f"is the INPUT {photos} this command reads" not in line  # the folder, said so:
+    assert f"is in {photos}, the INPUT {photos} folder this command reads" in line, line
+    line = _one_line_error(_run(["predict", config, photos, *checkpoint, "--out",
+                                 photos / "new.txt"]))
+    assert "folder this command reads: give a file outside it" in line, line
+    assert faults.snapshot(tmp_path) == before
+    result = _run(["predict", config, photos, *checkpoint, "--out", tmp_path / "p.txt"])
+    assert result.exit_code == 0, result.output
+
+
+def test_plot_never_writes_into_another_runs_folder(run, trained, tmp_path):
+    other = trained[1]
+    before = faults.snapshot(other)
+    line = _one_line_error(_run(["plot", run, "--out", other]))
+    assert "is the folder of another run" in line, line
+    assert faults.snapshot(other) == before
+
+
+def test_plot_never_writes_into_the_training_data(run, tmp_path):
+    import yaml
+
+    images = tmp_path / "images"
+    images.mkdir()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["train"] = {"format": "folder", "path": str(images)}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    line = _one_line_error(_run(["plot", run, "--out", images / "pictures"]))
+    assert f"is in {images}, the data.train folder the run trained on" in line, line
+    assert os.listdir(images) == []
+
+
+def test_a_plot_that_cannot_write_leaves_no_folder_it_made(run, tmp_path, monkeypatch):
+    pictures = tmp_path / "pictures"
+    faults.inject(monkeypatch, "ENOSPC", pictures)
+    _one_line_error(_run(["plot", run, "--out", pictures]))
+    assert not pictures.exists()
+
+
+def test_a_run_of_fewer_steps_than_log_every_still_plots(tmp_path, write_config):
+    config = write_config(small_cnn("few", epochs=2, log_every=1000))
+    out = tmp_path / "few"
+    result = _run(["train", config, "--out", out, "--quiet", "--plot"])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line)["event"] for line in (out / "metrics.jsonl").open()]
+    assert "step" not in events and events.count("epoch") == 2
+    for name in ("curves.png", "layers.png", "kernels.png", "features.png"):
+        assert (out / name).stat().st_size > 5_000, name
+
+
+def test_a_run_that_diverges_says_so_in_its_metrics(tmp_path, write_config):
+    config = write_config(CONFIG)
+    out = tmp_path / "diverged"
+    result = _run(["train", config, "--out", out, "--quiet", "--set", "loss=mse",
+                   "--set", "optimizer.lr=1000"])
+    assert result.exit_code == 1
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "failed" and "diverged" in last["reason"]
+    assert result.stderr.strip().endswith(last["reason"]), result.stderr
+
+
+def test_a_vanished_file_in_a_folder_that_is_there_is_not_called_a_missing_folder(tmp_path):
+    exc = OSError(errno.ENOENT, "No such file or directory")
+    assert "does not exist" not in str(failed_write(exc, str(tmp_path / "x")))
+    assert "the folder" in str(failed_write(exc, str(tmp_path / "gone" / "x")))

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from convtrain import plots
+from convtrain import plot_pictures as pictures
+from convtrain.plots import require_pyplot
 
 pytest.importorskip("matplotlib")
 
@@ -28,10 +29,10 @@ def _records(names, steps=4):
 
 
 def _figure(count, tmp_path=None):
-    plt = plots.require_pyplot()
+    plt = require_pyplot()
     names = [f"block{i // 3}.layer{i % 3}" for i in range(count)]
     network = SimpleNamespace(all_layers=lambda: [SimpleNamespace(name=n) for n in names])
-    figure = plots._layers(plt, _records(names), network)
+    figure = pictures.layers(plt, _records(names), network)
     if tmp_path is not None:
         figure.savefig(tmp_path / "layers.png", dpi=110)  # laid out and drawn: no error on the way
     return plt, figure, names
@@ -51,10 +52,10 @@ def test_a_deep_network_gets_a_depth_colorbar_not_a_legend_of_every_layer(tmp_pa
     assert len(colorbars) == 1, [axis.get_label() for axis in figure.axes]
     ticks = [t.get_text() for t in colorbars[0].get_yticklabels()]
     assert ticks[0] == names[0] and ticks[-1] == names[-1], ticks
-    assert len(ticks) <= plots.KEY_TICKS
+    assert len(ticks) <= pictures.KEY_TICKS
     # the highest and lowest curves are named at their ends, by layer names only
     named = [t.get_text().split(" +")[0] for axis in figure.axes[:2] for t in axis.texts]
-    assert 2 <= len(named) <= 4 * plots.NAMED_EXTREMES and set(named) <= set(names), named
+    assert 2 <= len(named) <= 4 * pictures.NAMED_EXTREMES and set(named) <= set(names), named
     plt.close(figure)
 
 

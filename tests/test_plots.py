@@ -161,7 +161,8 @@ log: {{every: 1}}
 def test_colour_inputs_and_first_layer_kernels_are_drawn_in_colour(tmp_path):
     import numpy as np
 
-    from convtrain import plots
+    from convtrain import plot_pictures as pictures
+    from convtrain.plots import require_pyplot
     from convtrain.config import load_config
     from convtrain.network import Network
 
@@ -176,32 +177,33 @@ def test_colour_inputs_and_first_layer_kernels_are_drawn_in_colour(tmp_path):
     result = _run(["train", str(tmp_path / "c.yaml"), "--out", str(run), "--quiet", "--plot"])
     assert result.exit_code == 0, result.output
     assert all(_png_size(run / name) for name in FILES)
-    plt = plots.require_pyplot()
+    plt = require_pyplot()
     config = load_config(str(tmp_path / "c.yaml"))
     network = Network(config)
-    sample = plots._sample(config)
-    features = plots._features(plt, network, sample, classes=["red", "blue"])
+    sample = pictures.sample(config)
+    features = pictures.features(plt, network, sample, classes=["red", "blue"])
     assert features.axes[0].get_title() == f"input ({['red', 'blue'][sample[1]]}, label " \
                                            f"{sample[1]})"
     shown = features.axes[0].images[0].get_array()
     assert shown.shape == (8, 8, 3)  # the input as RGB, the bytes as stored
     np.testing.assert_array_equal(shown, x[0].transpose(1, 2, 0))
-    kernels = plots._kernels(plt, network, "checkpoint-last.npz")
-    pictures = [axis.images[0].get_array() for axis in kernels.axes if axis.images]
-    assert len(pictures) == 5 and all(p.shape == (3, 3, 3) for p in pictures)  # one per filter
+    kernels = pictures.kernels(plt, network, "checkpoint-last.npz")
+    images = [axis.images[0].get_array() for axis in kernels.axes if axis.images]
+    assert len(images) == 5 and all(p.shape == (3, 3, 3) for p in images)  # one per filter
     weight = network.layers[0].params["weight"][0]
-    np.testing.assert_allclose(pictures[0], ((weight - weight.min()) / np.ptp(weight))
+    np.testing.assert_allclose(images[0], ((weight - weight.min()) / np.ptp(weight))
                                .transpose(1, 2, 0), rtol=1e-6)
 
 
 def test_a_single_logged_step_is_drawn_as_a_dot():
-    from convtrain import plots
+    from convtrain import plot_pictures as pictures
+    from convtrain.plots import require_pyplot
 
-    plt = plots.require_pyplot()
+    plt = require_pyplot()
     records = [{"event": "step", "step": 5, "epoch": 1, "loss": 2.0}]
     from convtrain.config import load_config
 
     config = load_config("one.yaml", text=CONFIG)
-    figure = plots._curves(plt, records, config)
+    figure = pictures.curves(plt, records, config)
     line = figure.axes[0].get_lines()[0]
     assert list(line.get_xdata()) == [5] and line.get_marker() == "."

@@ -20,6 +20,7 @@ import numpy as np
 
 from convtrain.trace_text import (
     CARRIED,
+    MAX_SLICES,
     SLIP,
     is_big,
     published_verdict,
@@ -28,7 +29,6 @@ from convtrain.trace_text import (
     shown,
 )
 
-MAX_SLICES = 8  # slices (channels) drawn per array without --full; the rest are counted
 SHADES = 8  # heat-map colours each side of white: a class per shade, not a style per cell
 
 CSS = """

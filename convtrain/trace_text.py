@@ -1,5 +1,6 @@
 """`convtrain trace`'s text view: every step's formula and its array, as grids of
-numbers, or a one-line summary for a big array (`--full` prints it all)."""
+numbers (the first MAX_SLICES channels, the rest counted), or a one-line summary for a big
+array (`--full` prints it all)."""
 
 import textwrap
 
@@ -7,6 +8,7 @@ import numpy as np
 
 
 SUMMARY_LIMIT = 144  # arrays with more entries per 2-D slice are summarised in text
+MAX_SLICES = 8  # slices (channels) shown per array without --full; the rest are counted
 SLIP, CARRIED = 1, 2
 MARKS = {0: " ", SLIP: "!", CARRIED: "^"}
 
@@ -131,13 +133,17 @@ def format_text(result, decimals=4, full=False):
         mask_views = [list(slices(m)) if m is not None else None for _, _, m in columns]
         if len(columns) > 1:
             lines.append("    " + "".join(f"{title:<28}" for title, _, _ in columns).rstrip())
-        for k, (label, _) in enumerate(views[0]):
+        shown_slices = len(views[0]) if full else min(len(views[0]), MAX_SLICES)
+        for k, (label, _) in enumerate(views[0][:shown_slices]):
             if label:
                 lines.append(f"    {label}")
             blocks = [_grid(view[k][1], decimals, mask_views[j][k][1] if mask_views[j] else None)
                       for j, view in enumerate(views)]
             for r in range(len(blocks[0])):
                 lines.append("    " + "".join(f"{b[r]:<28}" for b in blocks).rstrip())
+        if shown_slices < len(views[0]):
+            lines.append(f"    {len(views[0]) - shown_slices} more of its {len(views[0])} "
+                         f"slices not shown; all of it: {_summary(value)}")
         if printed is not None:
             lines.append("    " + published_verdict(step, value.size))
         lines.append("")

@@ -49,7 +49,15 @@ def test_resnet_digits_prints_no_kernel_as_one_number_slices(resnet_text):
     assert ONE_NUMBER_SLICE.findall(resnet_text) == []
     proj = resnet_text.split("step 56 ")[1].split("step 58 ")[0]
     assert proj.count("shape [32, 16, 1, 1]: min") == 2  # kernel_grad, kernel_new
-    assert len(resnet_text.splitlines()) < 3500  # 5,168 when each 1x1 plane had its slice
+    assert len(resnet_text.splitlines()) < 1200  # 5,168 when each 1x1 plane had its slice
+
+
+def test_an_array_of_many_channels_shows_eight_and_counts_the_rest(resnet_text):
+    """32 channels of 4x4 (under the summary's limit) once printed 32 grids, in 17 steps."""
+    assert max(int(label) for label in re.findall(r"\[channel (\d+)\]", resnet_text)) == 7
+    assert "24 more of its 32 slices not shown; all of it: shape [32, 4, 4]: min" in resnet_text
+    full = _trace(RESNET, "--full", "--step", "19").stdout
+    assert "[channel 31]" in full and "more of its" not in full
 
 
 def test_a_small_1x1_kernel_is_one_filter_by_channel_grid(write_config):

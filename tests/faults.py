@@ -76,3 +76,21 @@ def snapshot(folder):
 
 def temporary_files(folder):
     return [name for _, _, names in os.walk(folder) for name in names if ".tmp" in name]
+
+
+def run(args):
+    """`convtrain ARGS` in this process (click's runner), any exception raised."""
+    from click.testing import CliRunner
+
+    from convtrain.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line_error(result):
+    """The one line, starting 'error: ', of a command that failed with exit 2."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]

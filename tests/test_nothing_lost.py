@@ -9,26 +9,13 @@ import re
 import shutil
 
 import pytest
-from click.testing import CliRunner
 
 import faults
-from convtrain.cli import main
 from nets import small_cnn
 
 CONFIG = small_cnn("lost", epochs=1, batch_size=32, log_every=2)
 ERRNOS = list(faults.CODES)
-
-
-def _run(args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def _one_line_error(result):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
+_run, _one_line_error = faults.run, faults.one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -281,6 +268,7 @@ def test_every_file_convtrain_writes_goes_through_outputs(repo_root):
 COMPILE = """import sys
 sys.path.insert(0, {tests!r})
 import faults
+from convtrain.cli import main
 
 
 class Patch:  # monkeypatch's setattr, for a process of its own
@@ -288,7 +276,6 @@ class Patch:  # monkeypatch's setattr, for a process of its own
 
 
 faults.inject(Patch(), {code!r}, {cache!r})
-from convtrain.cli import main
 main(["compile", {config!r}, "--threads", "1"])
 """
 

@@ -10,26 +10,13 @@ import shutil
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import faults
-from convtrain.cli import main
 from convtrain.outputs import failed_write
 from nets import small_cnn
 
 CONFIG = small_cnn("again", epochs=1, batch_size=32, log_every=2)
-
-
-def _run(args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def _one_line_error(result):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
+_run, _one_line_error = faults.run, faults.one_line_error
 
 
 @pytest.fixture(scope="module")

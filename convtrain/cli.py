@@ -19,7 +19,7 @@ from convtrain.errors import EndedElsewhere, RunFailed, UserError, printable
 
 def reports_errors(command):
     """Turn UserError into one line + exit 2 and RunFailed into one line + exit 1. Of a
-    run on several processes (convtrain.distributed), only rank 0 prints an error that
+    run on several processes (convtrain.run.distributed), only rank 0 prints an error that
     every process met; one that a process met alone ends the whole job."""
 
     @functools.wraps(command)
@@ -49,7 +49,7 @@ def reports_errors(command):
             _fail(printable(f"error: {where}cannot write: {exc.strerror}"), UserError.exit_code,
                   everywhere=False)
         except Exception:
-            from convtrain.distributed import joined
+            from convtrain.run.distributed import joined
 
             if joined() is not None:  # a bug: say where, and end the other processes too
                 import traceback
@@ -68,8 +68,8 @@ _WRITE_FAILURES = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.E
 def _fail(line, exit_code, everywhere):
     """Print line and exit. On one of several processes: only rank 0 prints an error met
     `everywhere`; one met here alone is printed with this process's rank and ends all."""
-    from convtrain.distributed import joined
-    from convtrain.launch import launched_rank
+    from convtrain.run.distributed import joined
+    from convtrain.run.launch import launched_rank
 
     team = joined()
     if team is not None and not everywhere:
@@ -82,7 +82,7 @@ def _fail(line, exit_code, everywhere):
 
 
 def _config(path, overrides=(), epochs=None):
-    from convtrain.config import load_config
+    from convtrain.spec.config import load_config
 
     overrides = list(overrides)
     if epochs is not None:
@@ -124,7 +124,7 @@ def _numba(threads=None, team=None):
 
 def _refuse_a_batch_of_one(spec, batch, verb):
     """--batch 1 where a batchnorm normalises over the batch axis alone: exit 2."""
-    from convtrain.config import lone_sample_batchnorm
+    from convtrain.spec.config import lone_sample_batchnorm
 
     per_sample = lone_sample_batchnorm(spec.layers)
     if batch == 1 and per_sample:
@@ -148,7 +148,7 @@ def _read_checkpoint(path):
     """(read_checkpoint's result, path), or None without a path."""
     if path is None:
         return None
-    from convtrain.checkpoint import read_checkpoint
+    from convtrain.run.checkpoint import read_checkpoint
 
     return read_checkpoint(path), path
 
@@ -163,7 +163,7 @@ def _output_file(path, spec, overwrite, **reads):
     """Refuse (exit 2) an --out that cannot or must not be written, before any work: among
     what it must not be are the files and folders the command reads, `reads` ({what: path})
     and the config's data sources, with or without --overwrite."""
-    from convtrain.data import source_paths
+    from convtrain.data.sources import source_paths
     from convtrain.outputs import OutputError, check_target
 
     folder = os.path.dirname(os.path.abspath(path))
@@ -205,7 +205,7 @@ class OneLineErrors(click.Group):
             ctx = getattr(exc, "ctx", None)
             if ctx is not None:
                 hint = f" (see {ctx.command_path} --help)"
-            from convtrain.launch import launched_rank
+            from convtrain.run.launch import launched_rank
 
             if not launched_rank():  # of several processes, only the first says it
                 click.echo(f"error: {exc.format_message()}{hint}", err=True)
@@ -224,7 +224,7 @@ def main(ctx):
     from convtrain.runtime import prepare_environment
 
     prepare_environment()
-    from convtrain.launch import launched_rank
+    from convtrain.run.launch import launched_rank
 
     if launched_rank() and ctx.invoked_subcommand not in SHARED_COMMANDS:
         # Under mpiexec, a command that does not share its work runs in rank 0 alone, so
@@ -269,26 +269,26 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
     if init_skip and not init_from:
         raise click.UsageError("--init-from-skip needs --init-from")
     if plot_at_end:
-        from convtrain.plots import require_pyplot
+        from convtrain.views.plots import require_pyplot
 
         require_pyplot()  # no matplotlib: say so now, not after the training
     if spec.log.tensorboard and not smoke:  # a smoke run writes no run folder
-        from convtrain.tensorboard import require_tensorboardx
+        from convtrain.run.tensorboard import require_tensorboardx
 
         require_tensorboardx(spec)
     if smoke:
-        from convtrain.launch import launched_rank
+        from convtrain.run.launch import launched_rank
 
         if launched_rank():  # a smoke check is one process's: rank 0 runs it
             sys.exit(0)
         _numba(threads)
-        from convtrain.smoke import smoke as run_smoke
+        from convtrain.run.smoke import smoke as run_smoke
 
         ok, line = run_smoke(spec, steps=max_steps or 20)
         click.echo(line)
         sys.exit(0 if ok else 1)
-    from convtrain.data import class_names, load_datasets
-    from convtrain.distributed import join
+    from convtrain.data.sources import class_names, load_datasets
+    from convtrain.run.distributed import join
 
     team = join()
     _check_shares(spec, team)
@@ -298,7 +298,7 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
         lambda: (class_names(spec), load_datasets(spec)))  # class names before decoding
     loaded = team.all_succeed(lambda: _read_checkpoint(resume or init_from))
     _numba(threads, team)
-    from convtrain.train import Trainer
+    from convtrain.run.train import Trainer
 
     trainer = Trainer(spec, datasets, quiet=quiet, max_steps=max_steps, classes=classes,
                       team=team)
@@ -316,7 +316,7 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
     if team.is_root:
         lock.close()
     if plot_at_end and team.is_root:
-        from convtrain.plots import plot_run
+        from convtrain.views.plots import plot_run
 
         for path in plot_run(out):
             click.echo(f"wrote {path}", err=True)
@@ -339,7 +339,7 @@ def _check_shares(spec, team, flag=None):
 def _open_run_folder(spec, out, resume, quiet, state):
     """Make (or reopen) the run folder, lock it, give a resumed run's new folder its
     history, write config.yaml, print the summary. Returns (folder, lock)."""
-    from convtrain.runfolder import (
+    from convtrain.run.runfolder import (
         copy_history,
         lock_run_folder,
         prepare_run_folder,
@@ -355,7 +355,7 @@ def _open_run_folder(spec, out, resume, quiet, state):
     if resume is None:
         write_resolved_config(spec, out)  # a resumed run's once it has begun (Trainer.run)
     if not quiet:
-        from convtrain.report import summary_text
+        from convtrain.run.report import summary_text
 
         click.echo(summary_text(spec))
     if not quiet:
@@ -386,7 +386,7 @@ def compile_command(configs, overrides, threads):
                         f"folder, so nothing compiled would be kept; set XDG_CACHE_HOME (or "
                         f"NUMBA_CACHE_DIR) to a writable folder")
     _numba(threads)
-    from convtrain.compiling import compile_configs
+    from convtrain.run.compiling import compile_configs
 
     note, counts = compile_configs(specs)
     for path, (used, new) in zip(configs, counts):
@@ -405,7 +405,7 @@ def compile_command(configs, overrides, threads):
 def plot(run_dir, out, overwrite):
     """Pictures of a run: curves, layers, kernels and features PNGs (needs matplotlib).
     A picture already there is replaced only if it is a picture of this run."""
-    from convtrain.plots import plot_run, read_metrics
+    from convtrain.views.plots import plot_run, read_metrics
 
     read_metrics(run_dir)  # an empty or half-written folder is reported before numba loads
     _numba()
@@ -443,7 +443,7 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, st
 
     Steps keep their numbers when --layer or --step shows part of the trace, in every
     --format."""
-    from convtrain.trace_select import layer_names, parse_steps, select_steps
+    from convtrain.views.trace_select import layer_names, parse_steps, select_steps
 
     ranges = parse_steps(step_texts)
     spec = _config(config, overrides)
@@ -451,7 +451,7 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, st
     loaded = _read_checkpoint(checkpoint)
     if out is not None:
         _output_file(out, spec, overwrite, **{"--checkpoint": checkpoint})
-    from convtrain.config import lone_sample_batchnorm
+    from convtrain.spec.config import lone_sample_batchnorm
 
     per_sample = lone_sample_batchnorm(spec.layers)
     if per_sample:
@@ -461,8 +461,8 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, st
                         f"(a batchnorm after a conv layer, over H and W too, traces)",
                         file=spec.file)
     _numba()
-    from convtrain.trace import run_trace
-    from convtrain.trace_text import format_text
+    from convtrain.views.trace import run_trace
+    from convtrain.views.trace_text import format_text
 
     result = run_trace(spec, recipe, loaded)
     if chosen is not None or ranges:
@@ -470,7 +470,7 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, st
     if fmt == "json":
         text = json.dumps(result, indent=1) + "\n"
     elif fmt == "html":
-        from convtrain.trace_html import format_html
+        from convtrain.views.trace_html import format_html
 
         text = format_html(result, decimals, title=f"convtrain trace: {config} "
                                                   f"({recipe} recipe)", full=full)
@@ -498,18 +498,18 @@ def evaluate(config, checkpoint, data, fmt, overrides):
     _numba()
     import numpy as np
 
-    from convtrain.checkpoint import load_into, matching_classes
-    from convtrain.data import class_names, load_datasets
-    from convtrain.network import Network
-    from convtrain.report import class_report, confusion_text
-    from convtrain.train import evaluate as run_eval
+    from convtrain.run.checkpoint import load_into, matching_classes
+    from convtrain.data.sources import class_names, load_datasets
+    from convtrain.model.network import Network
+    from convtrain.run.report import class_report, confusion_text
+    from convtrain.run.train import evaluate as run_eval
 
     if data is None:
         x, y, val_x, val_y = load_datasets(spec)
     network = Network(spec)
     meta = load_into(*loaded, spec, network)
     if data is not None:
-        from convtrain.data_option import load_data_option
+        from convtrain.data.data_option import load_data_option
 
         x, y, names = load_data_option(spec, data, matching_classes(meta, spec, checkpoint))
         which = data
@@ -555,7 +555,7 @@ def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, out, ove
     if out is not None:
         _output_file(out, spec, overwrite, **{"--checkpoint": checkpoint},
                      **{f"INPUT {name}": name for name in inputs})
-    from convtrain.predict import check_top, read_inputs
+    from convtrain.use.predict import check_top, read_inputs
 
     check_top(top, spec.num_outputs)
     from_data = "-" in inputs
@@ -567,11 +567,11 @@ def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, out, ove
                         "files", path="--split")
     # The checkpoint first: a wrong one fails before thousands of images are decoded.
     _numba()
-    from convtrain.checkpoint import load_into, matching_classes
-    from convtrain.data import class_names
-    from convtrain.network import Network
-    from convtrain.predict import data_source, prediction_records, predictions_text, top_classes
-    from convtrain.predict import predict as run_predict
+    from convtrain.run.checkpoint import load_into, matching_classes
+    from convtrain.data.sources import class_names
+    from convtrain.model.network import Network
+    from convtrain.use.predict import data_source, prediction_records, predictions_text, top_classes
+    from convtrain.use.predict import predict as run_predict
 
     network = Network(spec)
     meta = load_into(*loaded, spec, network)
@@ -603,7 +603,7 @@ def export(config, checkpoint, out, overwrite, opset, overrides):
     output 'scores' [N, K]."""
     spec = _config(config, overrides)
     loaded = _read_checkpoint(checkpoint)
-    from convtrain.onnx_export import export_onnx, require_onnx, write_model
+    from convtrain.use.onnx_export import export_onnx, require_onnx, write_model
 
     require_onnx()
     if os.path.isdir(out):
@@ -611,8 +611,8 @@ def export(config, checkpoint, out, overwrite, opset, overrides):
                         f"{os.path.join(out, spec.name + '.onnx')}", file=out, path="--out")
     _output_file(out, spec, overwrite, **{"--checkpoint": checkpoint})
     _numba()
-    from convtrain.checkpoint import load_into, matching_classes
-    from convtrain.network import Network
+    from convtrain.run.checkpoint import load_into, matching_classes
+    from convtrain.model.network import Network
 
     network = Network(spec)
     meta = load_into(*loaded, spec, network)
@@ -639,10 +639,10 @@ def gradcheck(config, batch, fmt, max_entries, checkpoint, overrides):
     _refuse_a_batch_of_one(spec, batch, "check")
     loaded = _read_checkpoint(checkpoint)
     _numba()
-    from convtrain.checkpoint import load_into
-    from convtrain.gradcheck import TOLERANCE, check_gradients
-    from convtrain.network import Network
-    from convtrain.trace import sample_batch
+    from convtrain.run.checkpoint import load_into
+    from convtrain.model.gradcheck import TOLERANCE, check_gradients
+    from convtrain.model.network import Network
+    from convtrain.views.trace import sample_batch
 
     x, labels, origin = sample_batch(spec, batch)
     network = Network(spec, dtype="float64")
@@ -704,7 +704,7 @@ def _nudge_zero_biases(network, seed):
 @reports_errors
 def summary(config, overrides):
     """One row per layer: output shape, parameters, forward FLOPs per sample."""
-    from convtrain.report import summary_text
+    from convtrain.run.report import summary_text
 
     click.echo(summary_text(_config(config, overrides)))
 
@@ -724,13 +724,13 @@ def time_command(config, batch, iters, threads, fmt, overrides):
     _refuse_a_batch_of_one(spec, batch, "time")
     if batch:
         spec = _config(config, overrides + (f"train.batch_size={batch}",))
-    from convtrain.distributed import join
+    from convtrain.run.distributed import join
 
     team = join()
     _check_shares(spec, team, "--batch" if batch else None)
     _numba(threads, team)
-    from convtrain.report import WINOGRAD_LEGEND, type_and_algorithm
-    from convtrain.timing import time_network
+    from convtrain.run.report import WINOGRAD_LEGEND, type_and_algorithm
+    from convtrain.views.timing import time_network
 
     result = time_network(spec, spec.train.batch_size, iters, team)
     if not team.is_root:

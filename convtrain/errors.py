@@ -50,7 +50,7 @@ class RunFailed(Exception):
 
 
 class EndedElsewhere(Exception):
-    """Another process of a run of several (convtrain.distributed) failed and reports why;
+    """Another process of a run of several (convtrain.run.distributed) failed and reports why;
     this one ends with the same exit code and prints nothing."""
 
     def __init__(self, exit_code):

@@ -1,6 +1,6 @@
 """Process settings that must be made before NumPy's BLAS or numba first load.
 
-The CLI calls `prepare_environment` first; importing `convtrain.layers` (which loads
+The CLI calls `prepare_environment` first; importing `convtrain.model.layers` (which loads
 the kernels) calls it too, so scripts and tests get the same settings. Importing
 `convtrain` itself changes nothing.
 """

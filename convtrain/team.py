@@ -12,7 +12,7 @@ any K, so every such sum is one of two kinds:
   order on every process, which then computes as one process would.
 
 `Solo` is the one process of an ordinary run: its chain adds, its gather returns what it was
-given, and it costs nothing. `convtrain.distributed.MpiTeam` is the same over MPI.
+given, and it costs nothing. `convtrain.run.distributed.MpiTeam` is the same over MPI.
 """
 
 
@@ -50,7 +50,7 @@ class Solo:
         """Every process's rows, in sample order: the whole batch."""
         return rows
 
-    # What processes must agree on beside the sums (see convtrain.distributed); alone,
+    # What processes must agree on beside the sums (see convtrain.run.distributed); alone,
     # there is nobody to agree with.
 
     def any(self, flag):

@@ -122,7 +122,7 @@ optimizer: {type: sgd, lr: 0.05, momentum: 0.9, weight_decay: 0.0005}
 
 
 def convtrain_config(network):
-    from convtrain.config import load_config
+    from convtrain.spec.config import load_config
 
     if network == "resnet20":
         return load_config("resnet20.yaml", text=resnet20_yaml())
@@ -148,8 +148,8 @@ def convtrain_worker(mode, batch, threads, network_name):
     from convtrain.runtime import prepare_numba
 
     prepare_numba(threads)
-    from convtrain.network import Network
-    from convtrain.optim import Optimizer
+    from convtrain.model.network import Network
+    from convtrain.model.optim import Optimizer
 
     config = convtrain_config(network_name)
     network = Network(config)
@@ -214,7 +214,7 @@ def _one_layers_kernels(layer, x):
 
     from convtrain.kernels.conv import conv2d_backward_input, conv2d_forward
     from convtrain.kernels.winograd import winograd_forward
-    from convtrain.layers.conv import _winograd_kernels
+    from convtrain.model.layers.conv import _winograd_kernels
 
     w = layer.correlation_kernel()
     b = layer.params["bias"]

@@ -24,10 +24,10 @@ def main(paths):
 
     import numpy as np
 
-    from convtrain.compiling import planned_calls
-    from convtrain.config import load_config
-    from convtrain.network import Network
-    from convtrain.optim import Optimizer
+    from convtrain.run.compiling import planned_calls
+    from convtrain.spec.config import load_config
+    from convtrain.model.network import Network
+    from convtrain.model.optim import Optimizer
 
     rows, started = [], time.perf_counter()
     for path in paths:

@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 
-from convtrain.augment import EpochBatches
-from convtrain.config import load_config
-from convtrain.data import load_datasets
-from convtrain.timing import time_network
+from convtrain.data.augment import EpochBatches
+from convtrain.spec.config import load_config
+from convtrain.data.sources import load_datasets
+from convtrain.views.timing import time_network
 
 
 def batch_times(config, x, y, count):

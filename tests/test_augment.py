@@ -6,7 +6,7 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from convtrain.checkpoint import read_checkpoint
+from convtrain.run.checkpoint import read_checkpoint
 from convtrain.cli import main
 from convtrain.kernels.augment import crop_flip
 
@@ -27,9 +27,9 @@ def test_crop_and_flip_are_exactly_the_shifted_and_flipped_images():
 
 
 def test_an_augmented_batch_is_normalised_after_cropping_so_the_padding_is_black():
-    from convtrain.augment import EpochAugmentation
-    from convtrain.config import AugmentSpec
-    from convtrain.stored_images import StoredImages
+    from convtrain.data.augment import EpochAugmentation
+    from convtrain.spec.config import AugmentSpec
+    from convtrain.data.stored_images import StoredImages
 
     stored = np.full((3, 3, 4, 4), 200, dtype=np.uint8)
     images = StoredImages(stored, np.float32, 255, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))

@@ -313,7 +313,7 @@ def test_input_shape_that_does_not_match_data(write_config, tmp_path, idx_files)
 
 
 def test_good_idx_files_load_plain_and_gzip(tmp_path, idx_files):
-    from convtrain.data import read_idx
+    from convtrain.data.sources import read_idx
 
     _idx(tmp_path / "img.idx.gz", idx_files[2], compress=True)
     plain = read_idx(str(idx_files[0]), "k")

@@ -8,7 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from convtrain.cli import main
-from convtrain.train import chance_level
+from convtrain.run.train import chance_level
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS = os.path.join(ROOT, "configs", "digits.yaml")

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from convtrain.cli import main
-from convtrain.config import load_config
-from convtrain.data import load_datasets
-from convtrain.image_files import CIFAR_FILES
+from convtrain.spec.config import load_config
+from convtrain.data.sources import load_datasets
+from convtrain.data.image_files import CIFAR_FILES
 
 
 def _records(count, seed):

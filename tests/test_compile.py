@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner
 from nets import small_cnn
 
-from convtrain import compiling
+from convtrain.run import compiling
 from convtrain.cli import main
-from convtrain.config import load_config
-from convtrain.network import Network
-from convtrain.optim import Optimizer
+from convtrain.spec.config import load_config
+from convtrain.model.network import Network
+from convtrain.model.optim import Optimizer
 from convtrain.runtime import available_cores
 
 TWO_CONVS = small_cnn("two-convs").replace(
@@ -33,9 +33,14 @@ def _pip_install(repo_root, target, *extra):
     copy, because setuptools builds in the source tree (build/, *.egg-info)."""
     source = target.parent / "source"
     shutil.rmtree(source, ignore_errors=True)
-    shutil.copytree(repo_root, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "runs", "data", ".pytest_cache", ".hypothesis",
-        "__pycache__"))
+    anywhere = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", ".pytest_cache",
+                                      ".hypothesis", "__pycache__")
+
+    def ignore(folder, names):  # runs/ and data/ of the checkout, not convtrain/data/
+        top = {"runs", "data"} & set(names) if os.path.samefile(folder, repo_root) else set()
+        return anywhere(folder, names) | top
+
+    shutil.copytree(repo_root, source, ignore=ignore)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--no-build-isolation", "--target", str(target), *extra, str(source)],
                    check=True, capture_output=True, timeout=300)
@@ -85,10 +90,10 @@ def _network(text, dtype="float32"):
 WARM_UP_SIGNATURES = """
 import json, sys
 import numpy as np
-from convtrain import compiling
-from convtrain.config import load_config
-from convtrain.network import Network
-from convtrain.optim import Optimizer
+from convtrain.run import compiling
+from convtrain.spec.config import load_config
+from convtrain.model.network import Network
+from convtrain.model.optim import Optimizer
 config = load_config(sys.argv[1])
 network = Network(config)
 optimizer = Optimizer(config.optimizer, network)
@@ -131,7 +136,7 @@ def test_planned_calls_leave_the_network_as_it_was():
     compiling.planned_calls(network, optimizer, x, y)
     for key, value in network.state().items():
         np.testing.assert_array_equal(value, before[key])
-    from convtrain.layers import activation, conv  # the real kernels are back in place
+    from convtrain.model.layers import activation, conv  # the real kernels are back in place
 
     assert conv.conv2d_forward is compiling.conv.conv2d_forward
     assert activation.Tanh.forward_kernel is compiling.elementwise.tanh_forward
@@ -197,10 +202,10 @@ def test_compile_refuses_a_cache_folder_it_cannot_write(write_config, tmp_path):
 
 # A starter that starts a compiling helper on an empty cache, prints its pid and is killed.
 STARTER = """import os, signal, sys
-from convtrain import compiling
-from convtrain.config import load_config
-from convtrain.network import Network
-from convtrain.optim import Optimizer
+from convtrain.run import compiling
+from convtrain.spec.config import load_config
+from convtrain.model.network import Network
+from convtrain.model.optim import Optimizer
 import numpy as np
 config = load_config(sys.argv[1])
 network = Network(config)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from convtrain.checkpoint import read_checkpoint
+from convtrain.run.checkpoint import read_checkpoint
 from convtrain.cli import main
 import faults
 from nets import small_cnn
@@ -148,7 +148,7 @@ def test_an_unwritable_run_folder_fails_before_training(config, tmp_path, monkey
     """Tests run as root here, so the folder is made unwritable at os.access."""
     out = tmp_path / "run"
     real_access = os.access
-    monkeypatch.setattr("convtrain.runfolder.os.access", lambda path, mode: (
+    monkeypatch.setattr("convtrain.run.runfolder.os.access", lambda path, mode: (
         False if str(path) == str(out) and mode == os.W_OK else real_access(path, mode)))
     result = _run(["train", config, "--out", str(out)])
     assert result.exit_code == 2 and result.stderr.count("\n") == 1

@@ -10,8 +10,8 @@ import numpy as np
 from click.testing import CliRunner
 
 from convtrain.cli import main
-from convtrain.config import load_config
-from convtrain.data import load_datasets
+from convtrain.spec.config import load_config
+from convtrain.data.sources import load_datasets
 
 HEAD = "input: [1, 2, 3]\nlayers:\n  - {type: flatten}\n  - {type: dense, units: 4}\n"
 

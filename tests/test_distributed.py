@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from convtrain.checkpoint import read_checkpoint
+from convtrain.run.checkpoint import read_checkpoint
 
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 TIMING_FIELDS = ("seconds", "images_per_s", "forward_ms", "backward_ms")

@@ -14,10 +14,10 @@ from nets import train_into
 
 from convtrain.cli import main
 from convtrain.extras import pip_install
-from convtrain.config import load_config
-from convtrain.network import Network
-from convtrain.onnx_export import export_onnx
-from convtrain.predict import predict
+from convtrain.spec.config import load_config
+from convtrain.model.network import Network
+from convtrain.use.onnx_export import export_onnx
+from convtrain.use.predict import predict
 
 # Every layer type and option across three networks: op: convolution, rectangular kernels,
 # stride 2, `same` padding with an odd total (kernel 4: one row above, two below), every
@@ -129,7 +129,7 @@ def trained(tmp_path_factory):
 
 def test_export_command_writes_a_model_with_the_preprocessing_in_its_metadata(trained,
                                                                              tmp_path):
-    from convtrain.data import read_builtin
+    from convtrain.data.sources import read_builtin
 
     config, checkpoint = trained
     out = tmp_path / "model.onnx"
@@ -186,7 +186,7 @@ def test_export_errors_are_one_line(trained, tmp_path, monkeypatch):
 
 def test_the_readmes_deploy_lines_give_predicts_scores(trained, tmp_path, repo_root):
     """The README's lines, run as they are printed, on a model `export` wrote."""
-    from convtrain.data import read_builtin
+    from convtrain.data.sources import read_builtin
 
     config, checkpoint = trained
     model = tmp_path / "digits.onnx"

@@ -6,9 +6,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from naive import correlate
 
-from convtrain.config import load_config
-from convtrain.gradcheck import check_gradients
-from convtrain.network import Network
+from convtrain.spec.config import load_config
+from convtrain.model.gradcheck import check_gradients
+from convtrain.model.network import Network
 
 
 @st.composite

@@ -5,10 +5,10 @@ both conv ops, stride 1 and 2, padding 0/1/same, rectangular kernels, every loss
 import numpy as np
 import pytest
 
-from convtrain.config import load_config
-from convtrain.gradcheck import TOLERANCE, check_gradients
-from convtrain.layers.conv import Conv2d
-from convtrain.network import Network
+from convtrain.spec.config import load_config
+from convtrain.model.gradcheck import TOLERANCE, check_gradients
+from convtrain.model.layers.conv import Conv2d
+from convtrain.model.network import Network
 
 CONV_CASES = {
     "corr-s1-p0-square": "{type: conv2d, filters: 3, kernel: 3}",
@@ -144,7 +144,7 @@ def test_checker_catches_a_wrong_gradient(monkeypatch):
 
 def test_checker_catches_stride_ignored_in_backward(monkeypatch):
     """The classic bug: a backward that ignores the forward's stride."""
-    import convtrain.layers.conv as conv_module
+    import convtrain.model.layers.conv as conv_module
 
     real = conv_module.conv2d_weight_per_sample
     monkeypatch.setattr(conv_module, "conv2d_weight_per_sample",

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from convtrain.cli import main
-from convtrain.config import load_config
-from convtrain.data import load_datasets
+from convtrain.spec.config import load_config
+from convtrain.data.sources import load_datasets
 
 
 def _folder(tmp_path, sizes=((4, 3),) * 2, classes=("dog", "cat")):
@@ -105,7 +105,7 @@ data:
 
 
 def test_checkpoints_keep_the_class_names_and_eval_shows_them(tmp_path):
-    from convtrain.checkpoint import read_checkpoint
+    from convtrain.run.checkpoint import read_checkpoint
 
     path, _ = _folder(tmp_path)
     config = tmp_path / "c.yaml"
@@ -144,8 +144,7 @@ def test_a_validation_folder_with_other_classes_is_refused(tmp_path):
 def test_a_folder_is_decoded_once_and_again_only_when_its_files_change(tmp_path, monkeypatch):
     import os
 
-    from convtrain import image_files
-
+    from convtrain.data import image_files
     path, content = _folder(tmp_path)
     first = load_datasets(_config(path), need_val=False)
     cache = os.path.join(path, ".convtrain-cache-3x3x4.npz")

@@ -18,7 +18,7 @@ RUN_A_KERNEL = """
 import sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-import convtrain.layers  # the runtime defaults, as the CLI and every network set them
+import convtrain.model.layers  # the runtime defaults, as the CLI and every network set them
 from convtrain.kernels.elementwise import leaky_relu_forward
 assert leaky_relu_forward.py_func.__code__.co_filename.startswith(sys.argv[1])
 x = np.linspace(-1, 1, 8, dtype=np.float32)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from naive import convolve2d_full, convolve2d_valid, correlate, pool
 
-from convtrain.config import load_config
-from convtrain.network import Network
-from convtrain.trace import textbook_input_delta, textbook_kernel_delta
+from convtrain.spec.config import load_config
+from convtrain.model.network import Network
+from convtrain.views.trace import textbook_input_delta, textbook_kernel_delta
 
 CASES = [
     # C, H, W, F, kernel, stride, padding

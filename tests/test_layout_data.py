@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from convtrain.cli import main
-from convtrain.config import load_config
-from convtrain.data import load_datasets
+from convtrain.spec.config import load_config
+from convtrain.data.sources import load_datasets
 
 RGB = "input: [3, 16, 16]\nlayers:\n  - {type: flatten}\n  - {type: dense, units: 4}\n"
 

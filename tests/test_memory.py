@@ -4,9 +4,9 @@ the log's delta norms, taken on the way, equal the norms of the kept deltas."""
 
 import numpy as np
 
-from convtrain.config import load_config
-from convtrain.network import Network
-from convtrain.report import norm
+from convtrain.spec.config import load_config
+from convtrain.model.network import Network
+from convtrain.run.report import norm
 
 RESNET = """input: [2, 8, 8]
 seed: 1

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from convtrain.architecture import describe_architecture
-from convtrain.checkpoint import load_into
+from convtrain.spec.architecture import describe_architecture
+from convtrain.run.checkpoint import load_into
 from convtrain.cli import main
-from convtrain.config import load_config
+from convtrain.spec.config import load_config
 from convtrain.errors import UserError
-from convtrain.layer_specs import walk
+from convtrain.spec.layer_specs import walk
 from nets import small_cnn
 
 SMALL = small_cnn("small", epochs=1, batch_size=16, limit=64, val_split=None, optimizer=None)
@@ -110,7 +110,7 @@ def test_a_checkpoint_missing_a_parameter_its_fingerprint_promises(small):
 
 
 def test_skip_lets_the_named_layers_differ_or_be_missing(small, write_config):
-    from convtrain.architecture import architecture_mismatch
+    from convtrain.spec.architecture import architecture_mismatch
 
     checkpoint = _checkpoint(load_config(small))
     assert architecture_mismatch(checkpoint, load_config(small)) is None
@@ -219,7 +219,7 @@ def test_a_checkpoint_whose_parameters_are_not_its_recorded_layers_is_damaged(tr
 @pytest.mark.parametrize("name", sorted(os.listdir(os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs"))))
 def test_every_shipped_config_matches_a_checkpoint_of_itself(repo_root, name):
-    from convtrain.architecture import architecture_mismatch
+    from convtrain.spec.architecture import architecture_mismatch
 
     config = load_config(os.path.join(repo_root, "configs", name))
     assert architecture_mismatch(_checkpoint(config), config) is None

@@ -6,9 +6,9 @@ what a network does in training and in eval mode."""
 import numpy as np
 import pytest
 
-from convtrain.config import load_config
-from convtrain.gradcheck import TOLERANCE, check_gradients
-from convtrain.network import Network
+from convtrain.spec.config import load_config
+from convtrain.model.gradcheck import TOLERANCE, check_gradients
+from convtrain.model.network import Network
 
 CONV = "{type: conv2d, filters: 3, kernel: 3, padding: 1}"
 BN3 = "{type: batchnorm, gamma: [1.5, -0.7, 0.9], beta: [0.2, -0.4, 0.1]}"
@@ -174,7 +174,7 @@ def _train(args):
 
 
 def _checkpoint(folder):
-    from convtrain.checkpoint import read_checkpoint
+    from convtrain.run.checkpoint import read_checkpoint
 
     return read_checkpoint(str(folder / "checkpoint-last.npz"))
 
@@ -244,8 +244,8 @@ def test_time_reports_every_nested_layer(write_config):
 def test_trace_shows_every_nested_step_and_its_exact_deltas_are_the_networks(write_config):
     import json
 
-    from convtrain.config import load_config
-    from convtrain.trace import run_trace
+    from convtrain.spec.config import load_config
+    from convtrain.views.trace import run_trace
 
     path = write_config(RESNET.replace("  - {type: dropout, rate: 0.2}\n", ""))
     config = load_config(path)
@@ -265,7 +265,7 @@ def test_trace_shows_every_nested_step_and_its_exact_deltas_are_the_networks(wri
                                   + by_key[("res2", "shortcut_delta")])
     # The trace's δx is the network's own dL/dx for the same sample (the first training
     # sample, with its label), in training mode.
-    from convtrain.data import load_datasets
+    from convtrain.data.sources import load_datasets
 
     x, y, _, _ = load_datasets(config, need_val=False)
     network = Network(config, dtype="float64")
@@ -311,10 +311,10 @@ data:
 def test_every_layer_type_is_registered_and_traced():
     """Adding a layer type means a spec (layer_specs.LAYER_SPECS), a compute class
     (layers.LAYERS) and trace formulas: a type missing from any of them fails here."""
-    from convtrain.config import load_config
-    from convtrain.layer_specs import LAYER_SPECS, walk
-    from convtrain.layers import LAYERS
-    from convtrain.trace import run_trace
+    from convtrain.spec.config import load_config
+    from convtrain.spec.layer_specs import LAYER_SPECS, walk
+    from convtrain.model.layers import LAYERS
+    from convtrain.views.trace import run_trace
 
     assert set(LAYERS) == set(LAYER_SPECS)
     config = load_config("every.yaml", text=EVERY_TYPE)
@@ -334,7 +334,7 @@ def test_plot_draws_a_residual_run(write_config, tmp_path):
 
 
 def test_init_from_skip_of_a_block_skips_every_layer_inside_it(write_config, tmp_path):
-    from convtrain.checkpoint import read_checkpoint
+    from convtrain.run.checkpoint import read_checkpoint
 
     config = write_config(RESNET)
     _train(["train", config, "--out", str(tmp_path / "first"), "--quiet", "--epochs", "1"])
@@ -347,7 +347,7 @@ def test_init_from_skip_of_a_block_skips_every_layer_inside_it(write_config, tmp
 
 
 def test_a_divergence_is_traced_to_the_layer_inside_a_block():
-    from convtrain.divergence import first_bad_output
+    from convtrain.model.divergence import first_bad_output
 
     network = _network([CONV, "{type: residual, name: r, body: [" + CONV + ", " + BN3 + "]}"])
     network.layers[1].body[0].params["weight"][0, 0, 0, 0] = np.inf

@@ -1,8 +1,6 @@
 """The smaller points of issue 28's item 7, each as a newcomer met it."""
 
-from convtrain import tensorboard
-
-
+from convtrain.run import tensorboard
 class _Recorder:
     def __init__(self):
         self.scalars = {}
@@ -42,7 +40,7 @@ log: {every: 1000}
 def _digits_npz(path, count=96):
     import numpy as np
 
-    from convtrain.data import read_builtin
+    from convtrain.data.sources import read_builtin
 
     x, y = read_builtin("digits")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +78,7 @@ def test_the_printed_mpi_resume_command_names_the_venvs_mpiexec_off_path(tmp_pat
     .venv/bin/mpiexec, not on PATH: `mpiexec -n 2 …` was `command not found`."""
     import sys
 
-    from convtrain.runfolder import RunCheckpoints
+    from convtrain.run.runfolder import RunCheckpoints
 
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
@@ -106,7 +104,7 @@ def test_install_hints_name_this_python_and_the_packages_not_convtrain_extras(tm
     import sys
 
     from convtrain.errors import DataError
-    from convtrain.image_files import require_pillow
+    from convtrain.data.image_files import require_pillow
 
     monkeypatch.setitem(sys.modules, "PIL", None)  # as if Pillow were not installed
     bin_dir = tmp_path / ".venv" / "bin"
@@ -144,7 +142,7 @@ def test_eval_data_reads_a_labelled_folder_or_any_source_file(tmp_path, monkeypa
     from click.testing import CliRunner
 
     from convtrain.cli import main
-    from convtrain.data import read_builtin
+    from convtrain.data.sources import read_builtin
 
     pytest.importorskip("PIL")
     _digits_npz(tmp_path / "data" / "digits.npz")
@@ -190,8 +188,8 @@ def test_readme_has_a_complete_folder_config_in_its_first_100_lines(tmp_path, mo
     from click.testing import CliRunner
 
     from convtrain.cli import main
-    from convtrain.config import load_config
-    from convtrain.data import class_names, load_datasets
+    from convtrain.spec.config import load_config
+    from convtrain.data.sources import class_names, load_datasets
 
     Image = pytest.importorskip("PIL.Image")
     text, last_line = _readme_folder_yaml()

@@ -65,7 +65,7 @@ def test_a_resume_in_place_from_an_older_checkpoint_is_refused(run, tmp_path):
 
 def _npz_config(tmp_path):
     """The config of the trained run, its data a .npz file, and a folder of one image."""
-    from convtrain.data import read_builtin
+    from convtrain.data.sources import read_builtin
 
     x, y = read_builtin("digits")
     data = tmp_path / "data"

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from convtrain import plot_pictures as pictures
-from convtrain.plots import require_pyplot
+from convtrain.views import plot_pictures as pictures
+from convtrain.views.plots import require_pyplot
 
 pytest.importorskip("matplotlib")
 

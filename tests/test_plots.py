@@ -161,10 +161,10 @@ log: {{every: 1}}
 def test_colour_inputs_and_first_layer_kernels_are_drawn_in_colour(tmp_path):
     import numpy as np
 
-    from convtrain import plot_pictures as pictures
-    from convtrain.plots import require_pyplot
-    from convtrain.config import load_config
-    from convtrain.network import Network
+    from convtrain.views import plot_pictures as pictures
+    from convtrain.views.plots import require_pyplot
+    from convtrain.spec.config import load_config
+    from convtrain.model.network import Network
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, size=48)
@@ -196,12 +196,12 @@ def test_colour_inputs_and_first_layer_kernels_are_drawn_in_colour(tmp_path):
 
 
 def test_a_single_logged_step_is_drawn_as_a_dot():
-    from convtrain import plot_pictures as pictures
-    from convtrain.plots import require_pyplot
+    from convtrain.views import plot_pictures as pictures
+    from convtrain.views.plots import require_pyplot
 
     plt = require_pyplot()
     records = [{"event": "step", "step": 5, "epoch": 1, "loss": 2.0}]
-    from convtrain.config import load_config
+    from convtrain.spec.config import load_config
 
     config = load_config("one.yaml", text=CONFIG)
     figure = pictures.curves(plt, records, config)

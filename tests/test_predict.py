@@ -128,8 +128,8 @@ def test_predict_on_the_validation_data_gives_evals_accuracy_exactly(digits):
 
 
 def test_npy_stacks_in_batches_not_one_call_per_input(digits, tmp_path, monkeypatch):
-    from convtrain.data import read_builtin
-    from convtrain.network import Network
+    from convtrain.data.sources import read_builtin
+    from convtrain.model.network import Network
 
     config, checkpoint = digits
     pixels = read_builtin("digits")[0]
@@ -248,7 +248,7 @@ def test_labels_of_named_classes_are_named_and_hidden_files_are_skipped(colours,
 
 
 def test_classes_are_ranked_by_score_as_evals_argmax_ranks_them():
-    from convtrain.predict import top_classes
+    from convtrain.use.predict import top_classes
 
     # -90 and the float32 just above it: far below the best, their softmax rounds to one
     # (subnormal) probability, yet the second is the larger score

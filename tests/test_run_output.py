@@ -13,7 +13,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from convtrain.checkpoint import read_checkpoint
+from convtrain.run.checkpoint import read_checkpoint
 from convtrain.cli import main
 from nets import small_cnn
 
@@ -133,8 +133,8 @@ def test_a_second_run_into_a_locked_run_folder_stops_before_writing(write_config
 def test_every_shipped_config_round_trips_through_its_resolved_copy(repo_root, tmp_path):
     """The printed resume command trains from RUN/config.yaml: it must read back as the
     very config it was written from."""
-    from convtrain.config import load_config
-    from convtrain.runfolder import write_resolved_config
+    from convtrain.spec.config import load_config
+    from convtrain.run.runfolder import write_resolved_config
 
     folder = os.path.join(repo_root, "configs")
     for name in sorted(os.listdir(folder)):
@@ -148,8 +148,7 @@ def test_every_shipped_config_round_trips_through_its_resolved_copy(repo_root, t
 
 
 def test_the_printed_commands_start_as_this_process_did(monkeypatch, tmp_path):
-    from convtrain import runfolder
-
+    from convtrain.run import runfolder
     program = tmp_path / "venv bin" / "convtrain"
     program.parent.mkdir()
     program.write_text("")

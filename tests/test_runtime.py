@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from convtrain import __version__, runtime
-from convtrain.checkpoint import read_checkpoint
+from convtrain.run.checkpoint import read_checkpoint
 from convtrain.cli import main
 
 SETTINGS = ("OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER_PRIORITY", "NUMBA_CACHE_DIR",

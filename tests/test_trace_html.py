@@ -192,7 +192,7 @@ def test_resnet_digits_page_is_small_with_contents_and_colour_scales(resnet_page
 def test_full_draws_every_slice(write_config):
     page = _html([write_config(WIDE.replace("units: 120", "units: 12"), "small.yaml")])
     assert "not drawn" not in page  # nothing to leave out of a small trace
-    from convtrain.trace_html import MAX_SLICES, format_html
+    from convtrain.views.trace_html import MAX_SLICES, format_html
 
     result = {"recipe": "exact", "dtype": "float64", "lr": 0.1, "op_note": "",
               "steps": [{"step": 0, "layer": "c", "what": "output", "formula": "A1",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from convtrain.checkpoint import read_checkpoint
+from convtrain.run.checkpoint import read_checkpoint
 from convtrain.cli import main
 from nets import small_cnn
 
@@ -183,8 +183,8 @@ data:
 
 
 def test_trace_works_for_any_config(write_config):
-    from convtrain.config import load_config
-    from convtrain.network import Network
+    from convtrain.spec.config import load_config
+    from convtrain.model.network import Network
 
     path = write_config(TRACE_ANY)
     result = _run(["trace", path, "--format", "json"])

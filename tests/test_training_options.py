@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from convtrain.checkpoint import read_checkpoint
+from convtrain.run.checkpoint import read_checkpoint
 from convtrain.cli import main
-from convtrain.config import load_config
+from convtrain.spec.config import load_config
 from convtrain.kernels.elementwise import adam_update, sgd_update
-from convtrain.network import Network
-from convtrain.optim import clip_gradients
+from convtrain.model.network import Network
+from convtrain.model.optim import clip_gradients
 from nets import small_cnn
 
 BASE = small_cnn("opts", seed=3, epochs=3, log_every=1)

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from naive import correlate
 
-from convtrain.config import ConfigError, load_config
-from convtrain.gradcheck import TOLERANCE, check_gradients
-from convtrain.network import Network
+from convtrain.spec.config import ConfigError, load_config
+from convtrain.model.gradcheck import TOLERANCE, check_gradients
+from convtrain.model.network import Network
 
 UNIT_ROUNDOFF_32 = 2.0 ** -24
 

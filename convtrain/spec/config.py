@@ -1,0 +1,516 @@
+"""YAML network spec -> validated, frozen `Config`. The one config boundary.
+
+Everything after `load_config` trusts what it gets: shapes fit, numbers are in
+range, files are named. Errors are `ConfigError`s naming file, key path and line.
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from convtrain.errors import ConfigError
+from convtrain.spec.fields import Section
+from convtrain.spec.layer_specs import LAYER_SPECS, ResidualSpec, as_array, walk
+from convtrain.spec.yamlsource import apply_override, did_you_mean, load_yaml
+
+LOSSES = ("softmax_cross_entropy", "mse", "hinge")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+ADAM_KEYS = ("type", "lr", "weight_decay", "beta1", "beta2", "eps")
+OPTIMIZER_KEYS = {"sgd": ("type", "lr", "weight_decay", "momentum", "nesterov"),
+                  "adam": ADAM_KEYS, "adamw": ADAM_KEYS}
+STOP_METRICS = ("val_loss", "val_acc")
+SCHEDULES = ("none", "step", "cosine")
+FORMATS = ("idx", "npz", "csv", "cifar10", "folder", "builtin")
+BUILTINS = ("digits",)
+MAX_ELEMENTS = 2 ** 28  # per layer: 1 GiB of float32; more is a typo, not a network
+TOP_KEYS = ("name", "seed", "dtype", "input", "layers", "loss", "optimizer", "schedule",
+            "train", "data", "log", "checkpoint", "trace")
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    type: str
+    lr: float
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    type: str = "none"
+    every: int = 1
+    milestones: tuple = ()  # step: decay after these epochs instead of every `every`
+    gamma: float = 0.1
+    min_lr: float = 0.0
+    warmup_steps: int = 0
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSpec:
+    """End the run when `metric` has not improved by more than min_delta for `patience`
+    epochs in a row (Keras's EarlyStopping)."""
+    metric: str = "val_loss"
+    patience: int = 5
+    min_delta: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    epochs: int = 1
+    batch_size: int = 32
+    shuffle: bool = True
+    early_stopping: EarlyStoppingSpec = None
+    clip_grad_norm: float = None
+
+
+CIFAR_INPUT = (3, 32, 32)
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    pad_crop: int = 0   # pad by this many pixels, then crop back to size at a random place
+    flip: bool = False  # flip horizontally with probability 1/2
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where samples come from. `path`s are relative to the working directory (the
+    resolved config holds them absolute: fields.Section.get_path).
+
+    `layout` is the order of each image's stored values: `nchw` (channels first, what
+    convtrain computes in) or `nhwc` (channels last, transposed once at load). For a flat
+    row per image (CSV, a flat NPZ) it is the order of that row: nhwc means pixel by pixel,
+    (r, g, b, r, g, b, ...). One-channel (N, H, W) data reads the same either way.
+    """
+    format: str
+    key_path: str
+    images: str = None
+    labels: str = None
+    path: str = None
+    x_key: str = "x"
+    y_key: str = "y"
+    header: bool = False
+    name: str = None
+    scale: float = 1.0
+    limit: int = None
+    layout: str = "nchw"
+    split: str = "train"  # cifar10: which batch files, train (data_batch_1..5) or test
+    resize: bool = False  # folder: resize images to input's size instead of refusing others
+    mean: tuple = None    # per channel, subtracted after `scale`
+    std: tuple = None     # per channel, divided by after `mean`
+    augment: AugmentSpec = None  # data.train only
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    train: SourceSpec = None
+    val: SourceSpec = None
+    val_split: float = 0.0
+
+
+@dataclass(frozen=True)
+class LogSpec:
+    every: int = 50
+    timing: bool = False
+    tensorboard: bool = False
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    input: np.ndarray = field(default=None, compare=False)
+    delta: np.ndarray = field(default=None, compare=False)
+    target: int = None
+    published: dict = field(default_factory=dict, compare=False)
+    published_decimals: int = 2
+
+
+@dataclass(frozen=True)
+class Config:
+    file: str
+    name: str
+    seed: int
+    dtype: str
+    input: tuple
+    layers: tuple
+    loss: str
+    optimizer: OptimizerSpec
+    schedule: ScheduleSpec
+    train: TrainSpec
+    data: DataSpec
+    log: LogSpec
+    checkpoint_every: int
+    trace: TraceSpec
+    resolved: dict = field(compare=False, repr=False)
+    # The YAML it came from (lines, --set flags): for errors found after validation.
+    source: object = field(default=None, compare=False, repr=False)
+
+    def error(self, path, message):
+        """A ConfigError at key path (a dotted string) naming the file, the line or the
+        --set that gave it."""
+        keys = tuple(int(k) if k.isdigit() else k for k in path.split("."))
+        if self.source is None:
+            return ConfigError(message, file=self.file, path=path)
+        return self.source.error(keys, message)
+
+    @property
+    def output_shape(self):
+        return self.layers[-1].out_shape if self.layers else self.input
+
+    @property
+    def num_outputs(self):
+        return int(np.prod(self.output_shape))
+
+    def architecture_fingerprint(self):
+        """Hash of everything that fixes parameter shapes: a checkpoint must match it."""
+        arch = {"input": list(self.input), "dtype": self.dtype,
+                "layers": [[s.type, s.name, list(s.out_shape), _array_shapes(s)]
+                           for s in walk(self.layers)]}
+        return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def lone_sample_batchnorm(layers):
+    """The name of the first batchnorm whose statistics come from the batch axis alone (on
+    a vector, or an image of 1x1), which a batch of one sample cannot train; or None."""
+    for spec in walk(layers):
+        if spec.type == "batchnorm" and int(np.prod(spec.in_shape[1:])) == 1:
+            return spec.name
+    return None
+
+
+def _array_shapes(spec):
+    """{key: shape} of the arrays a checkpoint holds for the layer: parameters, buffers."""
+    return {k: list(v) for k, v in {**spec.param_shapes(), **spec.buffer_shapes()}.items()}
+
+
+def load_config(path, overrides=(), text=None):
+    """Read, override (`--set`), validate. Raises ConfigError on anything wrong."""
+    source = load_yaml(path, text)
+    if not isinstance(source.tree, dict):
+        raise source.error((), "the top level must be a mapping (name:, input:, layers:, ...)")
+    for assignment in overrides:
+        apply_override(source, assignment)
+    # Top-level keys starting with x- are free, a place to keep YAML anchors (`<<: *name`).
+    extensions = [k for k in source.tree if isinstance(k, str) and k.startswith("x-")]
+    for key in extensions:
+        del source.tree[key]
+    top = Section(source, (), source.tree, "the top level")
+    top.reject_unknown(TOP_KEYS)
+    default_name = os.path.splitext(os.path.basename(str(path)))[0] if path else "net"
+    name = top.get_str("name", default_name)
+    seed = top.get_int("seed", 0, minimum=0)
+    dtype = top.get_choice("dtype", ("float32", "float64"), "float32")
+    input_shape = _input_shape(top)
+    layers = _layers(top, input_shape)
+    loss = top.get_choice("loss", LOSSES, "softmax_cross_entropy")
+    optimizer = _optimizer(top.section("optimizer", {"type": "sgd", "lr": 0.01}))
+    schedule = _schedule(top.section("schedule", {"type": "none"}))
+    train = _train(top.section("train", {}))
+    per_sample = lone_sample_batchnorm(layers)
+    if train.batch_size == 1 and per_sample:
+        raise source.error(("train", "batch_size"),
+                           f"a batch of one cannot train batchnorm '{per_sample}': it "
+                           f"normalises each feature over the batch, and the variance of one "
+                           f"sample is zero; use a batch size of at least 2")
+    data = _data(top.section("data", {}), input_shape)
+    if train.early_stopping and data.val is None and not data.val_split:
+        raise source.error(("train", "early_stopping", "metric"),
+                           f"early stopping watches {train.early_stopping.metric}, and the "
+                           f"config has no validation data (add data.val: a source, or "
+                           f"{{split: 0.1}})")
+    log_section = top.section("log", {})
+    log = LogSpec(log_section.get_int("every", 50, minimum=1),
+                  log_section.get_bool("timing", False),
+                  log_section.get_bool("tensorboard", False))
+    log_section.finish()
+    checkpoint_section = top.section("checkpoint", {})
+    checkpoint_every = checkpoint_section.get_int("every", 0, minimum=0)
+    checkpoint_section.finish()
+    last_shape = layers[-1].out_shape
+    trace = _trace(top.section("trace", {}), input_shape, last_shape, layers)
+    top.finish()
+    return Config(str(path), name, seed, dtype, input_shape, layers, loss, optimizer, schedule,
+                  train, data, log, checkpoint_every, trace, top.resolved, source)
+
+
+def _input_shape(top):
+    value = top.get_raw("input")
+    if (not isinstance(value, list) or len(value) != 3
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
+        raise top.error("input", f"must be [C, H, W], three positive integers, got {value!r}")
+    return tuple(value)
+
+
+def _layers(top, input_shape):
+    items = top.get_raw("layers")
+    if not isinstance(items, list) or not items:
+        raise top.error("layers", "must be a non-empty list of layers, each a mapping with `type`")
+    specs, resolved = _layer_list(top.source, ("layers",), items, input_shape, "", set())
+    top.resolved["layers"] = resolved
+    return specs
+
+
+def _layer_list(source, path, items, shape, prefix, names):
+    """The specs of a list of layers at `path` taking `shape`, their names prefixed (a
+    residual block's layers: `res1.`); names holds every full name so far. Returns (specs,
+    their resolved mappings)."""
+    specs, resolved = [], []
+    default_prefix = "shortcut_" if path[-1] == "shortcut" else ""
+    for index, item in enumerate(items):
+        section = Section(source, path + (index,), item, f"layer {index}")
+        kind = section.get_str("type")
+        if kind not in LAYER_SPECS:
+            raise section.error("type", f"unknown layer type '{kind}'"
+                                        f"{did_you_mean(kind, LAYER_SPECS)}; known types: "
+                                        f"{', '.join(LAYER_SPECS)}")
+        name = prefix + section.get_str("name", f"{default_prefix}{_short(kind)}{index + 1}")
+        if name in names:
+            raise section.error("name", f"layer name '{name}' is used twice")
+        names.add(name)
+        if kind == "residual":
+            spec = _residual(section, index, name, shape, names)
+        else:
+            spec = LAYER_SPECS[kind].parse(section, index, name, shape)
+        section.finish()
+        for what, count in (("parameters", spec.param_count),
+                            ("output values per sample", int(np.prod(spec.out_shape))),
+                            ("values of working memory per sample", spec.scratch_per_sample())):
+            if count > MAX_ELEMENTS:
+                raise section.error(None, f"{kind} layer '{name}' on input "
+                                          f"{list(spec.in_shape)} would have {count:,} {what}; "
+                                          f"more than {MAX_ELEMENTS:,} is surely a typo")
+        specs.append(spec)
+        resolved.append(section.resolved)
+        shape = spec.out_shape
+    return tuple(specs), resolved
+
+
+def _residual(section, index, name, in_shape, names):
+    """A residual block: body (required) and shortcut (optional) lists, whose outputs add."""
+    branches = {}
+    for key in ("body", "shortcut"):
+        items = section.get_raw(key) if key == "body" else section.get_raw(key, [])
+        if not isinstance(items, list) or (key == "body" and not items):
+            raise section.error(key, f"must be a {'non-empty ' if key == 'body' else ''}list "
+                                     f"of layers, each a mapping with `type`")
+        branches[key], section.resolved[key] = _layer_list(
+            section.source, section.path + (key,), items, in_shape, name + ".", names)
+    section.finish()  # a misspelt `shortcuts:` is named as such, not as a shape mismatch
+    body, shortcut = branches["body"], branches["shortcut"]
+    body_out = body[-1].out_shape
+    short_out = shortcut[-1].out_shape if shortcut else tuple(in_shape)
+    if body_out != short_out:
+        what = "its shortcut gives" if shortcut else "its input (the identity shortcut) is"
+        raise section.error(None, f"residual block '{name}': its body gives {list(body_out)} "
+                                  f"but {what} {list(short_out)}; the two must match to be "
+                                  f"added (a shortcut of a 1x1 conv2d with the body's filters "
+                                  f"and stride makes them match)")
+    return ResidualSpec(index, name, tuple(in_shape), body_out, body, shortcut)
+
+
+def _short(kind):
+    """The stem of a generated layer name: conv3, bn4, res5, gap6."""
+    return {"conv2d": "conv", "batchnorm": "bn", "residual": "res",
+            "globalavgpool": "gap"}.get(kind, kind)
+
+
+def _train(section):
+    spec = TrainSpec(section.get_int("epochs", 1, minimum=1),
+                     section.get_int("batch_size", 32, minimum=1),
+                     section.get_bool("shuffle", True))
+    if section.has("early_stopping"):
+        stop = section.section("early_stopping")
+        early = EarlyStoppingSpec(stop.get_choice("metric", STOP_METRICS, "val_loss"),
+                                  stop.get_int("patience", 5, minimum=1),
+                                  stop.get_float("min_delta", 0.0, minimum=0.0))
+        stop.finish()
+        spec = replace(spec, early_stopping=early)
+    section.seen.add("early_stopping")
+    if section.has("clip_grad_norm"):
+        spec = replace(spec, clip_grad_norm=section.get_float("clip_grad_norm", positive=True))
+    section.seen.add("clip_grad_norm")
+    section.finish()
+    return spec
+
+
+def _optimizer(section):
+    kind = section.get_choice("type", OPTIMIZERS, "sgd")
+    for key in section.raw:
+        owners = [name for name, keys in OPTIMIZER_KEYS.items() if key in keys]
+        if owners and kind not in owners:
+            raise section.error(key, f"'{key}' is a key of {' and '.join(owners)}, not of "
+                                     f"{kind}; {kind} takes: "
+                                     f"{', '.join(OPTIMIZER_KEYS[kind][1:])}")
+    lr = section.get_float("lr", 0.01 if kind == "sgd" else 0.001, positive=True)
+    # AdamW's decay is decoupled from the gradient, and PyTorch's default is 0.01.
+    weight_decay = section.get_float("weight_decay", 0.01 if kind == "adamw" else 0.0,
+                                     minimum=0.0)
+    if kind == "sgd":
+        momentum = section.get_float("momentum", 0.0, minimum=0.0, below=1.0)
+        nesterov = section.get_bool("nesterov", False)
+        if nesterov and momentum == 0:
+            raise section.error("nesterov", "Nesterov momentum needs a momentum above 0 "
+                                            "(optimizer.momentum: 0.9, say)")
+        section.finish()
+        return OptimizerSpec(kind, lr, momentum=momentum, nesterov=nesterov,
+                             weight_decay=weight_decay)
+    beta1 = section.get_float("beta1", 0.9, minimum=0.0, below=1.0)
+    beta2 = section.get_float("beta2", 0.999, minimum=0.0, below=1.0)
+    eps = section.get_float("eps", 1e-8, positive=True)
+    section.finish()
+    return OptimizerSpec(kind, lr, weight_decay=weight_decay, beta1=beta1, beta2=beta2, eps=eps)
+
+
+def _schedule(section):
+    kind = section.get_choice("type", SCHEDULES, "none")
+    if kind == "step":
+        milestones = _milestones(section)
+        if milestones and section.has("every"):
+            raise section.error("milestones", "give either `every` or `milestones`, not both")
+        spec = ScheduleSpec(kind, milestones=milestones,
+                            every=1 if milestones else section.get_int("every", 1, minimum=1),
+                            gamma=section.get_float("gamma", 0.1, positive=True, maximum=1.0))
+    elif kind == "cosine":
+        spec = ScheduleSpec(kind, min_lr=section.get_float("min_lr", 0.0, minimum=0.0))
+    else:
+        spec = ScheduleSpec(kind)
+    spec = replace(spec, warmup_steps=section.get_int("warmup_steps", 0, minimum=0))
+    section.finish()
+    return spec
+
+
+def _milestones(section):
+    """`milestones`: the epochs after which a step schedule decays, increasing, or ()."""
+    if not section.has("milestones"):
+        section.get_raw("milestones", None)
+        return ()
+    value = section.get_raw("milestones")
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+            or any(a >= b for a, b in zip(value, value[1:]))):
+        raise section.error("milestones", f"must be a list of increasing epoch numbers "
+                                          f"(1 or more), e.g. [82, 123], got {value!r}")
+    return tuple(value)
+
+
+def _data(section, input_shape):
+    train = (_source(section.section("train"), "data.train", input_shape) if section.has("train")
+             else None)
+    section.seen.add("train")
+    val, split = None, 0.0
+    if section.has("val"):
+        val_section = section.section("val")
+        if "split" in val_section.raw and "format" not in val_section.raw:
+            # a fraction of the train source; a source of its own (cifar10's
+            # split: test) has a format
+            split = val_section.get_float("split", positive=True, below=1.0)
+            val_section.finish()
+        else:
+            val = _source(val_section, "data.val", input_shape)
+    section.seen.add("val")
+    section.finish()
+    return DataSpec(train, val, split)
+
+
+def _source(section, key_path, input_shape):
+    fmt = section.get_choice("format", FORMATS)
+    channels = input_shape[0]
+    if fmt == "cifar10" and tuple(input_shape) != CIFAR_INPUT:
+        # Named at `input`, the likelier slip, before mean and std are checked against it.
+        raise section.source.error(("input",), f"is {list(input_shape)}, but {key_path} is "
+                                               f"CIFAR-10, whose images are "
+                                               f"{list(CIFAR_INPUT)} (R, G, B, 32x32)")
+    scale = section.get_float("scale", 1.0, positive=True)
+    layout = section.get_choice("layout", ("nchw", "nhwc"), "nchw")
+    limit = section.get_int("limit", None, minimum=1) if section.has("limit") else None
+    section.seen.add("limit")
+    normalise = {key: _per_channel(section, key, channels) for key in ("mean", "std")}
+    if section.has("augment"):
+        if key_path != "data.train":
+            raise section.error("augment", "augments training samples only: put it in "
+                                           "data.train")
+        augment_section = section.section("augment")
+        normalise["augment"] = AugmentSpec(augment_section.get_int("pad_crop", 0, minimum=0),
+                                           augment_section.get_bool("flip", False))
+        augment_section.finish()
+    elif key_path == "data.train":
+        section.seen.add("augment")  # known here: named among the keys a misspelling lists
+    if normalise["std"] is not None and min(normalise["std"]) <= 0:
+        raise section.error("std", f"must be greater than 0 for every channel, got "
+                                   f"{list(normalise['std'])}")
+    fields = {}
+    if fmt == "idx":
+        fields = {"images": section.get_path("images"), "labels": section.get_path("labels")}
+    elif fmt == "npz":
+        fields = {"path": section.get_path("path"), "x_key": section.get_str("x", "x"),
+                  "y_key": section.get_str("y", "y")}
+    elif fmt == "csv":
+        fields = {"path": section.get_path("path"), "header": section.get_bool("header", False)}
+    elif fmt == "cifar10":
+        if isinstance(section.raw.get("split"), (int, float)) and key_path == "data.val":
+            raise section.error("split", "a cifar10 source's split is train or test; a "
+                                         "fraction of data.train is data.val: {split: f}, "
+                                         "without a format")
+        fields = {"path": section.get_path("path"),
+                  "split": section.get_choice("split", ("train", "test"), "train")}
+    elif fmt == "folder":
+        fields = {"path": section.get_path("path"), "resize": section.get_bool("resize", False)}
+    else:
+        fields = {"name": section.get_choice("name", BUILTINS)}
+    section.finish()
+    return SourceSpec(fmt, key_path, scale=scale, limit=limit, layout=layout, **normalise,
+                      **fields)
+
+
+def _per_channel(section, key, channels):
+    """`mean` or `std`: one number per input channel (a plain number for one channel), or
+    None."""
+    if not section.has(key):
+        section.get_raw(key, None)
+        return None
+    value = section.get_raw(key)
+    values = value if isinstance(value, list) else [value]
+    if len(values) != channels or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                          for v in values):
+        raise section.error(key, f"must be {channels} number{'s' if channels > 1 else ''}, one "
+                                 f"per input channel, got {value!r}")
+    return tuple(float(v) for v in values)
+
+
+def _trace(section, input_shape, last_shape, layers):
+    sample = as_array(section, "input", input_shape)
+    delta = as_array(section, "delta", last_shape)
+    target = None
+    if section.has("target"):
+        if delta is not None:
+            raise section.error("target", "give either `delta` or `target`, not both")
+        target = section.get_int("target", minimum=0)
+        if target >= int(np.prod(last_shape)):
+            raise section.error("target", f"class {target} does not exist: the last layer "
+                                          f"gives {int(np.prod(last_shape))} outputs")
+    section.seen.add("target")
+    published, decimals = {}, 2
+    if section.has("published"):
+        pub = section.section("published")
+        decimals = pub.get_int("decimals", 2, minimum=0)
+        names = {s.name for s in layers}
+        for key in pub.raw:
+            if key == "decimals":
+                continue
+            layer, _, what = str(key).partition(".")
+            if layer not in names:
+                raise pub.error(key, f"no layer named '{layer}'{did_you_mean(layer, names)}")
+            value = pub.get_raw(key)
+            try:
+                published[(layer, what)] = np.asarray(value, dtype=np.float64)
+            except (ValueError, TypeError):
+                raise pub.error(key, "must be a nested list of numbers") from None
+    section.seen.add("published")
+    section.finish()
+    return TraceSpec(sample, delta, target, published, decimals)

@@ -1,0 +1,1 @@
+"""What a person reads: the trace (text, HTML), plots, and timings."""

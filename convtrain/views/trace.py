@@ -1,0 +1,346 @@
+"""`convtrain trace`: backpropagation for one sample, step by step, in float64.
+
+Symbols: x is the sample; A_i the output of layer i (1-based position), K_i/W_i
+and b_i its kernel and bias, δ_i = ∂L/∂A_i the error at its output. ⋆ is
+cross-correlation, ∗ true convolution, full(·) zero-pads by kernel−1 per side; a padded
+or strided conv's formulas add pad_p, crop_p and spread_s (trace_formulas.op_note
+defines them, with their sizes).
+
+Two recipes:
+  exact     the gradient of the forward pass, from the same layers training runs,
+            and one step of the configured optimizer for `kernel_new`;
+  textbook  the worked example's rules (README, "The worked example") for conv
+            layers with stride 1: dK = A_in ∗ δ (valid), K ← K − lr·rot180(dK),
+            δ_in = full(δ ∗ K) (A_in padded and δ_in cropped as the layer pads).
+            Other layers pass its (possibly wrong) δ down with their exact rules.
+            Every step shows the exact value beside it and is marked where the two
+            differ.
+A config may list the numbers a published text printed (`trace.published`);
+the textbook trace compares them at the printed precision and flags slips.
+"""
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from convtrain.run.checkpoint import load_into
+from convtrain.data.sources import load_datasets
+from convtrain.model.network import Network
+from convtrain.model.optim import Optimizer, learning_rate, step_learning_rate
+from convtrain.views.trace_formulas import (
+    Symbols,
+    backward_formulas,
+    forward_formula,
+    op_note,
+    update_formula,
+)
+
+
+def sample_batch(config, batch):
+    """(x (N, *input) float64, labels, description): trace.input, else data, else random."""
+    if config.trace.input is not None and batch == 1:
+        target = config.trace.target if config.trace.target is not None else 0
+        return config.trace.input[None], np.array([target]), "trace.input"
+    if config.data.train is not None:
+        x, y, _, _ = load_datasets(config, need_val=False)
+        count = min(batch, len(y))
+        return (x[:batch].astype(np.float64), y[:batch],
+                "first training sample" if count == 1 else f"first {count} training samples")
+    rng = np.random.default_rng(config.seed)
+    x = rng.standard_normal((batch,) + tuple(config.input))
+    return (x, rng.integers(0, config.num_outputs, size=batch),
+            "1 random sample (seeded)" if batch == 1 else f"{batch} random samples (seeded)")
+
+
+def _correlate_valid(a, k):
+    """a (H, W) ⋆ k (KH, KW), valid, stride 1 -> (H-KH+1, W-KW+1)."""
+    return np.einsum("ijkl,kl->ij", sliding_window_view(a, k.shape), k)
+
+
+def _convolve_valid(a, k):
+    """a (H, W) ∗ k (KH, KW): true convolution, valid, stride 1."""
+    return _correlate_valid(a, k[::-1, ::-1])
+
+
+def _full(a, kh, kw):
+    return np.pad(a, ((kh - 1, kh - 1), (kw - 1, kw - 1)))
+
+
+def textbook_kernel_delta(xp, delta):
+    """The example's kernel delta dK[f, c] = xp[c] ∗ δ[f]. xp (C, HP, WP), δ (F, OH, OW)."""
+    return np.array([[_convolve_valid(xp[c], delta[f]) for c in range(xp.shape[0])]
+                     for f in range(delta.shape[0])])
+
+
+def textbook_input_delta(delta, kernel):
+    """The example's δ_in[c] = Σ_f full(δ[f] ∗ K[f, c]). δ (F, OH, OW), K (F, C, KH, KW)."""
+    filters, channels, kh, kw = kernel.shape
+    return np.array([sum(_convolve_valid(_full(delta[f], kh, kw), kernel[f, c])
+                         for f in range(filters)) for c in range(channels)])
+
+
+def _trace_inputs(config):
+    trace = config.trace
+    if trace.input is not None:
+        x, label, origin = trace.input, trace.target, "trace.input"
+    else:
+        if config.data.train is None:
+            raise config.error("trace", "nothing to trace: give `trace.input` (one sample) "
+                                        "or a data.train source")
+        xs, ys, _, _ = load_datasets(config, need_val=False)
+        x, label, origin = xs[0].astype(np.float64), int(ys[0]), "the first training sample"
+        if trace.target is not None:
+            label = trace.target
+    return x, label, origin
+
+
+def run_trace(config, recipe="exact", checkpoint=None):
+    """Returns the trace as a JSON-ready dict (see CONTRACT.md, `trace --format json`).
+
+    checkpoint: (read_checkpoint's result, path) to trace a trained network's weights
+    instead of the config's initialisation."""
+    textbook = recipe == "textbook"
+    x, label, origin = _trace_inputs(config)
+    network = Network(config, dtype="float64")
+    if checkpoint is not None:
+        load_into(*checkpoint, config, network)
+    specs = config.layers
+    s = Symbols(config)
+    # The lr of training's very first step (warmup included).
+    lr = step_learning_rate(learning_rate(config.optimizer, config.schedule, 1,
+                                          config.train.epochs), config.schedule, 1)
+    steps = []
+
+    def add(spec_name, what, formula, value, exact=None, note=None):
+        step = {"step": len(steps), "layer": spec_name, "what": what, "formula": formula,
+                "value": np.asarray(value, dtype=np.float64)}
+        if textbook:
+            step["exact"] = np.asarray(exact if exact is not None else value, dtype=np.float64)
+            step["differs"] = not np.allclose(step["value"], step["exact"], rtol=1e-9, atol=1e-12)
+        if note:
+            step["note"] = note
+        steps.append(step)
+
+    add(specs[0].name, "input", f"x ({origin})", x)
+    network.mode.training, network.mode.step = True, 1  # as training's first step
+    inputs, below = {}, {}  # each layer's input batch; the layer before it in its list
+
+    def forward(layers, a):
+        previous = None
+        for layer in layers:
+            inputs[layer.name], below[layer.name], previous = a, previous, layer.name
+            if layer.spec.type == "residual":
+                body = forward(layer.body, a)
+                a = body + (forward(layer.shortcut, a) if layer.shortcut else a)
+            else:
+                a = layer.forward(a)
+            add(layer.name, "output", forward_formula(layer.spec, s), a[0])
+        return a
+
+    scores = forward(network.layers, x[None])
+    top = specs[-1]
+    if config.trace.delta is not None:
+        delta = config.trace.delta[None]
+        delta_formula = f"{s.delta(top)} given (trace.delta); L = Σ {s.delta(top)} ⊙ {s.out(top)}"
+    else:
+        target = 0 if label is None else label
+        _, dscores, _ = network.loss_fn(scores.reshape(1, -1), np.array([target]))
+        delta = dscores.reshape(scores.shape)
+        unset = " — trace.target not set" if label is None else ""
+        delta_formula = (f"{s.delta(top)} = ∂L/∂{s.out(top)}, L = {config.loss}"
+                         f"(target {target}{unset})")
+    add(top.name, "delta", delta_formula, delta[0])
+
+    # The exact chain first: grads and deltas from the layers' own backward; a residual
+    # block's branches one after the other, as Residual.backward runs them.
+    exact_grads, exact_in, exact_branches = {}, {}, {}
+
+    def exact_backward(layers, d):
+        for layer in reversed(layers):
+            d = d.reshape((1,) + layer.spec.out_shape)
+            if layer.spec.type == "residual":
+                branches = (exact_backward(layer.body, d),
+                            exact_backward(layer.shortcut, d) if layer.shortcut else d)
+                exact_branches[layer.name] = branches
+                d_in = branches[0] + branches[1]
+            else:
+                d_in = layer.backward(d)
+                exact_grads[layer.name] = {k: v.copy() for k, v in layer.grads.items()}
+            exact_in[layer.name], d = d_in, d_in
+        return d
+
+    exact_backward(network.layers, delta)
+    exact_new = _optimizer_step(config, network, exact_grads, lr)
+    replays = {}
+
+    def backward(layers, d, above):
+        for layer in reversed(layers):
+            d = d.reshape((1,) + layer.spec.out_shape)
+            if layer.spec.type == "residual":
+                d = _residual_steps(layer, d)
+            else:
+                d = _layer_steps(layer, d, above)
+            above = layer.name
+        return d
+
+    def _residual_steps(layer, d):
+        spec, name = layer.spec, layer.name
+        lasts = [s.delta(branch[-1].spec) for branch in (layer.body, layer.shortcut) if branch]
+        add(name, "delta", f"{s.delta(spec)} enters {name}: the body and the shortcut each "
+                           f"take all of it (the derivative of a sum): "
+                           f"{' = '.join(lasts + [s.delta(spec)])}", d[0])
+        exact_body, exact_skip = exact_branches[name]
+        dbody = backward(layer.body, d, None)
+        add(name, "body_delta", f"{s.delta_in(spec)}.body, what the body hands down",
+            dbody[0], exact_body[0])
+        if layer.shortcut:
+            dskip = backward(layer.shortcut, d, None)
+            skip_formula = f"{s.delta_in(spec)}.shortcut, what the shortcut hands down"
+        else:
+            dskip, skip_formula = d, f"{s.delta_in(spec)}.shortcut = {s.delta(spec)} (identity)"
+        add(name, "shortcut_delta", skip_formula, dskip[0], exact_skip[0])
+        d_in = dbody + dskip
+        add(name, "input_delta", f"{s.delta_in(spec)} = {s.delta_in(spec)}.body + "
+                                 f"{s.delta_in(spec)}.shortcut", d_in[0], exact_in[name][0])
+        return d_in
+
+    def _layer_steps(layer, d, above):
+        spec = layer.spec
+        grad_formula, in_formula = backward_formulas(spec, s, textbook)
+        uses_textbook = textbook and spec.type == "conv2d" and tuple(spec.stride) == (1, 1)
+        note = None
+        if textbook and spec.type == "conv2d" and not uses_textbook:
+            note = "the textbook recipe has no rule for stride > 1; exact rules used here"
+            grad_formula, in_formula = backward_formulas(spec, s, False)
+        if uses_textbook:
+            xp = layer.pad(inputs[layer.name])[0]
+            kernel = layer.params["weight"]
+            kernel_delta = textbook_kernel_delta(xp, d[0])
+            add(layer.name, "kernel_grad", grad_formula, kernel_delta,
+                exact_grads[layer.name]["weight"],
+                note="the example's kernel delta, before rot180")
+            bias_grad = d[0].sum(axis=(1, 2)) if spec.bias else None
+            new_kernel = kernel - lr * kernel_delta[:, :, ::-1, ::-1]
+            new_bias = layer.params["bias"] - lr * bias_grad if spec.bias else None
+            dxp = textbook_input_delta(d[0], kernel)
+            d_in = _crop(dxp, spec.padding)[None]
+            new_formula = f"{s.kernel(spec)} ← {s.kernel(spec)} − lr·rot180(d{s.kernel(spec)}), lr {lr:g}"
+            replays.update(_replay_from_published(config, layer, above, d[0],
+                                                  inputs[layer.name][0], below[layer.name], lr))
+        else:
+            if textbook:
+                # The δ arriving here may be the textbook's, not the exact one: recompute.
+                d_in = layer.backward(d)
+                grads = layer.grads
+                new = (_optimizer_step(config, network, {layer.name: grads}, lr, only=layer.name)
+                       if grad_formula else {})
+            else:
+                d_in, grads, new = exact_in[layer.name], exact_grads[layer.name], exact_new
+            if grad_formula:
+                add(layer.name, "kernel_grad", grad_formula, grads["weight"],
+                    exact_grads[layer.name]["weight"], note=note)
+            bias_grad = grads.get("bias") if grad_formula else None
+            new_kernel = new_bias = None
+            if grad_formula:
+                new_kernel, new_bias = new[layer.name]["weight"], new[layer.name].get("bias")
+            new_formula = update_formula(config, s.kernel(spec), lr)
+        if grad_formula and bias_grad is not None:
+            add(layer.name, "bias_grad", f"∂L/∂{s.bias(spec)} = Σ {s.delta(spec)}", bias_grad,
+                exact_grads[layer.name]["bias"])
+        if grad_formula:
+            add(layer.name, "kernel_new", new_formula, new_kernel, exact_new[layer.name]["weight"])
+            if new_bias is not None:
+                add(layer.name, "bias_new", update_formula(config, s.bias(spec), lr,
+                                                            plain=uses_textbook),
+                    new_bias, exact_new[layer.name]["bias"])
+        add(layer.name, "input_delta", in_formula, d_in[0], exact_in[layer.name][0])
+        return d_in
+
+    backward(network.layers, delta, None)
+
+    _compare_published(config, steps, textbook, replays)
+    return {"recipe": recipe, "dtype": "float64", "lr": lr, "op_note": op_note(config, textbook),
+            "weights": checkpoint[1] if checkpoint else "initial, from the config",
+            "steps": [_jsonable(step) for step in steps]}
+
+
+def _optimizer_step(config, network, grads, lr, only=None):
+    """New parameters after one optimizer step from fresh state, leaving network unchanged."""
+    layers = network.all_layers()
+    saved = {k: v.copy() for k, v in network.state().items()}
+    saved_grads = {layer.name: dict(layer.grads) for layer in layers}
+    for layer in layers:
+        if layer.name in grads:
+            layer.grads = {k: v.copy() for k, v in grads[layer.name].items()}
+        else:
+            layer.grads = {k: np.zeros_like(v) for k, v in layer.params.items()}
+    Optimizer(config.optimizer, network).step(lr)
+    new = {layer.name: {k: v.copy() for k, v in layer.params.items()} for layer in layers
+           if only is None or layer.name == only}
+    network.load_state(saved)
+    for layer in layers:
+        layer.grads = saved_grads[layer.name]
+    return new
+
+
+def _crop(padded, padding):
+    """padded (C, HP, WP) -> (C, H, W), removing (top, bottom, left, right) padding."""
+    top, bottom, left, right = padding
+    return padded[:, top:padded.shape[1] - bottom, left:padded.shape[2] - right]
+
+
+def _replay_from_published(config, layer, above, delta, layer_input, below, lr):
+    """Recompute this conv layer's textbook steps from the numbers the text itself printed
+    for their inputs (its δ from above, its input, its kernel delta). A printed value that
+    differs from our recomputation but matches this replay is an earlier slip carried
+    forward, not a new one. Returns {(layer, what): replayed value}."""
+    published = config.trace.published
+    spec = layer.spec
+    printed_delta = published.get((above, "input_delta")) if above else None
+    delta = printed_delta.reshape(delta.shape) if printed_delta is not None else delta
+    printed_input = published.get((below, "output")) if below else None
+    if printed_input is not None:
+        layer_input = printed_input.reshape(layer_input.shape)
+    kernel = layer.params["weight"]
+    kernel_delta = textbook_kernel_delta(layer.pad(layer_input[None])[0], delta)
+    printed_kernel_delta = published.get((layer.name, "kernel_grad"))
+    if printed_kernel_delta is not None:
+        kernel_delta = printed_kernel_delta.reshape(kernel.shape)
+    return {(layer.name, "kernel_grad"): textbook_kernel_delta(layer.pad(layer_input[None])[0],
+                                                                 delta),
+            (layer.name, "kernel_new"): kernel - lr * kernel_delta[:, :, ::-1, ::-1],
+            (layer.name, "input_delta"): _crop(textbook_input_delta(delta, kernel), spec.padding)}
+
+
+def _compare_published(config, steps, textbook, replays):
+    """Mark where the numbers a text printed differ from what its own recipe gives:
+    `published_slips` are new errors, `published_carried` follow from earlier printed ones."""
+    published = config.trace.published
+    if not published or not textbook:
+        return
+    decimals = config.trace.published_decimals
+    half_unit = 0.5 * 10.0 ** -decimals + 1e-9
+    for step in steps:
+        printed = published.get((step["layer"], step["what"]))
+        if printed is None:
+            continue
+        value = step["value"]
+        if printed.size != value.size:
+            raise config.error(f"trace.published.{step['layer']}.{step['what']}",
+                               f"has {printed.size} numbers but the trace step has "
+                               f"{value.size}")
+        printed = printed.reshape(value.shape)
+        differs = np.abs(printed - value) > half_unit
+        replay = replays.get((step["layer"], step["what"]))
+        carried = np.zeros_like(differs)
+        if replay is not None:
+            carried = differs & (np.abs(printed - replay.reshape(value.shape)) <= half_unit)
+        step["published"] = printed
+        step["published_slips"] = [[int(i) for i in index] for index in np.argwhere(differs & ~carried)]
+        step["published_carried"] = [[int(i) for i in index] for index in np.argwhere(carried)]
+
+
+def _jsonable(step):
+    out = {}
+    for key, value in step.items():
+        out[key] = value.tolist() if isinstance(value, np.ndarray) else value
+    return out

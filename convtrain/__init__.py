@@ -4,4 +4,4 @@ Importing the package is cheap: numba is imported only by the modules that
 run kernels, so `convtrain --help` and config validation stay fast.
 """
 
-__version__ = "0.1.0"
+from convtrain.version import __version__  # noqa: F401 (the package's version)

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from convtrain import __version__
+from convtrain.version import __version__
 from convtrain.errors import EndedElsewhere, RunFailed, UserError, printable
 
 

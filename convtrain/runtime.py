@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 
-from convtrain import __version__
+from convtrain.version import __version__
 
 # Every module whose source reaches the compiled kernels: they import only numpy, numba and
 # math (tests/test_layout.py), so hashing this folder covers all of it.

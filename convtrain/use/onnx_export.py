@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from convtrain import __version__
+from convtrain.version import __version__
 from convtrain.run.checkpoint import preparation
 from convtrain.errors import UserError
 from convtrain.extras import pip_install

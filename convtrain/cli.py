@@ -346,7 +346,10 @@ def _open_run_folder(spec, out, resume, quiet, state):
         write_resolved_config,
     )
 
-    out, history = prepare_run_folder(spec.name, out, resume, state.global_step)
+    from convtrain.data.sources import source_paths
+
+    out, history = prepare_run_folder(spec.name, out, resume, state.global_step,
+                                      source_paths(spec))
     lock = lock_run_folder(out)
     if history is not None:
         copied = copy_history(history, out, resume, state.global_step, state.epochs_done)

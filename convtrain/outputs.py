@@ -54,9 +54,11 @@ def inside(path, folder):
 
 
 def belongs_to_a_run(path):
-    """Whether path is one of the files a training run keeps in its folder."""
+    """Whether path is one of the files a training run keeps in its folder, or a
+    checkpoint (any .npz) kept there."""
     folder = os.path.dirname(os.path.abspath(path))
-    return (os.path.basename(path) in RUN_FILES
+    name = os.path.basename(path)
+    return ((name in RUN_FILES or name.endswith(".npz"))
             and os.path.exists(os.path.join(folder, "metrics.jsonl")))
 
 
@@ -78,13 +80,13 @@ def check_target(path, flag, reads=None, own=None, overwrite=False):
     if not os.path.lexists(path) or (own is not None and own(path)):
         return
     if not overwrite:
-        raise OutputError("exists, and convtrain never writes over a file it did not make in "
-                          "this run: give another path, or pass --overwrite to replace it",
+        raise OutputError("exists, and convtrain replaces a file only when told: give "
+                          "another path, or pass --overwrite to replace it",
                           file=path, path=flag)
     if belongs_to_a_run(path):
         raise OutputError("belongs to a training run (its folder has metrics.jsonl); "
-                          "--overwrite never replaces a run's own files: give another path",
-                          file=path, path=flag)
+                          "--overwrite never replaces a run's own files or a checkpoint "
+                          "kept there: give another path", file=path, path=flag)
 
 
 def make_folder(folder, flag):

@@ -155,3 +155,71 @@ def test_a_vanished_file_in_a_folder_that_is_there_is_not_called_a_missing_folde
     exc = OSError(errno.ENOENT, "No such file or directory")
     assert "does not exist" not in str(failed_write(exc, str(tmp_path / "x")))
     assert "the folder" in str(failed_write(exc, str(tmp_path / "gone" / "x")))
+
+
+# --- the third look (a newcomer's second pass) ---
+
+def test_another_runs_checkpoint_copied_into_a_run_folder_is_refused(run, tmp_path,
+                                                                     write_config):
+    longer = tmp_path / "longer"
+    config = write_config(small_cnn("again", epochs=3, seed=1, log_every=2))
+    assert _run(["train", config, "--out", longer, "--quiet"]).exit_code == 0
+    shutil.copy(longer / "checkpoint-last.npz", run / "from-longer.npz")  # step 30 > 20
+    before = faults.snapshot(run)
+    line = _one_line_error(_run(["train", run / "config.yaml", "--epochs", "4", "--resume",
+                                 run / "from-longer.npz", "--quiet"]))
+    assert "is not the last checkpoint of the run in" in line and "--out NEW_FOLDER" in line
+    assert faults.snapshot(run) == before
+    shutil.copy(run / "checkpoint-last.npz", run / "copy.npz")  # a copy of its own: goes on
+    result = _run(["train", run / "config.yaml", "--epochs", "3", "--resume", run / "copy.npz",
+                   "--quiet"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_resume_names_changed_data_and_seed_with_quiet_too(run):
+    result = _run(["train", run / "config.yaml", "--epochs", "3", "--resume",
+                   run / "checkpoint-last.npz", "--set", "data.val.split=0.5", "--set",
+                   "seed=5", "--quiet"])
+    assert result.exit_code == 0, result.output
+    note = next(line for line in result.stderr.splitlines() if line.startswith("resume:"))
+    assert "seed 0 -> 5" in note and "data.val_split 0.2 -> 0.5" in note, note
+
+
+def test_a_run_folder_inside_the_training_images_is_refused(tmp_path, write_config):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    for label in ("a", "b"):
+        (images / label).mkdir(parents=True)
+        for k in range(4):
+            Image.fromarray(np.full((8, 8), 40 * k + (100 if label == "b" else 0),
+                                    np.uint8)).save(images / label / f"{k}.png")
+    config = write_config(CONFIG.replace(
+        "{format: builtin, name: digits, scale: 16, limit: 400}",
+        f"{{format: folder, path: {images}, scale: 255}}"))
+    line = _one_line_error(_run(["train", config, "--out", images / "run1", "--quiet"]))
+    assert f"is in {images}, the data.train folder this run reads" in line, line
+    assert not (images / "run1").exists()
+
+
+def test_a_resume_that_fails_before_a_checkpoint_gives_the_config_back(run):
+    before = (run / "config.yaml").read_bytes()
+    result = _run(["train", run / "config.yaml", "--epochs", "3", "--resume",
+                   run / "checkpoint-last.npz", "--set", "loss=mse",
+                   "--set", "optimizer.lr=1e30", "--quiet"])
+    import re
+
+    assert result.exit_code == 1, result.output
+    assert (run / "config.yaml").read_bytes() == before
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    said = int(re.search(r"diverged at step (\d+)", result.stderr).group(1))
+    assert last["event"] == "failed" and last["step"] == said > 20  # the step it names
+
+
+def test_overwrite_never_replaces_a_checkpoint_kept_in_a_run_folder(run):
+    shutil.copy(run / "checkpoint-last.npz", run / "step20.npz")
+    before = faults.snapshot(run)
+    line = _one_line_error(_run(["trace", run / "config.yaml", "--out", run / "step20.npz",
+                                 "--overwrite"]))
+    assert "belongs to a training run" in line, line
+    assert faults.snapshot(run) == before

@@ -93,8 +93,13 @@ def test_plot_fails_cleanly_on_a_half_written_run(run_dir, tmp_path):
     half.mkdir()
     # Compiling, nothing trained yet:
     (half / "metrics.jsonl").write_text('{"event": "compile", "seconds": 1.0}\n')
-    _one_line(_run(["plot", str(half)]), "no step or epoch records: nothing to plot (is the run "
-                                         "still compiling, or did it stop before log.every")
+    _one_line(_run(["plot", str(half)]), "no step or epoch records: nothing to plot (the run "
+                                         "is still compiling, or stopped before log.every",
+              "lower log.every, or train longer")
+    (half / "metrics.jsonl").write_text('{"event": "compile", "seconds": 1.0}\n{"event": '
+                                        '"failed", "step": 3, "reason": "training diverged"}\n')
+    _one_line(_run(["plot", str(half)]), "the run failed before it logged any (training "
+                                         "diverged)")
     # Steps logged, but killed before the first checkpoint:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()[:4]
     (half / "metrics.jsonl").write_text("\n".join(lines) + "\n")

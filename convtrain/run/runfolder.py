@@ -14,9 +14,11 @@ import shutil
 import sys
 import time
 
+import numpy as np
+
 from convtrain.run.checkpoint import read_checkpoint, save_checkpoint
 from convtrain.errors import UserError
-from convtrain.outputs import OutputError, same_file, write_text, write_whole
+from convtrain.outputs import OutputError, inside, same_file, write_text, write_whole
 
 LOCK = ".lock"
 RESOLVED_CONFIG = "config.yaml"
@@ -24,14 +26,14 @@ LAST, BEST = "checkpoint-last.npz", "checkpoint-best.npz"
 METRICS = "metrics.jsonl"
 
 
-def prepare_run_folder(name, out, resume, resume_step=None):
+def prepare_run_folder(name, out, resume, resume_step=None, data_paths=None):
     """The folder to train into, made if missing; a run never writes into another's.
 
     A new run: `out` (default runs/NAME-TIME), which must be new or empty. --resume: the
     checkpoint's own run folder, when `out` is not given or is that folder; else `out`
     must be new or empty, and gets the history up to the checkpoint (`copy_history`).
-    A checkpoint older than its folder's checkpoint-last.npz (step `resume_step` before
-    that one's) goes on only in a new folder: in place it would replace the later one.
+    In place, only from the folder's last checkpoint (`_refuse_rewind`). Never in a data
+    folder the run reads (data_paths: {key path: path}).
 
     Returns (folder, the folder to copy the history from, or None)."""
     home = (os.path.dirname(resume) or ".") if resume else None
@@ -39,6 +41,11 @@ def prepare_run_folder(name, out, resume, resume_step=None):
         out = home if resume else os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError("exists and is not a folder", file=out, path="--out")
+    for what, path in (data_paths or {}).items():
+        if same_file(out, path) or inside(out, path):
+            raise UserError(f"is in {path}, the {what} folder this run reads: its files would "
+                            f"be read as data; give a run folder outside it", file=out,
+                            path="--out")
     in_place = resume is not None and os.path.isdir(out) and same_file(out, home)
     if in_place and not os.path.exists(os.path.join(home, METRICS)):
         raise UserError(f"is not in a run folder (no {METRICS} beside it), so there is no run "
@@ -59,18 +66,28 @@ def prepare_run_folder(name, out, resume, resume_step=None):
 
 
 def _refuse_rewind(home, resume, resume_step):
-    """A resume in place from a checkpoint older than the run's checkpoint-last.npz would
-    replace that one, and the metrics after it: refused."""
+    """A run goes on in its folder from its last checkpoint only (checkpoint-last.npz, or
+    a copy of it): from an older one it would replace that checkpoint and the history
+    after it; from another run's, it would mix two runs. Both refused."""
     last = os.path.join(home, LAST)
     if resume_step is None or not os.path.exists(last) or same_file(last, resume):
         return
-    last_step = read_checkpoint(last)[2].get("global_step", 0)
+    last_params, _, last_meta = read_checkpoint(last)
+    last_step = last_meta.get("global_step", 0)
+    advice = (f"pass --out NEW_FOLDER to continue from it in a new folder (with the history "
+              f"up to it), or --resume {last}")
     if last_step > resume_step:
         raise UserError(f"is from step {resume_step}, and its run went on to step {last_step} "
                         f"({last}); continuing from it here would replace that checkpoint and "
-                        f"the history after step {resume_step}: pass --out NEW_FOLDER to "
-                        f"continue from it in a new folder (with the history up to it), or "
-                        f"--resume {last}", file=resume, path="--resume")
+                        f"the history after step {resume_step}: {advice}", file=resume,
+                        path="--resume")
+    params = read_checkpoint(resume)[0]
+    if last_step != resume_step or params.keys() != last_params.keys() or any(
+            not np.array_equal(params[key], last_params[key]) for key in params):
+        raise UserError(f"is not the last checkpoint of the run in {home} (its "
+                        f"{LAST}, step {last_step}), nor a copy of it: another run's, which "
+                        f"would replace that run's checkpoints and mix two histories: "
+                        f"{advice}", file=resume, path="--resume")
 
 
 def _occupied(out, home):

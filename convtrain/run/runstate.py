@@ -13,15 +13,21 @@ from convtrain.spec.layer_specs import walk
 
 def training_settings(config):
     """What a resumed run may change without changing the architecture, flat and named
-    as the config's key paths."""
-    settings = {}
-    for section in ("optimizer", "schedule", "train"):
-        for key, value in dataclasses.asdict(getattr(config, section)).items():
-            if isinstance(value, dict):
-                settings.update({f"{section}.{key}.{k}": v for k, v in value.items()})
-            else:  # a tuple as a list: as the checkpoint's JSON gives it back
-                settings[f"{section}.{key}"] = list(value) if isinstance(value, tuple) else value
+    as the config's key paths: the optimizer, schedule, training, data and seed (which
+    draws the validation split and the shuffles)."""
+    settings = {"seed": config.seed}
+    for section in ("optimizer", "schedule", "train", "data"):
+        _flatten(dataclasses.asdict(getattr(config, section)), section, settings)
     return settings
+
+
+def _flatten(values, prefix, into):
+    for key, value in values.items():
+        if isinstance(value, dict):
+            _flatten(value, f"{prefix}.{key}", into)
+        elif key != "key_path":  # where the source sits in the YAML, not a setting
+            # a tuple as a list: as the checkpoint's JSON gives it back
+            into[f"{prefix}.{key}"] = list(value) if isinstance(value, tuple) else value
 
 
 def changed_settings(before, now):

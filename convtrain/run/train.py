@@ -22,6 +22,7 @@ from convtrain.run.runfolder import (
     BEST,
     LAST,
     METRICS,
+    RESOLVED_CONFIG,
     RunCheckpoints,
     remove_temp_checkpoints,
     tidy_metrics,
@@ -30,6 +31,7 @@ from convtrain.run.runfolder import (
 from convtrain.run.runlog import RunLog, SilentLog
 from convtrain.run.runstate import RunState, init_run, resume_run
 from convtrain.model.step import Diverged, train_step
+from convtrain.outputs import write_text
 from convtrain.team import Solo
 
 EVAL_BATCH = 256
@@ -40,6 +42,13 @@ CHANCE_MARGIN = 0.05
 # A network is judged at chance only after this many steps (as many as --smoke takes):
 # after an epoch of 2 steps, chance is where every network still is.
 CHANCE_MIN_STEPS = 20
+
+
+def _failed_at(step, message):
+    """The RunFailed of a run that failed at `step` (kept for its metrics record)."""
+    failure = RunFailed(message)
+    failure.step = step
+    return failure
 
 
 def evaluate(network, x, y, batch_size=EVAL_BATCH, predictions=None, team=None):
@@ -117,6 +126,7 @@ class Trainer:
         # (notes, metrics record) of --resume and --init-from, said once the run folder
         # is locked.
         self.opening = []
+        self.saved = 0  # checkpoints this run wrote
 
     def resume_from(self, checkpoint, path):
         """Continue from a checkpoint read by `read_checkpoint` from path."""
@@ -161,10 +171,14 @@ class Trainer:
 
     def _record_failure(self, exc):
         """The last record of a run that failed (diverged) says so and why: the folder
-        holds how it ended. If even that cannot be written, the failure is still said."""
+        holds how it ended. A resume that failed before its first checkpoint gives the
+        folder back its config.yaml: the printed resume command must not meet the settings
+        that failed. If even that cannot be written, the failure is still said."""
         try:
-            self.log.record({"event": "failed", "step": self.state.global_step,
+            self.log.record({"event": "failed", "step": getattr(exc, "step", None),
                              "reason": str(exc)})
+            if self.state.resumed and not self.saved:
+                self.checkpoints.put_config_back()
         except UserError:
             pass
 
@@ -224,8 +238,9 @@ class Trainer:
                                 state.global_step + 1, self.config.train.clip_grad_norm,
                                 delta_norms=(state.global_step + 1) % every == 0)
         except Diverged as exc:  # every process saw the same loss and weights
-            raise everywhere(RunFailed(f"training diverged at step {state.global_step + 1}: "
-                                       f"{exc}{self.checkpoints.what_is_kept()}")) from None
+            raise everywhere(_failed_at(state.global_step + 1,
+                                        f"training diverged at step {state.global_step + 1}: "
+                                        f"{exc}{self.checkpoints.what_is_kept()}")) from None
         state.global_step += 1
         state.add_batch(result.loss, result.correct, len(yb))
         if result.delta_norms is not None:
@@ -242,8 +257,10 @@ class Trainer:
             with np.errstate(over="ignore", invalid="ignore"):
                 val_loss, val_acc = evaluate(self.network, val_x, val_y, team=self.team)
             if not np.isfinite(val_loss):
-                raise everywhere(RunFailed(f"training diverged in epoch {epoch}: the validation "
-                                           f"loss is {val_loss}{self.checkpoints.what_is_kept()}"))
+                raise everywhere(_failed_at(self.state.global_step,
+                                            f"training diverged in epoch {epoch}: the "
+                                            f"validation loss is {val_loss}"
+                                            f"{self.checkpoints.what_is_kept()}"))
         record, improved, reason = self.state.end_epoch(epoch, val_loss, val_acc)
         record.update({"step": self.state.global_step, "seconds": seconds,
                        "images_per_s": trained / seconds if seconds > 0 else None})
@@ -278,6 +295,7 @@ class Trainer:
     def checkpoint(self, name):
         self.checkpoints.save(name, self.network, self.optimizer,
                               self.state.meta(self.optimizer.steps))
+        self.saved += 1
 
     def _stopped_mid_epoch(self, stop):
         if stop.agreed:
@@ -321,6 +339,7 @@ class SharedCheckpoints:
         self.out_dir = out_dir
         self.team = team
         self.folder = RunCheckpoints(out_dir) if team.is_root else None
+        self.config_before = None  # a resumed run's config.yaml before it began
 
     def save(self, name, network, optimizer, meta):
         self.team.root_does(lambda: self.folder.save(name, network, optimizer, meta))
@@ -329,7 +348,23 @@ class SharedCheckpoints:
         return self.folder.what_is_kept() if self.folder else ""
 
     def write_config(self, config):
-        self.team.root_does(lambda: write_resolved_config(config, self.out_dir))
+        """Write the run's config.yaml, keeping the text it held before (rank 0)."""
+        def write():
+            path = os.path.join(self.out_dir, RESOLVED_CONFIG)
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as handle:
+                    self.config_before = handle.read()
+            write_resolved_config(config, self.out_dir)
+
+        self.team.root_does(write)
+
+    def put_config_back(self):
+        """config.yaml as it was before write_config (if there was one)."""
+        def put_back():
+            if self.config_before is not None:
+                write_text(os.path.join(self.out_dir, RESOLVED_CONFIG), self.config_before)
+
+        self.team.root_does(put_back)
 
     def resume_command(self):
         return self.folder.resume_command() if self.folder else ""

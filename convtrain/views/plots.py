@@ -70,8 +70,13 @@ def read_metrics(run_dir):
                 break
             raise UserError("not a JSON record", file=path, line=number) from None
     if not any(r.get("event") in ("step", "epoch") for r in records):
-        raise UserError("no step or epoch records: nothing to plot (is the run still "
-                        "compiling, or did it stop before log.every steps?)", file=path)
+        failed = [r for r in records if r.get("event") == "failed"]
+        if failed:
+            raise UserError(f"no step or epoch records: nothing to plot; the run failed "
+                            f"before it logged any ({failed[-1].get('reason')})", file=path)
+        raise UserError("no step or epoch records: nothing to plot (the run is still "
+                        "compiling, or stopped before log.every steps and its first epoch's "
+                        "end; lower log.every, or train longer)", file=path)
     return records
 
 

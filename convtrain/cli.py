@@ -5,132 +5,30 @@ config is validated, so `--help` and config errors are fast. User errors become
 one line on stderr and exit code 2; a failed run exits 1.
 """
 
-import errno
-import functools
 import json
-import os
 import sys
 
 import click
 
+from convtrain.cli_errors import OneLineErrors, reports_errors
+from convtrain.errors import UserError
 from convtrain.version import __version__
-from convtrain.errors import EndedElsewhere, RunFailed, UserError, printable
-
-
-def reports_errors(command):
-    """Turn UserError into one line + exit 2 and RunFailed into one line + exit 1. Of a
-    run on several processes (convtrain.run.distributed), only rank 0 prints an error that
-    every process met; one that a process met alone ends the whole job."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except EndedElsewhere as exc:
-            sys.exit(exc.exit_code)
-        except UserError as exc:
-            # The same input gives every process the same error; input that only some can
-            # read is agreed on first (MpiTeam.all_succeed).
-            _fail(exc.one_line(), exc.exit_code, everywhere=True)
-        except RunFailed as exc:
-            _fail(printable(f"error: {exc}"), RunFailed.exit_code,
-                  getattr(exc, "everywhere", False))
-        except KeyboardInterrupt:
-            _fail("error: interrupted", 130, everywhere=False)
-        except MemoryError as exc:
-            _fail(f"error: out of memory ({exc}); lower train.batch_size or the layer sizes",
-                  RunFailed.exit_code, everywhere=False)
-        except OSError as exc:
-            # A write convtrain does not make itself (Numba's kernel cache, TensorBoard's
-            # event files) into a full, read-only or missing place: still one line.
-            if exc.errno not in _WRITE_FAILURES:
-                raise
-            where = f"{exc.filename}: " if exc.filename else ""
-            _fail(printable(f"error: {where}cannot write: {exc.strerror}"), UserError.exit_code,
-                  everywhere=False)
-        except Exception:
-            from convtrain.run.distributed import joined
-
-            if joined() is not None:  # a bug: say where, and end the other processes too
-                import traceback
-
-                traceback.print_exc()
-                joined().abort(1)
-            raise
-
-    return wrapper
-
-
-_WRITE_FAILURES = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT,
-                   errno.EDQUOT)
-
-
-def _fail(line, exit_code, everywhere):
-    """Print line and exit. On one of several processes: only rank 0 prints an error met
-    `everywhere`; one met here alone is printed with this process's rank and ends all."""
-    from convtrain.run.distributed import joined
-    from convtrain.run.launch import launched_rank
-
-    team = joined()
-    if team is not None and not everywhere:
-        click.echo(line + (f" (process {team.rank} of {team.size})" if team.rank else ""),
-                   err=True)
-        team.abort(exit_code)
-    if not launched_rank():
-        click.echo(line, err=True)
-    sys.exit(exit_code)
 
 
 def _config(path, overrides=(), epochs=None):
-    from convtrain.spec.config import load_config
+    from convtrain.api import load_config
 
-    overrides = list(overrides)
-    if epochs is not None:
-        overrides.append(f"train.epochs={epochs}")
-    return load_config(path, overrides)
+    return load_config(path, overrides, epochs)
 
 
 def _numba(threads=None, team=None):
-    """Load Numba with `threads` threads (default: the cores this process has to itself),
-    warning, once, of more threads than cores."""
-    from convtrain.runtime import available_cores, prepare_numba
+    from convtrain.api import ready_kernels
 
-    cores, shared = available_cores(), ""
-    share = team.cores_per_process() if team is not None else None
-    say = team is None or team.is_root
-    if share is not None and share < 1 and say:
-        click.echo(f"warning: {team.size} processes on {cores} core{'s' if cores > 1 else ''}: "
-                   f"each has {share:.2g} of a core, and they take turns (slower, same "
-                   f"results); start at most {cores} per machine", err=True)
-    elif share is not None and share < cores:
-        shared = (f" (its share of the {cores} it may run on, with the other processes on "
-                  f"this machine)")
-        cores = int(share + 1e-9)
-        threads = threads or cores
-    if threads and threads > cores and say:
-        # Every parallel loop ends when its last thread does; threads beyond the cores wait
-        # for a time slice, and a digits step was 5x slower with 3 threads on 2 cores.
-        click.echo(f"warning: --threads {threads} is more than the {cores} "
-                   f"core{'s' if cores > 1 else ''} available to this process{shared}; the "
-                   f"extra threads only take turns (slower, same results)", err=True)
-    prepare_numba(threads)
-    from convtrain.runtime import unwritable_cache_dir
-
-    if unwritable_cache_dir() and say:
-        click.echo(f"warning: {unwritable_cache_dir()}: cannot create or write the kernel "
-                   f"cache folder; kernels compile again in every run (set XDG_CACHE_HOME or "
-                   f"NUMBA_CACHE_DIR to a writable folder)", err=True)
+    ready_kernels(threads, team, warn=_warn)
 
 
-def _refuse_a_batch_of_one(spec, batch, verb):
-    """--batch 1 where a batchnorm normalises over the batch axis alone: exit 2."""
-    from convtrain.spec.config import lone_sample_batchnorm
-
-    per_sample = lone_sample_batchnorm(spec.layers)
-    if batch == 1 and per_sample:
-        raise UserError(f"a batch of one cannot {verb} batchnorm '{per_sample}': it normalises "
-                        f"each feature over the batch, and the variance of one sample is zero; "
-                        f"use --batch 2 or more", path="--batch")
+def _warn(text):
+    click.echo(text, err=True)
 
 
 def _epochs(count):
@@ -144,33 +42,10 @@ def _progress(meta):
     return f"after {_epochs(meta.get('epochs_done'))}"
 
 
-def _read_checkpoint(path):
-    """(read_checkpoint's result, path), or None without a path."""
-    if path is None:
-        return None
-    from convtrain.run.checkpoint import read_checkpoint
-
-    return read_checkpoint(path), path
-
-
 def _overwrite_option(what):
     return click.option("--overwrite", is_flag=True,
                         help=f"Replace {what}. Never a file the command reads, nor a "
                              f"training run's own files (config, metrics, checkpoints).")
-
-
-def _output_file(path, spec, overwrite, **reads):
-    """Refuse (exit 2) an --out that cannot or must not be written, before any work: among
-    what it must not be are the files and folders the command reads, `reads` ({what: path})
-    and the config's data sources, with or without --overwrite."""
-    from convtrain.data.sources import source_paths
-    from convtrain.outputs import OutputError, check_target
-
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise OutputError(f"the folder {folder} does not exist", file=path, path="--out")
-    check_target(path, "--out", reads={"CONFIG": spec.file, **reads, **source_paths(spec)},
-                 overwrite=overwrite)
 
 
 def _echo_or_write(text, out, what):
@@ -187,33 +62,6 @@ def _echo_or_write(text, out, what):
 
 def _emit(fmt, payload, text):
     click.echo(json.dumps(payload, indent=1) if fmt == "json" else text)
-
-
-class OneLineErrors(click.Group):
-    """Click's usage errors print three lines; convtrain promises one (exit code 2)."""
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        try:
-            result = super().main(args, prog_name, complete_var, False, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            click.echo(exc.format_message())
-            sys.exit(exc.exit_code)
-        except click.ClickException as exc:
-            hint = ""
-            ctx = getattr(exc, "ctx", None)
-            if ctx is not None:
-                hint = f" (see {ctx.command_path} --help)"
-            from convtrain.run.launch import launched_rank
-
-            if not launched_rank():  # of several processes, only the first says it
-                click.echo(f"error: {exc.format_message()}{hint}", err=True)
-            sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
-            click.echo("aborted", err=True)
-            sys.exit(1)
-        sys.exit(result if isinstance(result, int) else 0)
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -264,106 +112,29 @@ def train(config, overrides, epochs, max_steps, out, resume, init_from, init_ski
     The log (layer summary, per-layer tables, epoch lines) goes to stdout; the progress
     bar and notes go to stderr."""
     spec = _config(config, overrides, epochs)
-    if resume and init_from:
-        raise click.UsageError("--init-from starts a new run; --resume continues one: give one")
-    if init_skip and not init_from:
-        raise click.UsageError("--init-from-skip needs --init-from")
     if plot_at_end:
         from convtrain.views.plots import require_pyplot
 
         require_pyplot()  # no matplotlib: say so now, not after the training
-    if spec.log.tensorboard and not smoke:  # a smoke run writes no run folder
-        from convtrain.run.tensorboard import require_tensorboardx
-
-        require_tensorboardx(spec)
     if smoke:
         from convtrain.run.launch import launched_rank
 
         if launched_rank():  # a smoke check is one process's: rank 0 runs it
             sys.exit(0)
-        _numba(threads)
-        from convtrain.run.smoke import smoke as run_smoke
+        from convtrain.api import smoke as run_smoke
 
-        ok, line = run_smoke(spec, steps=max_steps or 20)
+        ok, line = run_smoke(spec, max_steps or 20, threads, warn=_warn)
         click.echo(line)
         sys.exit(0 if ok else 1)
-    from convtrain.data.sources import class_names, load_datasets
-    from convtrain.run.distributed import join
+    from convtrain.api import train as run_training
 
-    team = join()
-    _check_shares(spec, team)
-    # Everything that can be wrong with the input (config, data, checkpoint) is found
-    # before a run folder is made or touched; on every process.
-    classes, datasets = team.all_succeed(
-        lambda: (class_names(spec), load_datasets(spec)))  # class names before decoding
-    loaded = team.all_succeed(lambda: _read_checkpoint(resume or init_from))
-    _numba(threads, team)
-    from convtrain.run.train import Trainer
-
-    trainer = Trainer(spec, datasets, quiet=quiet, max_steps=max_steps, classes=classes,
-                      team=team)
-    if init_from:
-        trainer.init_from(*loaded, init_skip)
-    if resume:
-        trainer.resume_from(*loaded)
-        if max_steps is not None and trainer.state.global_step >= max_steps:
-            raise UserError(f"the checkpoint is at step {trainer.state.global_step} already: "
-                            f"nothing to do up to step {max_steps} (--max-steps counts from "
-                            f"the run's first step; raise it)", path="--max-steps")
-    out, lock = team.root_does(lambda: _open_run_folder(spec, out, resume, quiet,
-                                                        trainer.state)) or (None, None)
-    trainer.run(out)
-    if team.is_root:
-        lock.close()
-    if plot_at_end and team.is_root:
+    run = run_training(spec, out, resume, init_from, init_skip, max_steps, threads,
+                       log="quiet" if quiet else "full", warn=_warn)
+    if plot_at_end and run["folder"] is not None:
         from convtrain.views.plots import plot_run
 
-        for path in plot_run(out):
+        for path in plot_run(run["folder"]):
             click.echo(f"wrote {path}", err=True)
-
-
-def _check_shares(spec, team, flag=None):
-    """Each of K processes computes B/K samples of every batch: K must divide B (the
-    config's, or the one `flag` gave)."""
-    batch = spec.train.batch_size
-    if batch % team.size:
-        near = [b for b in (batch - batch % team.size, batch - batch % team.size + team.size) if b]
-        message = (f"{batch} samples cannot be shared equally by {team.size} processes, each "
-                   f"computing 1/{team.size} of every batch: use a multiple of {team.size} "
-                   f"(e.g. {' or '.join(map(str, near))}) or another number of processes")
-        if flag:
-            raise UserError(message, path=flag)
-        raise spec.error("train.batch_size", message)
-
-
-def _open_run_folder(spec, out, resume, quiet, state):
-    """Make (or reopen) the run folder, lock it, give a resumed run's new folder its
-    history, write config.yaml, print the summary. Returns (folder, lock)."""
-    from convtrain.run.runfolder import (
-        copy_history,
-        lock_run_folder,
-        prepare_run_folder,
-        write_resolved_config,
-    )
-
-    from convtrain.data.sources import source_paths
-
-    out, history = prepare_run_folder(spec.name, out, resume, state.global_step,
-                                      source_paths(spec))
-    lock = lock_run_folder(out)
-    if history is not None:
-        copied = copy_history(history, out, resume, state.global_step, state.epochs_done)
-        click.echo(f"resume: a new run folder; copied from {history}: {', '.join(copied)} "
-                   f"(up to the checkpoint's step {state.global_step})", err=True)
-    if resume is None:
-        write_resolved_config(spec, out)  # a resumed run's once it has begun (Trainer.run)
-    if not quiet:
-        from convtrain.run.report import summary_text
-
-        click.echo(summary_text(spec))
-    if not quiet:
-        click.echo(f"run folder: {out}", err=True)  # stderr, as the trainer's notes
-    return out, lock
 
 
 @main.command(name="compile")
@@ -446,30 +217,13 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, st
 
     Steps keep their numbers when --layer or --step shows part of the trace, in every
     --format."""
-    from convtrain.views.trace_select import layer_names, parse_steps, select_steps
+    from convtrain.api import check_output_file
+    from convtrain.api import trace as run_trace
 
-    ranges = parse_steps(step_texts)
     spec = _config(config, overrides)
-    chosen = layer_names(spec, layers) if layers else None
-    loaded = _read_checkpoint(checkpoint)
     if out is not None:
-        _output_file(out, spec, overwrite, **{"--checkpoint": checkpoint})
-    from convtrain.spec.config import lone_sample_batchnorm
-
-    per_sample = lone_sample_batchnorm(spec.layers)
-    if per_sample:
-        raise UserError(f"cannot trace batchnorm '{per_sample}': the "
-                        f"trace follows one sample in training mode, and it normalises each "
-                        f"feature over the batch, where the variance of one sample is zero "
-                        f"(a batchnorm after a conv layer, over H and W too, traces)",
-                        file=spec.file)
-    _numba()
-    from convtrain.views.trace import run_trace
-    from convtrain.views.trace_text import format_text
-
-    result = run_trace(spec, recipe, loaded)
-    if chosen is not None or ranges:
-        result = select_steps(result, chosen, ranges, layers)
+        check_output_file(out, spec, overwrite, **{"--checkpoint": checkpoint})
+    result = run_trace(spec, recipe, checkpoint, layers, step_texts, warn=_warn)
     if fmt == "json":
         text = json.dumps(result, indent=1) + "\n"
     elif fmt == "html":
@@ -478,6 +232,8 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, st
         text = format_html(result, decimals, title=f"convtrain trace: {config} "
                                                   f"({recipe} recipe)", full=full)
     else:
+        from convtrain.views.trace_text import format_text
+
         text = format_text(result, decimals, full) + "\n"
     _echo_or_write(text, out, f"{len(result['steps'])} steps")
 
@@ -496,39 +252,13 @@ def trace(config, recipe, decimals, fmt, full, checkpoint, overrides, layers, st
 def evaluate(config, checkpoint, data, fmt, overrides):
     """Loss, accuracy, per-class accuracy and the confusion matrix of a checkpoint on the
     validation data (train data if none), or on --data."""
-    spec = _config(config, overrides)
-    loaded = _read_checkpoint(checkpoint)
-    _numba()
-    import numpy as np
+    from convtrain.api import evaluate as run_eval
+    from convtrain.run.report import confusion_text
 
-    from convtrain.run.checkpoint import load_into, matching_classes
-    from convtrain.data.sources import class_names, load_datasets
-    from convtrain.model.network import Network
-    from convtrain.run.report import class_report, confusion_text
-    from convtrain.run.train import evaluate as run_eval
-
-    if data is None:
-        x, y, val_x, val_y = load_datasets(spec)
-    network = Network(spec)
-    meta = load_into(*loaded, spec, network)
-    if data is not None:
-        from convtrain.data.data_option import load_data_option
-
-        x, y, names = load_data_option(spec, data, matching_classes(meta, spec, checkpoint))
-        which = data
-    else:
-        names = matching_classes(meta, spec, checkpoint, class_names(spec))
-        which = "val" if val_x is not None else "train"
-        if val_x is not None:
-            x, y = val_x, val_y
-    predicted = np.empty(len(y), dtype=np.int64)
-    loss, acc = run_eval(network, x, y, predictions=predicted)
-    classes = class_report(y, predicted, spec.num_outputs, names)
-    payload = {"checkpoint": checkpoint, "data": which, "samples": int(len(y)), "loss": loss,
-               "accuracy": acc, "epochs_done": meta.get("epochs_done"), **classes}
-    _emit(fmt, payload, f"{which}: {len(y)} samples  loss {loss:.4f}  accuracy {acc:.4f}  "
-                        f"(checkpoint {_progress(meta)})\n"
-                        + confusion_text(classes))
+    results = run_eval(_config(config, overrides), checkpoint, data, warn=_warn)
+    _emit(fmt, results, f"{results['data']}: {results['samples']} samples  loss "
+                        f"{results['loss']:.4f}  accuracy {results['accuracy']:.4f}  "
+                        f"(checkpoint {_progress(results.meta)})\n" + confusion_text(results))
 
 
 @main.command()
@@ -553,41 +283,15 @@ def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, out, ove
             overrides):
     """The top classes of each input: image files, folders of images, .npy arrays (one
     sample or a stack), or '-' for a data source of the config."""
+    from convtrain.api import check_output_file
+    from convtrain.api import predict as run_predict
+    from convtrain.use.predict import predictions_text
+
     spec = _config(config, overrides)
-    loaded = _read_checkpoint(checkpoint)
     if out is not None:
-        _output_file(out, spec, overwrite, **{"--checkpoint": checkpoint},
-                     **{f"INPUT {name}": name for name in inputs})
-    from convtrain.use.predict import check_top, read_inputs
-
-    check_top(top, spec.num_outputs)
-    from_data = "-" in inputs
-    if from_data and inputs != ("-",):
-        raise UserError("'-' (a data source of the config) is an INPUT of its own: give it "
-                        "alone, or files and folders", path="INPUT")
-    if split and not from_data:
-        raise UserError("--split chooses the data source of INPUT '-'; the inputs here are "
-                        "files", path="--split")
-    # The checkpoint first: a wrong one fails before thousands of images are decoded.
-    _numba()
-    from convtrain.run.checkpoint import load_into, matching_classes
-    from convtrain.data.sources import class_names
-    from convtrain.model.network import Network
-    from convtrain.use.predict import data_source, prediction_records, predictions_text, top_classes
-    from convtrain.use.predict import predict as run_predict
-
-    network = Network(spec)
-    meta = load_into(*loaded, spec, network)
-    classes = matching_classes(meta, spec, checkpoint, class_names(spec) if from_data else None)
-    labels = None
-    if from_data:
-        x, labels, names = data_source(spec, split)
-    else:
-        x, names = read_inputs(inputs, spec, resize)
-    scores = run_predict(network, x, batch)
-    rows = top_classes(scores, top, classes,
-                       probabilities=spec.loss == "softmax_cross_entropy")
-    records = prediction_records(names, rows, scores, labels, classes)
+        check_output_file(out, spec, overwrite, **{"--checkpoint": checkpoint},
+                          **{f"INPUT {name}": name for name in inputs})
+    records = run_predict(spec, checkpoint, inputs, top, split, resize, batch, warn=_warn)
     _echo_or_write(predictions_text(records, fmt, top), out,
                    f"{len(records)} prediction{'s' if len(records) != 1 else ''}")
 
@@ -604,25 +308,12 @@ def predict(config, inputs, checkpoint, top, fmt, split, resize, batch, out, ove
 def export(config, checkpoint, out, overwrite, opset, overrides):
     """Write the checkpoint's network as an ONNX model: input 'input' float32 [N, C, H, W],
     output 'scores' [N, K]."""
+    from convtrain.api import export as run_export
+
     spec = _config(config, overrides)
-    loaded = _read_checkpoint(checkpoint)
-    from convtrain.use.onnx_export import export_onnx, require_onnx, write_model
-
-    require_onnx()
-    if os.path.isdir(out):
-        raise UserError(f"is a folder: give the file to write, e.g. "
-                        f"{os.path.join(out, spec.name + '.onnx')}", file=out, path="--out")
-    _output_file(out, spec, overwrite, **{"--checkpoint": checkpoint})
-    _numba()
-    from convtrain.run.checkpoint import load_into, matching_classes
-    from convtrain.model.network import Network
-
-    network = Network(spec)
-    meta = load_into(*loaded, spec, network)
-    model = export_onnx(network, spec, opset, matching_classes(meta, spec, checkpoint))
-    write_model(model, out)
-    click.echo(f"wrote {out}: ONNX opset {opset}, input 'input' [N, {', '.join(map(str, spec.input))}], "
-               f"output 'scores' [N, {spec.num_outputs}]")
+    run_export(spec, checkpoint, out, opset, overwrite, warn=_warn)
+    click.echo(f"wrote {out}: ONNX opset {opset}, input 'input' [N, "
+               f"{', '.join(map(str, spec.input))}], output 'scores' [N, {spec.num_outputs}]")
 
 
 @main.command()
@@ -638,67 +329,13 @@ def export(config, checkpoint, out, overwrite, opset, overrides):
 @reports_errors
 def gradcheck(config, batch, fmt, max_entries, checkpoint, overrides):
     """Check every analytic gradient against central finite differences (float64)."""
-    spec = _config(config, overrides)
-    _refuse_a_batch_of_one(spec, batch, "check")
-    loaded = _read_checkpoint(checkpoint)
-    _numba()
-    from convtrain.run.checkpoint import load_into
-    from convtrain.model.gradcheck import TOLERANCE, check_gradients
-    from convtrain.model.network import Network
-    from convtrain.views.trace import sample_batch
+    from convtrain.api import gradcheck as run_gradcheck
+    from convtrain.views.gradcheck_report import gradcheck_text
 
-    x, labels, origin = sample_batch(spec, batch)
-    network = Network(spec, dtype="float64")
-    if loaded:
-        load_into(*loaded, spec, network)
-        nudged = []  # trained biases are what they are
-    else:
-        nudged = _nudge_zero_biases(network, spec.seed)
-    rows = check_gradients(network, x, labels, max_entries=max_entries)
-    failed = [r for r in rows if not r.passed]
-    payload = {"tolerance": TOLERANCE, "inputs": origin, "passed": not failed,
-               "biases_nudged": nudged, "checkpoint": checkpoint,
-               "rows": [{"layer": r.layer, "argument": r.argument, "shape": list(r.shape),
-                         "checked": r.checked, "total": r.total, "kinks": r.kinks,
-                         "max_rel_err": r.max_rel_err, "passed": r.passed} for r in rows]}
-    weights = f"weights of {checkpoint}" if checkpoint else "initial weights"
-    lines = [f"gradcheck: {origin}, {weights}, float64, five-point central differences, "
-             f"tolerance {TOLERANCE:g}"]
-    if nudged:
-        lines.append(f"biases of {', '.join(nudged)} start at zero; set to small seeded random "
-                     f"values so that ReLU and max-pool inputs do not sit exactly on a kink")
-    width = max([12] + [len(r.layer) + 2 for r in rows])
-    lines += [f"{'layer':<{width}}{'argument':<9}{'checked':>12}{'kinks':>7}{'max rel err':>13}"
-              f"  result"]
-    for r in rows:
-        checked = f"{r.checked}/{r.total}"
-        verdict = "ok" if r.passed else "FAIL"
-        if r.passed and r.kinks == r.checked:
-            verdict = "not checked: every entry sits on a kink"
-        lines.append(f"{r.layer:<{width}}{r.argument:<9}{checked:>12}{r.kinks:>7}"
-                     f"{r.max_rel_err:>13.2e}  {verdict}")
-    lines += [f"FAIL {r.describe()}" for r in failed]
-    lines.append("all gradients match" if not failed else f"{len(failed)} tensors exceed "
-                                                           f"{TOLERANCE:g}")
-    _emit(fmt, payload, "\n".join(lines))
-    sys.exit(1 if failed else 0)
-
-
-def _nudge_zero_biases(network, seed):
-    """Zero-initialised biases put many ReLU inputs exactly at 0 (on the kink) wherever a
-    window sees only zero pixels; a finite difference there checks nothing. Give such
-    biases small seeded values. Returns the names of the layers changed."""
-    import numpy as np
-
-    rng = np.random.default_rng([seed, 3])
-    nudged = []
-    for layer in network.all_layers():
-        bias = layer.params.get("bias")  # batchnorm's β, given in its spec as `beta`
-        given = getattr(layer.spec, "biases", getattr(layer.spec, "beta", None))
-        if bias is not None and given is None and not np.any(bias):
-            bias[...] = rng.uniform(-0.1, 0.1, size=bias.shape)
-            nudged.append(layer.name)
-    return nudged
+    checked = run_gradcheck(_config(config, overrides), batch, max_entries, checkpoint,
+                            warn=_warn)
+    _emit(fmt, checked, gradcheck_text(checked))
+    sys.exit(0 if checked["passed"] else 1)
 
 
 @main.command()
@@ -723,48 +360,10 @@ def summary(config, overrides):
 @reports_errors
 def time_command(config, batch, iters, threads, fmt, overrides):
     """Per-layer forward/backward ms per batch (median of --iters) and images/s, like caffe time."""
-    spec = _config(config, overrides)
-    _refuse_a_batch_of_one(spec, batch, "time")
-    if batch:
-        spec = _config(config, overrides + (f"train.batch_size={batch}",))
-    from convtrain.run.distributed import join
+    from convtrain.api import time_network
+    from convtrain.views.timing import timing_text
 
-    team = join()
-    _check_shares(spec, team, "--batch" if batch else None)
-    _numba(threads, team)
-    from convtrain.run.report import WINOGRAD_LEGEND, type_and_algorithm
-    from convtrain.views.timing import time_network
-
-    result = time_network(spec, spec.train.batch_size, iters, team)
-    if not team.is_root:
-        return
-    processes = (f" per process, {team.size} processes of {result['batch'] // team.size} "
-                 f"samples each (times are rank 0's)" if team.size > 1 else "")
-    threads_word = "thread" if result["threads"] == 1 else "threads"
-    lines = [f"{spec.name}: batch {result['batch']}, {spec.dtype}, {result['threads']} "
-             f"{threads_word} ({result['threading_layer']}){processes}, median of {iters} "
-             f"iterations; {result['kernels']}, not counted"]
-    labels = ["  " * row["depth"] + row["name"] for row in result["layers"]]
-    types = [type_and_algorithm(row["type"], row.get("algorithms", {}).get("forward"),
-                                row.get("algorithms", {}).get("kernel_gradient"))
-             for row in result["layers"]]
-    name_w = max([12] + [len(label) + 2 for label in labels])
-    type_w = max([12] + [len(kind) + 2 for kind in types])
-    lines.append(f"{'layer':<{name_w}}{'type':<{type_w}}{'forward ms':>12}{'backward ms':>13}")
-    for label, kind, row in zip(labels, types, result["layers"]):
-        lines.append(f"{label:<{name_w}}{kind:<{type_w}}{row['forward_ms']:>12.3f}"
-                     f"{row['backward_ms']:>13.3f}")
-    lines.append(f"{'total':<{name_w + type_w}}{result['forward_ms']:>12.3f}"
-                 f"{result['backward_ms']:>13.3f}")
-    if any(kind != row["type"] for kind, row in zip(types, result["layers"])):
-        lines.append(WINOGRAD_LEGEND)
-    lines.append(f"training step (forward, loss, backward, update): {result['step_ms']:.3f} ms "
-                 f"= {result['images_per_s']:.0f} images/s")
-    if team.size > 1:
-        lines.append(f"of which communication (and waiting for the process before in each "
-                     f"sum): {result['comm_ms']:.3f} ms ({result['comm_ms'] / result['step_ms']:.0%}), "
-                     f"{result['comm_bytes_per_step']:,} bytes received by rank 0; a plain "
-                     f"MPI allreduce of the {result['parameters']:,} gradients (whose sum "
-                     f"would depend on the number of processes): "
-                     f"{result['plain_allreduce_ms']:.3f} ms")
-    _emit(fmt, result, "\n".join(lines))
+    spec = _config(config, overrides + ((f"train.batch_size={batch}",) if batch else ()))
+    timed = time_network(spec, iters, threads, batch_given=batch is not None, warn=_warn)
+    if timed.team.is_root:
+        _emit(fmt, timed, timing_text(timed, iters))

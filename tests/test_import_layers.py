@@ -1,6 +1,6 @@
 """The folders are layers, and every import points down (or sideways, within a folder):
 
-    cli, __main__, __init__     the command line and the package's face
+    cli, cli_errors, api, __main__, __init__    the command line, the API, the face
     use/                        predict, export: a trained network put to use
     views/                      trace, plots, timing: what a person reads
     run/                        training, its folder, log, checkpoints, processes
@@ -20,7 +20,7 @@ import pytest
 
 LAYERS = ["ground", "kernels", "spec", "model", "data", "run", "views", "use", "top"]
 GROUND = {"errors", "runtime", "outputs", "extras", "team", "version"}
-TOP = {"cli", "__main__", "__init__"}
+TOP = {"cli", "cli_errors", "api", "__main__", "__init__"}
 
 
 def layer_of(module):

@@ -25,8 +25,11 @@ class _SilentBar:
 
 
 class RunLog:
-    def __init__(self, quiet, epochs):
+    def __init__(self, quiet, epochs, console=True):
+        """quiet: epoch lines and end-of-run lines only; console False: nothing printed
+        (the Python API's default), metrics.jsonl written all the same."""
         self.quiet = quiet
+        self.console = console
         self.epochs = epochs
         self.metrics = None
         self.tensorboard = None
@@ -74,13 +77,13 @@ class RunLog:
 
     def result(self, text, quiet_too=False):
         """A line of the run's log, on stdout."""
-        if quiet_too or not self.quiet:
+        if self.console and (quiet_too or not self.quiet):
             self._clear_bar()
             click.echo(text)
 
     def note(self, text, quiet_too=False):
         """Progress and diagnostics, on stderr."""
-        if quiet_too or not self.quiet:
+        if self.console and (quiet_too or not self.quiet):
             self._clear_bar()
             click.echo(text, err=True)
 
@@ -109,7 +112,7 @@ class RunLog:
     def progress_bar(self, epoch, batches, done):
         """click's progress bar on stderr, on a terminal only (elsewhere click would still
         print its label once an epoch, noise in a CI log); silent for --quiet."""
-        if self.quiet or not sys.stderr.isatty():
+        if self.quiet or not self.console or not sys.stderr.isatty():
             yield _SilentBar()
             return
         with click.progressbar(length=batches, label=f"epoch {epoch}/{self.epochs}",

@@ -104,7 +104,8 @@ class _StopFlag:
 
 
 class Trainer:
-    def __init__(self, config, datasets, quiet=False, max_steps=None, classes=None, team=None):
+    def __init__(self, config, datasets, quiet=False, max_steps=None, classes=None, team=None,
+                 console=True):
         """datasets: (x, y, val_x, val_y) from `load_datasets`; classes: the class names
         the checkpoints keep (`data.class_names`), or None; team: the processes sharing
         each batch (convtrain.team; default this one alone). Every process keeps the
@@ -119,7 +120,7 @@ class Trainer:
             self.network.timings = {}
         self.optimizer = Optimizer(config.optimizer, self.network)
         self.state = RunState(config, classes)
-        self.log = (RunLog if self.team.is_root else SilentLog)(quiet, config.train.epochs)
+        self.log = (RunLog if self.team.is_root else SilentLog)(quiet, config.train.epochs, console)
         self.checkpoints = None
         self.chance = chance_level(datasets[1], config.num_outputs)
         self.warned_chance = False

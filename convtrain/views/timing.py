@@ -75,3 +75,41 @@ def _algorithms(layer):
         return {}
     return {"algorithms": {"forward": layer.algorithm, "delta": layer.algorithm,
                            "kernel_gradient": layer.weight_algorithm}}
+
+
+def timing_text(result, iters):
+    """The table `convtrain time` prints of a time_network result (api.time_network's:
+    with .spec and .team)."""
+    from convtrain.run.report import WINOGRAD_LEGEND, type_and_algorithm
+
+    spec, team = result.spec, result.team
+    processes = (f" per process, {team.size} processes of {result['batch'] // team.size} "
+                 f"samples each (times are rank 0's)" if team.size > 1 else "")
+    threads_word = "thread" if result["threads"] == 1 else "threads"
+    lines = [f"{spec.name}: batch {result['batch']}, {spec.dtype}, {result['threads']} "
+             f"{threads_word} ({result['threading_layer']}){processes}, median of {iters} "
+             f"iterations; {result['kernels']}, not counted"]
+    labels = ["  " * row["depth"] + row["name"] for row in result["layers"]]
+    types = [type_and_algorithm(row["type"], row.get("algorithms", {}).get("forward"),
+                                row.get("algorithms", {}).get("kernel_gradient"))
+             for row in result["layers"]]
+    name_w = max([12] + [len(label) + 2 for label in labels])
+    type_w = max([12] + [len(kind) + 2 for kind in types])
+    lines.append(f"{'layer':<{name_w}}{'type':<{type_w}}{'forward ms':>12}{'backward ms':>13}")
+    for label, kind, row in zip(labels, types, result["layers"]):
+        lines.append(f"{label:<{name_w}}{kind:<{type_w}}{row['forward_ms']:>12.3f}"
+                     f"{row['backward_ms']:>13.3f}")
+    lines.append(f"{'total':<{name_w + type_w}}{result['forward_ms']:>12.3f}"
+                 f"{result['backward_ms']:>13.3f}")
+    if any(kind != row["type"] for kind, row in zip(types, result["layers"])):
+        lines.append(WINOGRAD_LEGEND)
+    lines.append(f"training step (forward, loss, backward, update): {result['step_ms']:.3f} ms "
+                 f"= {result['images_per_s']:.0f} images/s")
+    if team.size > 1:
+        lines.append(f"of which communication (and waiting for the process before in each "
+                     f"sum): {result['comm_ms']:.3f} ms ({result['comm_ms'] / result['step_ms']:.0%}), "
+                     f"{result['comm_bytes_per_step']:,} bytes received by rank 0; a plain "
+                     f"MPI allreduce of the {result['parameters']:,} gradients (whose sum "
+                     f"would depend on the number of processes): "
+                     f"{result['plain_allreduce_ms']:.3f} ms")
+    return "\n".join(lines)

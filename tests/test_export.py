@@ -185,14 +185,14 @@ def test_export_errors_are_one_line(trained, tmp_path, monkeypatch):
 
 
 def test_the_readmes_deploy_lines_give_predicts_scores(trained, tmp_path, repo_root):
-    """The README's lines, run as they are printed, on a model `export` wrote."""
+    """docs/commands.md's deploy lines, run as they are printed, on a model `export` wrote."""
     from convtrain.data.sources import read_builtin
 
     config, checkpoint = trained
     model = tmp_path / "digits.onnx"
     assert CliRunner().invoke(main, ["export", config, "--checkpoint", checkpoint, "--out",
                                      str(model)]).exit_code == 0
-    readme = open(f"{repo_root}/README.md", encoding="utf-8").read()
+    readme = open(f"{repo_root}/docs/commands.md", encoding="utf-8").read()
     block = readme[readme.index("**Deploy.**"):]
     lines = [line[4:] for line in block.split("\n\n")[1].splitlines()]
     assert lines[0].startswith("import json") and lines[-1].startswith("scores = ")
@@ -200,7 +200,7 @@ def test_the_readmes_deploy_lines_give_predicts_scores(trained, tmp_path, repo_r
     np.save(tmp_path / "five.npy", pixels)
     space = {"pixels": pixels}
     code = "\n".join(lines).replace('"digits.onnx"', repr(str(model)))
-    exec(compile(code, "README.md", "exec"), space)
+    exec(compile(code, "docs/commands.md", "exec"), space)
     result = CliRunner().invoke(main, ["predict", config, "--checkpoint", checkpoint,
                                        str(tmp_path / "five.npy"), "--format", "json"])
     scores = np.array([row["scores"] for row in json.loads(result.stdout)["predictions"]])

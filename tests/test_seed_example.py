@@ -1,4 +1,4 @@
-"""The worked example (README, "The worked example") is the golden case of `convtrain trace`."""
+"""The worked example (docs/worked-example.md) is the golden case of `convtrain trace`."""
 
 import json
 import os

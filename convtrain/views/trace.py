@@ -9,7 +9,7 @@ defines them, with their sizes).
 Two recipes:
   exact     the gradient of the forward pass, from the same layers training runs,
             and one step of the configured optimizer for `kernel_new`;
-  textbook  the worked example's rules (README, "The worked example") for conv
+  textbook  the worked example's rules (docs/worked-example.md) for conv
             layers with stride 1: dK = A_in ∗ δ (valid), K ← K − lr·rot180(dK),
             δ_in = full(δ ∗ K) (A_in padded and δ_in cropped as the layer pads).
             Other layers pass its (possibly wrong) δ down with their exact rules.

@@ -98,169 +98,210 @@ def run_trace(config, recipe="exact", checkpoint=None):
 
     checkpoint: (read_checkpoint's result, path) to trace a trained network's weights
     instead of the config's initialisation."""
-    textbook = recipe == "textbook"
+    tracer = Tracer(config, recipe == "textbook", checkpoint)
     x, label, origin = _trace_inputs(config)
-    network = Network(config, dtype="float64")
-    if checkpoint is not None:
-        load_into(*checkpoint, config, network)
-    specs = config.layers
-    s = Symbols(config)
-    # The lr of training's very first step (warmup included).
-    lr = step_learning_rate(learning_rate(config.optimizer, config.schedule, 1,
-                                          config.train.epochs), config.schedule, 1)
-    steps = []
+    tracer.add(config.layers[0].name, "input", f"x ({origin})", x)
+    scores = tracer.forward(tracer.network.layers, x[None])
+    delta = tracer.top_delta(scores, label)
+    # The exact chain first (grads and deltas from the layers' own backward), then the
+    # steps shown, which for the textbook recipe may carry its δ instead.
+    tracer.exact_backward(tracer.network.layers, delta)
+    tracer.exact_new = _optimizer_step(config, tracer.network, tracer.exact_grads, tracer.lr)
+    tracer.backward(tracer.network.layers, delta, None)
+    _compare_published(config, tracer.steps, tracer.textbook, tracer.replays)
+    return {"recipe": recipe, "dtype": "float64", "lr": tracer.lr,
+            "op_note": op_note(config, tracer.textbook),
+            "weights": checkpoint[1] if checkpoint else "initial, from the config",
+            "steps": [_jsonable(step) for step in tracer.steps]}
 
-    def add(spec_name, what, formula, value, exact=None, note=None):
-        step = {"step": len(steps), "layer": spec_name, "what": what, "formula": formula,
-                "value": np.asarray(value, dtype=np.float64)}
-        if textbook:
+
+def branches(block, value, run):
+    """A residual block's two paths, one after the other, as Residual runs them: run(layers,
+    value) on the body, then on the shortcut (the identity: value itself). The one place
+    the trace walks into a block; forward, the exact backward and the steps shown use it."""
+    return run(block.body, value), (run(block.shortcut, value) if block.shortcut else value)
+
+
+class Tracer:
+    """One trace: the float64 network at training's first step, the steps so far, and the
+    exact chain the steps shown are compared with."""
+
+    def __init__(self, config, textbook, checkpoint):
+        self.config, self.textbook = config, textbook
+        self.network = Network(config, dtype="float64")
+        if checkpoint is not None:
+            load_into(*checkpoint, config, self.network)
+        self.network.mode.training, self.network.mode.step = True, 1  # as the first step
+        self.s = Symbols(config)
+        # The lr of training's very first step (warmup included).
+        self.lr = step_learning_rate(learning_rate(config.optimizer, config.schedule, 1,
+                                                   config.train.epochs), config.schedule, 1)
+        self.steps, self.replays = [], {}
+        self.inputs, self.below = {}, {}  # each layer's input batch; the layer before it
+        self.exact_grads, self.exact_in, self.exact_branches = {}, {}, {}
+        self.exact_new = None
+
+    def add(self, layer_name, what, formula, value, exact=None, note=None):
+        step = {"step": len(self.steps), "layer": layer_name, "what": what,
+                "formula": formula, "value": np.asarray(value, dtype=np.float64)}
+        if self.textbook:
             step["exact"] = np.asarray(exact if exact is not None else value, dtype=np.float64)
-            step["differs"] = not np.allclose(step["value"], step["exact"], rtol=1e-9, atol=1e-12)
+            step["differs"] = not np.allclose(step["value"], step["exact"], rtol=1e-9,
+                                              atol=1e-12)
         if note:
             step["note"] = note
-        steps.append(step)
+        self.steps.append(step)
 
-    add(specs[0].name, "input", f"x ({origin})", x)
-    network.mode.training, network.mode.step = True, 1  # as training's first step
-    inputs, below = {}, {}  # each layer's input batch; the layer before it in its list
-
-    def forward(layers, a):
+    def forward(self, layers, a):
         previous = None
         for layer in layers:
-            inputs[layer.name], below[layer.name], previous = a, previous, layer.name
+            self.inputs[layer.name], self.below[layer.name] = a, previous
+            previous = layer.name
             if layer.spec.type == "residual":
-                body = forward(layer.body, a)
-                a = body + (forward(layer.shortcut, a) if layer.shortcut else a)
+                body, shortcut = branches(layer, a, self.forward)
+                a = body + shortcut
             else:
                 a = layer.forward(a)
-            add(layer.name, "output", forward_formula(layer.spec, s), a[0])
+            self.add(layer.name, "output", forward_formula(layer.spec, self.s), a[0])
         return a
 
-    scores = forward(network.layers, x[None])
-    top = specs[-1]
-    if config.trace.delta is not None:
-        delta = config.trace.delta[None]
-        delta_formula = f"{s.delta(top)} given (trace.delta); L = Σ {s.delta(top)} ⊙ {s.out(top)}"
-    else:
-        target = 0 if label is None else label
-        _, dscores, _ = network.loss_fn(scores.reshape(1, -1), np.array([target]))
-        delta = dscores.reshape(scores.shape)
-        unset = " — trace.target not set" if label is None else ""
-        delta_formula = (f"{s.delta(top)} = ∂L/∂{s.out(top)}, L = {config.loss}"
-                         f"(target {target}{unset})")
-    add(top.name, "delta", delta_formula, delta[0])
+    def top_delta(self, scores, label):
+        """δ at the last layer's output: trace.delta, or the loss's gradient."""
+        config, s, top = self.config, self.s, self.config.layers[-1]
+        if config.trace.delta is not None:
+            delta = config.trace.delta[None]
+            formula = f"{s.delta(top)} given (trace.delta); L = Σ {s.delta(top)} ⊙ {s.out(top)}"
+        else:
+            target = 0 if label is None else label
+            _, dscores, _ = self.network.loss_fn(scores.reshape(1, -1), np.array([target]))
+            delta = dscores.reshape(scores.shape)
+            unset = " — trace.target not set" if label is None else ""
+            formula = (f"{s.delta(top)} = ∂L/∂{s.out(top)}, L = {config.loss}"
+                       f"(target {target}{unset})")
+        self.add(top.name, "delta", formula, delta[0])
+        return delta
 
-    # The exact chain first: grads and deltas from the layers' own backward; a residual
-    # block's branches one after the other, as Residual.backward runs them.
-    exact_grads, exact_in, exact_branches = {}, {}, {}
-
-    def exact_backward(layers, d):
+    def exact_backward(self, layers, d):
         for layer in reversed(layers):
             d = d.reshape((1,) + layer.spec.out_shape)
             if layer.spec.type == "residual":
-                branches = (exact_backward(layer.body, d),
-                            exact_backward(layer.shortcut, d) if layer.shortcut else d)
-                exact_branches[layer.name] = branches
-                d_in = branches[0] + branches[1]
+                self.exact_branches[layer.name] = branches(layer, d, self.exact_backward)
+                body, shortcut = self.exact_branches[layer.name]
+                d_in = body + shortcut
             else:
                 d_in = layer.backward(d)
-                exact_grads[layer.name] = {k: v.copy() for k, v in layer.grads.items()}
-            exact_in[layer.name], d = d_in, d_in
+                self.exact_grads[layer.name] = {k: v.copy() for k, v in layer.grads.items()}
+            self.exact_in[layer.name], d = d_in, d_in
         return d
 
-    exact_backward(network.layers, delta)
-    exact_new = _optimizer_step(config, network, exact_grads, lr)
-    replays = {}
-
-    def backward(layers, d, above):
+    def backward(self, layers, d, above):
         for layer in reversed(layers):
             d = d.reshape((1,) + layer.spec.out_shape)
             if layer.spec.type == "residual":
-                d = _residual_steps(layer, d)
+                d = self.residual_steps(layer, d)
             else:
-                d = _layer_steps(layer, d, above)
+                d = self.layer_steps(layer, d, above)
             above = layer.name
         return d
 
-    def _residual_steps(layer, d):
-        spec, name = layer.spec, layer.name
+    def residual_steps(self, layer, d):
+        s, spec, name = self.s, layer.spec, layer.name
         lasts = [s.delta(branch[-1].spec) for branch in (layer.body, layer.shortcut) if branch]
-        add(name, "delta", f"{s.delta(spec)} enters {name}: the body and the shortcut each "
-                           f"take all of it (the derivative of a sum): "
-                           f"{' = '.join(lasts + [s.delta(spec)])}", d[0])
-        exact_body, exact_skip = exact_branches[name]
-        dbody = backward(layer.body, d, None)
-        add(name, "body_delta", f"{s.delta_in(spec)}.body, what the body hands down",
-            dbody[0], exact_body[0])
-        if layer.shortcut:
-            dskip = backward(layer.shortcut, d, None)
-            skip_formula = f"{s.delta_in(spec)}.shortcut, what the shortcut hands down"
-        else:
-            dskip, skip_formula = d, f"{s.delta_in(spec)}.shortcut = {s.delta(spec)} (identity)"
-        add(name, "shortcut_delta", skip_formula, dskip[0], exact_skip[0])
+        self.add(name, "delta", f"{s.delta(spec)} enters {name}: the body and the shortcut "
+                                f"each take all of it (the derivative of a sum): "
+                                f"{' = '.join(lasts + [s.delta(spec)])}", d[0])
+        exact_body, exact_skip = self.exact_branches[name]
+        shown = {}  # each path's steps, then the δ it hands down, body first
+
+        def path_steps(path, entering):
+            handed = self.backward(path, entering, None)
+            which = "body" if "body" not in shown else "shortcut"
+            shown[which] = handed
+            self.add(name, f"{which}_delta", f"{s.delta_in(spec)}.{which}, what the "
+                                             f"{which} hands down", handed[0],
+                     (exact_body if which == "body" else exact_skip)[0])
+            return handed
+
+        dbody, dskip = branches(layer, d, path_steps)
+        if not layer.shortcut:
+            self.add(name, "shortcut_delta", f"{s.delta_in(spec)}.shortcut = {s.delta(spec)} "
+                                             f"(identity)", dskip[0], exact_skip[0])
         d_in = dbody + dskip
-        add(name, "input_delta", f"{s.delta_in(spec)} = {s.delta_in(spec)}.body + "
-                                 f"{s.delta_in(spec)}.shortcut", d_in[0], exact_in[name][0])
+        self.add(name, "input_delta", f"{s.delta_in(spec)} = {s.delta_in(spec)}.body + "
+                                      f"{s.delta_in(spec)}.shortcut", d_in[0],
+                 self.exact_in[name][0])
         return d_in
 
-    def _layer_steps(layer, d, above):
+    def layer_steps(self, layer, d, above):
+        """A layer's steps, from the δ at its output: its kernel and bias gradients and
+        updates (where it has them), and the δ it hands down."""
         spec = layer.spec
-        grad_formula, in_formula = backward_formulas(spec, s, textbook)
-        uses_textbook = textbook and spec.type == "conv2d" and tuple(spec.stride) == (1, 1)
+        grad_formula, in_formula = backward_formulas(spec, self.s, self.textbook)
+        uses_textbook = (self.textbook and spec.type == "conv2d"
+                         and tuple(spec.stride) == (1, 1))
         note = None
-        if textbook and spec.type == "conv2d" and not uses_textbook:
+        if self.textbook and spec.type == "conv2d" and not uses_textbook:
             note = "the textbook recipe has no rule for stride > 1; exact rules used here"
-            grad_formula, in_formula = backward_formulas(spec, s, False)
+            grad_formula, in_formula = backward_formulas(spec, self.s, False)
         if uses_textbook:
-            xp = layer.pad(inputs[layer.name])[0]
-            kernel = layer.params["weight"]
-            kernel_delta = textbook_kernel_delta(xp, d[0])
-            add(layer.name, "kernel_grad", grad_formula, kernel_delta,
-                exact_grads[layer.name]["weight"],
-                note="the example's kernel delta, before rot180")
-            bias_grad = d[0].sum(axis=(1, 2)) if spec.bias else None
-            new_kernel = kernel - lr * kernel_delta[:, :, ::-1, ::-1]
-            new_bias = layer.params["bias"] - lr * bias_grad if spec.bias else None
-            dxp = textbook_input_delta(d[0], kernel)
-            d_in = _crop(dxp, spec.padding)[None]
-            new_formula = f"{s.kernel(spec)} ← {s.kernel(spec)} − lr·rot180(d{s.kernel(spec)}), lr {lr:g}"
-            replays.update(_replay_from_published(config, layer, above, d[0],
-                                                  inputs[layer.name][0], below[layer.name], lr))
+            d_in, update = self._textbook_conv(layer, d, above, grad_formula)
         else:
-            if textbook:
-                # The δ arriving here may be the textbook's, not the exact one: recompute.
-                d_in = layer.backward(d)
-                grads = layer.grads
-                new = (_optimizer_step(config, network, {layer.name: grads}, lr, only=layer.name)
-                       if grad_formula else {})
-            else:
-                d_in, grads, new = exact_in[layer.name], exact_grads[layer.name], exact_new
-            if grad_formula:
-                add(layer.name, "kernel_grad", grad_formula, grads["weight"],
-                    exact_grads[layer.name]["weight"], note=note)
-            bias_grad = grads.get("bias") if grad_formula else None
-            new_kernel = new_bias = None
-            if grad_formula:
-                new_kernel, new_bias = new[layer.name]["weight"], new[layer.name].get("bias")
-            new_formula = update_formula(config, s.kernel(spec), lr)
-        if grad_formula and bias_grad is not None:
-            add(layer.name, "bias_grad", f"∂L/∂{s.bias(spec)} = Σ {s.delta(spec)}", bias_grad,
-                exact_grads[layer.name]["bias"])
+            d_in, update = self._exact_rules(layer, d, grad_formula, note)
         if grad_formula:
-            add(layer.name, "kernel_new", new_formula, new_kernel, exact_new[layer.name]["weight"])
-            if new_bias is not None:
-                add(layer.name, "bias_new", update_formula(config, s.bias(spec), lr,
-                                                            plain=uses_textbook),
-                    new_bias, exact_new[layer.name]["bias"])
-        add(layer.name, "input_delta", in_formula, d_in[0], exact_in[layer.name][0])
+            self._updates(layer, *update, plain=uses_textbook)
+        self.add(layer.name, "input_delta", in_formula, d_in[0], self.exact_in[layer.name][0])
         return d_in
 
-    backward(network.layers, delta, None)
+    def _textbook_conv(self, layer, d, above, grad_formula):
+        """The worked example's rules for a stride-1 conv layer. Returns (δ_in, (bias
+        gradient, new kernel, new bias, the kernel update's formula))."""
+        spec, s, lr = layer.spec, self.s, self.lr
+        kernel = layer.params["weight"]
+        kernel_delta = textbook_kernel_delta(layer.pad(self.inputs[layer.name])[0], d[0])
+        self.add(layer.name, "kernel_grad", grad_formula, kernel_delta,
+                 self.exact_grads[layer.name]["weight"],
+                 note="the example's kernel delta, before rot180")
+        bias_grad = d[0].sum(axis=(1, 2)) if spec.bias else None
+        new_kernel = kernel - lr * kernel_delta[:, :, ::-1, ::-1]
+        new_bias = layer.params["bias"] - lr * bias_grad if spec.bias else None
+        d_in = _crop(textbook_input_delta(d[0], kernel), spec.padding)[None]
+        self.replays.update(_replay_from_published(
+            self.config, layer, above, d[0], self.inputs[layer.name][0],
+            self.below[layer.name], lr))
+        formula = f"{s.kernel(spec)} ← {s.kernel(spec)} − lr·rot180(d{s.kernel(spec)}), lr {lr:g}"
+        return d_in, (bias_grad, new_kernel, new_bias, formula)
 
-    _compare_published(config, steps, textbook, replays)
-    return {"recipe": recipe, "dtype": "float64", "lr": lr, "op_note": op_note(config, textbook),
-            "weights": checkpoint[1] if checkpoint else "initial, from the config",
-            "steps": [_jsonable(step) for step in steps]}
+    def _exact_rules(self, layer, d, grad_formula, note):
+        """The layer's own backward and the configured optimizer. Returns (δ_in, (bias
+        gradient, new kernel, new bias, the kernel update's formula)), Nones where the
+        layer has no kernel."""
+        if self.textbook:
+            # The δ arriving here may be the textbook's, not the exact one: recompute.
+            d_in = layer.backward(d)
+            grads = layer.grads
+            new = (_optimizer_step(self.config, self.network, {layer.name: grads}, self.lr,
+                                   only=layer.name) if grad_formula else {})
+        else:
+            d_in, grads = self.exact_in[layer.name], self.exact_grads[layer.name]
+            new = self.exact_new
+        if not grad_formula:
+            return d_in, (None, None, None, None)
+        self.add(layer.name, "kernel_grad", grad_formula, grads["weight"],
+                 self.exact_grads[layer.name]["weight"], note=note)
+        formula = update_formula(self.config, self.s.kernel(layer.spec), self.lr)
+        return d_in, (grads.get("bias"), new[layer.name]["weight"], new[layer.name].get("bias"),
+                      formula)
+
+    def _updates(self, layer, bias_grad, new_kernel, new_bias, formula, plain):
+        spec, s, exact_new = layer.spec, self.s, self.exact_new[layer.name]
+        if bias_grad is not None:
+            self.add(layer.name, "bias_grad", f"∂L/∂{s.bias(spec)} = Σ {s.delta(spec)}",
+                     bias_grad, self.exact_grads[layer.name]["bias"])
+        self.add(layer.name, "kernel_new", formula, new_kernel, exact_new["weight"])
+        if new_bias is not None:
+            self.add(layer.name, "bias_new",
+                     update_formula(self.config, s.bias(spec), self.lr, plain=plain),
+                     new_bias, exact_new["bias"])
 
 
 def _optimizer_step(config, network, grads, lr, only=None):

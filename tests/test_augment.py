@@ -28,7 +28,7 @@ def test_crop_and_flip_are_exactly_the_shifted_and_flipped_images():
 
 def test_an_augmented_batch_is_normalised_after_cropping_so_the_padding_is_black():
     from convtrain.data.augment import EpochAugmentation
-    from convtrain.spec.config import AugmentSpec
+    from convtrain.spec.data_spec import AugmentSpec
     from convtrain.data.stored_images import StoredImages
 
     stored = np.full((3, 3, 4, 4), 200, dtype=np.uint8)

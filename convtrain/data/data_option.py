@@ -5,7 +5,7 @@ network was trained with."""
 import os
 from dataclasses import replace
 
-from convtrain.spec.config import SourceSpec
+from convtrain.spec.data_spec import SourceSpec
 from convtrain.errors import DataError
 
 KEY = "--data"

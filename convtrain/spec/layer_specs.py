@@ -13,82 +13,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from convtrain.spec.shapes import as_array, require_image, window
+
 INITS = ("he_uniform", "he_normal", "glorot_uniform", "zeros")
 CONV_ALGORITHMS = ("auto", "gemm", "winograd")
-# `algorithm: auto` is a rule on the layer's shape (never a timing, so that results never
-# depend on the machine's load), for float32 3x3 stride-1 convs. Winograd computes the
-# forward pass and the delta where the layer has at least WINOGRAD_MIN_CHANNELS channels in
-# and out, an output of at least WINOGRAD_MIN_SIDE a side, and channels x side (the fewer
-# channels, the smaller side) of at least WINOGRAD_MIN_WORK; it computes the kernel gradient
-# too where the output's smaller side is at least WINOGRAD_GRADIENT_MIN_SIDE. Smaller, a
-# sample's 16 products are too small for their transforms and junk slots to pay. Measured
-# (batch 64, one layer, docs/performance.md), im2col's time over Winograd's, forward + delta:
-# 16 channels at 8x8 0.77, 12x12 1.06, 16x16 1.03, 32x32 1.75; 24 at 8x8 0.79; 32 at 4x4
-# 0.89, 8x8 1.10, 12x12 1.65, 16x16 1.61; 48 at 4x4 1.07; 64 at 4x4 1.03-1.12, 8x8 1.75,
-# 12x12 1.62; 128 at 4x4 1.63, 8x8 1.37; 3 channels in (a first layer) 0.4. Kernel
-# gradient: 16 channels at 8x8 0.96, 12x12 1.19, 16x16 1.23; 32 at 8x8 0.97, 12x12 1.30; 48
-# at 8x8 1.22; 64 at 4x4 0.69, 8x8 1.26, 12x12 1.28; 96 at 8x8 0.58; 128 at 4x4 0.67, 8x8
-# 0.88, 12x12 1.05, 16x16 1.00. Alone, 64 channels at 8x8 gained, but inside ResNet-20 its
-# last stage was no faster with it (conv backward 27.2-28.7 against 27.3-28.1 ms a step,
-# alternating runs), likely because a sample's dU is 16/9 the size of im2col's gradient,
-# more to write and to sum. So the kernel gradient stays on im2col below 16x16.
+# `algorithm: auto` is a rule on the layer's shape, never a timing (results must not depend
+# on the machine's load), for float32 3x3 stride-1 convs: Winograd for the forward pass and
+# the delta with at least WINOGRAD_MIN_CHANNELS channels in and out, an output of at least
+# WINOGRAD_MIN_SIDE a side and channels x side of at least WINOGRAD_MIN_WORK; for the kernel
+# gradient too from WINOGRAD_GRADIENT_MIN_SIDE a side. Smaller, its transforms do not pay:
+# the measurements behind each threshold are in docs/performance.md ("The auto rule").
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MIN_SIDE = 4
 WINOGRAD_MIN_WORK = 256
 WINOGRAD_GRADIENT_MIN_SIDE = 16
-
-
-def as_array(section, key, shape):
-    """Read a nested list of numbers of exactly `shape` (float64), or None."""
-    if not section.has(key):
-        section.get_raw(key, None)
-        return None
-    value = section.get_raw(key)
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (ValueError, TypeError):
-        raise section.error(key, "must be a nested list of numbers with the same length "
-                                 "at each level") from None
-    if array.shape != tuple(shape):
-        raise section.error(key, f"has shape {list(array.shape)}, expected {list(shape)}")
-    if not np.all(np.isfinite(array)):
-        raise section.error(key, "contains a value that is not finite")
-    return array
-
-
-def _require_image(section, in_shape, kind):
-    if len(in_shape) != 3:
-        raise section.error(None, f"{kind} needs an image input (C, H, W), but the layer below "
-                                  f"gives a vector of {in_shape[0]}; put it before "
-                                  f"flatten/dense")
-
-
-def _window(section, name, in_shape, kernel, stride, padding, what):
-    """Resolve padding (int, pair, 'same', 'valid') and the output size of a window."""
-    _, height, width = in_shape
-    if padding == "same":
-        pads = []
-        for size, k, s in ((height, kernel[0], stride[0]), (width, kernel[1], stride[1])):
-            out = -(-size // s)
-            total = max((out - 1) * s + k - size, 0)
-            pads.append((total // 2, total - total // 2))
-        (top, bottom), (left, right) = pads
-    elif padding == "valid":
-        top = bottom = left = right = 0
-    else:
-        top = bottom = padding[0]
-        left = right = padding[1]
-    padded_h, padded_w = height + top + bottom, width + left + right
-    if kernel[0] > padded_h or kernel[1] > padded_w:
-        padded = ("" if (padded_h, padded_w) == (height, width)
-                  else f" padded to {padded_h}x{padded_w}")
-        raise section.error("kernel" if "kernel" in section.raw else "size",
-                            f"{what} {kernel[0]}x{kernel[1]} is larger than its input "
-                            f"{height}x{width}{padded} (layer {name}, "
-                            f"{section.raw.get('type')})")
-    out_h = (padded_h - kernel[0]) // stride[0] + 1
-    out_w = (padded_w - kernel[1]) // stride[1] + 1
-    return (top, bottom, left, right), (out_h, out_w)
 
 
 @dataclass(frozen=True)
@@ -139,7 +77,7 @@ class Conv2dSpec(LayerSpec):
 
     @classmethod
     def parse(cls, section, index, name, in_shape):
-        _require_image(section, in_shape, cls.type)
+        require_image(section, in_shape, cls.type)
         filters = section.get_int("filters", minimum=1)
         kernel = section.get_pair("kernel")
         stride = section.get_pair("stride", 1)
@@ -147,7 +85,7 @@ class Conv2dSpec(LayerSpec):
         op = section.get_choice("op", ("correlation", "convolution"), "correlation")
         bias = section.get_bool("bias", True)
         init = section.get_choice("init", INITS, "he_uniform")
-        padding, (out_h, out_w) = _window(section, name, in_shape, kernel, stride, padding,
+        padding, (out_h, out_w) = window(section, name, in_shape, kernel, stride, padding,
                                           "kernel")
         weights = as_array(section, "weights", (filters, in_shape[0], kernel[0], kernel[1]))
         biases = as_array(section, "biases", (filters,))
@@ -287,10 +225,10 @@ class PoolSpec(LayerSpec):
 
     @classmethod
     def parse(cls, section, index, name, in_shape):
-        _require_image(section, in_shape, cls.type)
+        require_image(section, in_shape, cls.type)
         size = section.get_pair("size", (2, 2))
         stride = section.get_pair("stride", size)
-        _, (out_h, out_w) = _window(section, name, in_shape, size, stride, (0, 0), "window")
+        _, (out_h, out_w) = window(section, name, in_shape, size, stride, (0, 0), "window")
         return cls(index, name, tuple(in_shape), (in_shape[0], out_h, out_w), size, stride)
 
     def flops(self):
@@ -360,7 +298,7 @@ class GlobalAvgPoolSpec(LayerSpec):
 
     @classmethod
     def parse(cls, section, index, name, in_shape):
-        _require_image(section, in_shape, cls.type)
+        require_image(section, in_shape, cls.type)
         return cls(index, name, tuple(in_shape), (in_shape[0],))
 
     def flops(self):

@@ -7,35 +7,21 @@ and the sha256 of each array its checkpoint holds.
 
 Runs the `convtrain` beside this Python (the checkout's .venv), in a scratch folder holding
 the data the configs name: synthetic CIFAR-10 (scripts/make_synthetic_cifar.py) and
-synthetic MNIST .gz files, both seeded. Prints each file's sha256.
+synthetic MNIST .gz files (scripts/make_synthetic_mnist.py), both seeded. Prints each file's sha256.
 """
 
-import gzip
 import hashlib
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 
 import numpy as np
+from make_synthetic_mnist import write_mnist  # beside this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLOCK_FIELDS = {"seconds", "images_per_s", "forward_ms", "backward_ms"}
-
-
-def _mnist(folder):
-    rng = np.random.default_rng(0)
-    for prefix, count in (("train", 512), ("t10k", 64)):
-        labels = rng.integers(0, 10, size=count)
-        images = rng.integers(0, 50, size=(count, 28, 28))
-        images[np.arange(count), 2 * labels + 3, 2 * labels + 3] = 255
-        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
-            header = bytes([0, 0, 8, array.ndim]) + b"".join(struct.pack(">I", n)
-                                                             for n in array.shape)
-            with gzip.open(os.path.join(folder, f"{prefix}-{kind}-ubyte.gz"), "wb") as handle:
-                handle.write(header + array.astype(np.uint8).tobytes())
 
 
 def _without_clocks(record):
@@ -67,7 +53,7 @@ def main():
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_synthetic_cifar.py"),
                         os.path.join(scratch, "data", "cifar-10-binary.tar.gz"),
                         "--per-file", "200"], check=True, capture_output=True)
-        _mnist(os.path.join(scratch, "data"))
+        write_mnist(os.path.join(scratch, "data"), train=512, test=64)
         for name in sorted(os.listdir(os.path.join(ROOT, "configs"))):
             config, stem = os.path.join(ROOT, "configs", name), name.removesuffix(".yaml")
             files = {f"{stem}.summary.txt": _convtrain("summary", config, cwd=scratch),

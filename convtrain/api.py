@@ -12,6 +12,7 @@ unless a `warn` function is given. The command line (cli.py) parses, calls one o
 prints and sets the exit code.
 """
 
+import os
 import warnings
 
 from convtrain.errors import UserError
@@ -84,14 +85,15 @@ def refuse_a_batch_of_one(spec, batch, verb):
                         f"use --batch 2 or more", path="--batch")
 
 
-def _network_from(spec, loaded, dtype=None):
-    """(the network of spec with a checkpoint's weights, its meta, its class names)."""
+def _network_from(spec, loaded, names=None):
+    """(the network of spec with a checkpoint's weights, its meta, the class names it was
+    trained on: its own, or `names` where they agree; see matching_classes)."""
     from convtrain.model.network import Network
     from convtrain.run.checkpoint import load_into, matching_classes
 
-    network = Network(spec) if dtype is None else Network(spec, dtype=dtype)
+    network = Network(spec)
     meta = load_into(*loaded, spec, network)
-    return network, meta, matching_classes
+    return network, meta, matching_classes(meta, spec, loaded[1], names)
 
 
 def evaluate(spec, checkpoint, data=None, warn=_warn):
@@ -107,14 +109,14 @@ def evaluate(spec, checkpoint, data=None, warn=_warn):
 
     if data is None:
         x, y, val_x, val_y = load_datasets(spec)
-    network, meta, matching_classes = _network_from(spec, loaded)
+    network, meta, names = _network_from(spec, loaded,
+                                         class_names(spec) if data is None else None)
     if data is not None:
         from convtrain.data.data_option import load_data_option
 
-        x, y, names = load_data_option(spec, data, matching_classes(meta, spec, checkpoint))
+        x, y, names = load_data_option(spec, data, names)
         which = data
     else:
-        names = matching_classes(meta, spec, checkpoint, class_names(spec))
         which = "val" if val_x is not None else "train"
         if val_x is not None:
             x, y = val_x, val_y
@@ -153,8 +155,8 @@ def predict(spec, checkpoint, inputs, top=1, split=None, resize=False, batch=256
     )
     from convtrain.use.predict import predict as run_predict
 
-    network, meta, matching_classes = _network_from(spec, loaded)
-    classes = matching_classes(meta, spec, checkpoint, class_names(spec) if from_data else None)
+    network, _, classes = _network_from(spec, loaded,
+                                        class_names(spec) if from_data else None)
     labels = None
     if from_data:
         x, labels, names = data_source(spec, split)
@@ -232,8 +234,6 @@ def export(spec, checkpoint, out, opset=17, overwrite=False, warn=_warn):
     overwrite); returns out."""
     from convtrain.use.onnx_export import export_onnx, require_onnx, write_model
 
-    import os
-
     loaded = read_checkpoint(checkpoint)
     require_onnx()
     if os.path.isdir(out):
@@ -241,8 +241,8 @@ def export(spec, checkpoint, out, opset=17, overwrite=False, warn=_warn):
                         f"{os.path.join(out, spec.name + '.onnx')}", file=out, path="--out")
     check_output_file(out, spec, overwrite, **{"--checkpoint": checkpoint})
     ready_kernels(warn=warn)
-    network, meta, matching_classes = _network_from(spec, loaded)
-    write_model(export_onnx(network, spec, opset, matching_classes(meta, spec, checkpoint)), out)
+    network, _, classes = _network_from(spec, loaded)
+    write_model(export_onnx(network, spec, opset, classes), out)
     return out
 
 
@@ -250,8 +250,6 @@ def check_output_file(path, spec, overwrite, **reads):
     """Refuse an output file that cannot or must not be written, before any work: among
     what it must not be are the files and folders the command reads, `reads` ({what:
     path}) and the config's data sources, with or without overwrite."""
-    import os
-
     from convtrain.data.sources import source_paths
     from convtrain.outputs import OutputError, check_target
 
@@ -262,17 +260,13 @@ def check_output_file(path, spec, overwrite, **reads):
                  overwrite=overwrite)
 
 
-class TrainResult(dict):
-    """train's result: {"folder": the run folder, "best": the best epoch's summary}."""
-
-
 def train(spec, out=None, resume=None, init_from=None, init_skip=(), max_steps=None,
-          threads=None, log=None, echo=None, warn=_warn):
+          threads=None, log=None, warn=_warn):
     """Train spec into a run folder (`out`, default runs/NAME-TIME), from scratch, or
     continuing `resume` (a checkpoint), or from `init_from`'s weights. log None prints
-    nothing, "quiet" the epoch lines, "full" everything the command prints; echo(text,
-    err) prints (default click.echo). Returns a TrainResult; run on several processes
-    (mpiexec), rank 0's holds the folder."""
+    nothing, "quiet" the epoch lines, "full" everything the command prints. Returns
+    {"folder": the run folder, "best": the best epoch's summary}; of a run on several
+    processes (mpiexec), rank 0's holds the folder."""
     if resume and init_from:
         raise UserError("starts a new run; --resume continues one: give one",
                         path="--init-from")
@@ -283,9 +277,6 @@ def train(spec, out=None, resume=None, init_from=None, init_skip=(), max_steps=N
         from convtrain.run.tensorboard import require_tensorboardx
 
         require_tensorboardx(spec)
-    import click
-
-    echo = echo or (lambda text, err=False: click.echo(text, err=err))
     from convtrain.data.sources import class_names, load_datasets
     from convtrain.run.distributed import join
 
@@ -309,13 +300,16 @@ def train(spec, out=None, resume=None, init_from=None, init_skip=(), max_steps=N
             raise UserError(f"the checkpoint is at step {trainer.state.global_step} already: "
                             f"nothing to do up to step {max_steps} (--max-steps counts from "
                             f"the run's first step; raise it)", path="--max-steps")
-    say = echo if log is not None else (lambda text, err=False: None)
-    out, lock = team.root_does(lambda: _open_run_folder(spec, out, resume, log, trainer.state,
-                                                        say)) or (None, None)
+    import click
+
+    say = click.echo if log is not None else (lambda text, err=False: None)
+    resumed = (loaded[0][0], trainer.state.global_step) if resume else None
+    out, lock = team.root_does(lambda: _open_run_folder(spec, out, resume, resumed, log,
+                                                        trainer.state, say)) or (None, None)
     best = trainer.run(out)
     if team.is_root:
         lock.close()
-    return TrainResult(folder=out, best=best)
+    return {"folder": out, "best": best}
 
 
 def check_shares(spec, team, flag=None):
@@ -332,7 +326,7 @@ def check_shares(spec, team, flag=None):
         raise spec.error("train.batch_size", message)
 
 
-def _open_run_folder(spec, out, resume, log, state, say):
+def _open_run_folder(spec, out, resume, resumed, log, state, say):
     """Make (or reopen) the run folder, lock it, give a resumed run's new folder its
     history, write config.yaml, print the summary. Returns (folder, lock)."""
     from convtrain.data.sources import source_paths
@@ -343,8 +337,7 @@ def _open_run_folder(spec, out, resume, log, state, say):
         write_resolved_config,
     )
 
-    out, history = prepare_run_folder(spec.name, out, resume, state.global_step,
-                                      source_paths(spec))
+    out, history = prepare_run_folder(spec.name, out, resume, resumed, source_paths(spec))
     lock = lock_run_folder(out)
     if history is not None:
         copied = copy_history(history, out, resume, state.global_step, state.epochs_done)

@@ -21,10 +21,10 @@ def _config(path, overrides=(), epochs=None):
     return load_config(path, overrides, epochs)
 
 
-def _numba(threads=None, team=None):
+def _numba(threads=None):
     from convtrain.api import ready_kernels
 
-    ready_kernels(threads, team, warn=_warn)
+    ready_kernels(threads, warn=_warn)
 
 
 def _warn(text):
@@ -49,7 +49,7 @@ def _overwrite_option(what):
 
 
 def _echo_or_write(text, out, what):
-    """text on stdout, or written whole to the file --out (checked by _output_file), and
+    """text on stdout, or written whole to the file --out (checked by api.check_output_file), and
     a line on stderr saying so."""
     if out is None:
         click.echo(text, nl=False)

@@ -44,9 +44,14 @@ class DataError(UserError):
 
 
 class RunFailed(Exception):
-    """A run that started and failed (a non-finite loss, say): exit code 1."""
+    """A run that started and failed (a non-finite loss, say): exit code 1. `step`: the
+    step it failed at, for its metrics record (None where it is not one step's)."""
 
     exit_code = 1
+
+    def __init__(self, message, step=None):
+        super().__init__(message)
+        self.step = step
 
 
 class EndedElsewhere(Exception):

@@ -26,14 +26,15 @@ LAST, BEST = "checkpoint-last.npz", "checkpoint-best.npz"
 METRICS = "metrics.jsonl"
 
 
-def prepare_run_folder(name, out, resume, resume_step=None, data_paths=None):
+def prepare_run_folder(name, out, resume, resumed=None, data_paths=None):
     """The folder to train into, made if missing; a run never writes into another's.
 
     A new run: `out` (default runs/NAME-TIME), which must be new or empty. --resume: the
     checkpoint's own run folder, when `out` is not given or is that folder; else `out`
     must be new or empty, and gets the history up to the checkpoint (`copy_history`).
-    In place, only from the folder's last checkpoint (`_refuse_rewind`). Never in a data
-    folder the run reads (data_paths: {key path: path}).
+    In place, only from the folder's last checkpoint (`_refuse_rewind`; resumed: the
+    resume checkpoint's (params, global step), as read). Never in a data folder the run
+    reads (data_paths: {key path: path}).
 
     Returns (folder, the folder to copy the history from, or None)."""
     home = (os.path.dirname(resume) or ".") if resume else None
@@ -52,7 +53,7 @@ def prepare_run_folder(name, out, resume, resume_step=None, data_paths=None):
                         f"to continue there: pass --out NEW_FOLDER to continue it in a new "
                         f"one", file=resume, path="--resume")
     if in_place:
-        _refuse_rewind(home, resume, resume_step)
+        _refuse_rewind(home, resume, resumed)
     if not in_place and os.path.isdir(out) and set(os.listdir(out)) - {LOCK}:
         raise UserError(_occupied(out, home), file=out, path="--out")
     try:
@@ -65,13 +66,14 @@ def prepare_run_folder(name, out, resume, resume_step=None, data_paths=None):
     return out, (None if in_place or resume is None else home)
 
 
-def _refuse_rewind(home, resume, resume_step):
+def _refuse_rewind(home, resume, resumed):
     """A run goes on in its folder from its last checkpoint only (checkpoint-last.npz, or
     a copy of it): from an older one it would replace that checkpoint and the history
     after it; from another run's, it would mix two runs. Both refused."""
     last = os.path.join(home, LAST)
-    if resume_step is None or not os.path.exists(last) or same_file(last, resume):
+    if resumed is None or not os.path.exists(last) or same_file(last, resume):
         return
+    params, resume_step = resumed
     last_params, _, last_meta = read_checkpoint(last)
     last_step = last_meta.get("global_step", 0)
     advice = (f"pass --out NEW_FOLDER to continue from it in a new folder (with the history "
@@ -81,7 +83,6 @@ def _refuse_rewind(home, resume, resume_step):
                         f"({last}); continuing from it here would replace that checkpoint and "
                         f"the history after step {resume_step}: {advice}", file=resume,
                         path="--resume")
-    params = read_checkpoint(resume)[0]
     if last_step != resume_step or params.keys() != last_params.keys() or any(
             not np.array_equal(params[key], last_params[key]) for key in params):
         raise UserError(f"is not the last checkpoint of the run in {home} (its "

@@ -31,11 +31,9 @@ def _flatten(values, prefix, into):
 
 
 def changed_settings(before, now):
-    """'key old -> new; ...' for the settings that differ ('' when none, or no record)."""
-    if not before:
-        return ""
-    return "; ".join(f"{key} {before.get(key)} -> {value}" for key, value in now.items()
-                     if key in before and before[key] != value)
+    """{key: (old, new)} of the settings that differ ({} when none, or no record)."""
+    return {key: (before[key], value) for key, value in now.items()
+            if key in before and before[key] != value}
 
 
 class EarlyStopping:
@@ -111,7 +109,7 @@ class RunState:
 
     def restore(self, meta, path):
         """Take a checkpoint's meta; refuses what cannot continue. Returns the settings
-        the config changes ('' when none)."""
+        the config changes, {key: (old, new)}."""
         self.epochs_done = meta["epochs_done"]
         self.step_in_epoch = meta["step_in_epoch"]
         self.global_step = meta["global_step"]
@@ -178,15 +176,14 @@ def resume_run(checkpoint, path, network, optimizer, state):
     changed = state.restore(meta, path)
     notes = [(f"resuming from {path}: epoch {state.epochs_done + 1}, step "
               f"{state.step_in_epoch} of the epoch, global step {state.global_step}", False)]
+    said = "; ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items())
     if changed:  # with --quiet too when the run goes on otherwise than it began, not
         # only for longer (raising train.epochs is what a resume is for)
-        more_than_epochs = any(not part.startswith("train.epochs ")
-                               for part in changed.split("; "))
         notes.append((f"resume: the config changes what the checkpoint was trained with: "
-                      f"{changed}", more_than_epochs))
+                      f"{said}", set(changed) != {"train.epochs"}))
     return notes, {"event": "resume", "step": state.global_step,
                    "epochs_done": state.epochs_done, "checkpoint": path,
-                   "changed": changed or None}
+                   "changed": said or None}
 
 
 def init_run(checkpoint, path, config, network, skip=()):

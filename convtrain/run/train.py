@@ -44,13 +44,6 @@ CHANCE_MARGIN = 0.05
 CHANCE_MIN_STEPS = 20
 
 
-def _failed_at(step, message):
-    """The RunFailed of a run that failed at `step` (kept for its metrics record)."""
-    failure = RunFailed(message)
-    failure.step = step
-    return failure
-
-
 def evaluate(network, x, y, batch_size=EVAL_BATCH, predictions=None, team=None):
     """(mean loss, accuracy) over (x, y), forward only; fills `predictions` (N,) with the
     predicted classes when given. Processes sharing the work (team) take every K-th batch;
@@ -176,7 +169,7 @@ class Trainer:
         folder back its config.yaml: the printed resume command must not meet the settings
         that failed. If even that cannot be written, the failure is still said."""
         try:
-            self.log.record({"event": "failed", "step": getattr(exc, "step", None),
+            self.log.record({"event": "failed", "step": exc.step,
                              "reason": str(exc)})
             if self.state.resumed and not self.saved:
                 self.checkpoints.put_config_back()
@@ -239,9 +232,9 @@ class Trainer:
                                 state.global_step + 1, self.config.train.clip_grad_norm,
                                 delta_norms=(state.global_step + 1) % every == 0)
         except Diverged as exc:  # every process saw the same loss and weights
-            raise everywhere(_failed_at(state.global_step + 1,
-                                        f"training diverged at step {state.global_step + 1}: "
-                                        f"{exc}{self.checkpoints.what_is_kept()}")) from None
+            raise everywhere(RunFailed(f"training diverged at step {state.global_step + 1}: "
+                                       f"{exc}{self.checkpoints.what_is_kept()}",
+                                       step=state.global_step + 1)) from None
         state.global_step += 1
         state.add_batch(result.loss, result.correct, len(yb))
         if result.delta_norms is not None:
@@ -258,10 +251,9 @@ class Trainer:
             with np.errstate(over="ignore", invalid="ignore"):
                 val_loss, val_acc = evaluate(self.network, val_x, val_y, team=self.team)
             if not np.isfinite(val_loss):
-                raise everywhere(_failed_at(self.state.global_step,
-                                            f"training diverged in epoch {epoch}: the "
-                                            f"validation loss is {val_loss}"
-                                            f"{self.checkpoints.what_is_kept()}"))
+                raise everywhere(RunFailed(f"training diverged in epoch {epoch}: the validation "
+                                           f"loss is {val_loss}{self.checkpoints.what_is_kept()}",
+                                           step=self.state.global_step))
         record, improved, reason = self.state.end_epoch(epoch, val_loss, val_acc)
         record.update({"step": self.state.global_step, "seconds": seconds,
                        "images_per_s": trained / seconds if seconds > 0 else None})

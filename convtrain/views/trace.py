@@ -117,8 +117,9 @@ def run_trace(config, recipe="exact", checkpoint=None):
 
 def branches(block, value, run):
     """A residual block's two paths, one after the other, as Residual runs them: run(layers,
-    value) on the body, then on the shortcut (the identity: value itself). The one place
-    the trace walks into a block; forward, the exact backward and the steps shown use it."""
+    value) on the body, then on the shortcut (the identity: value itself). Forward and the
+    exact backward walk into a block through it; the steps shown take the same order, with
+    a step after each path."""
     return run(block.body, value), (run(block.shortcut, value) if block.shortcut else value)
 
 
@@ -211,21 +212,16 @@ class Tracer:
                                 f"each take all of it (the derivative of a sum): "
                                 f"{' = '.join(lasts + [s.delta(spec)])}", d[0])
         exact_body, exact_skip = self.exact_branches[name]
-        shown = {}  # each path's steps, then the δ it hands down, body first
-
-        def path_steps(path, entering):
-            handed = self.backward(path, entering, None)
-            which = "body" if "body" not in shown else "shortcut"
-            shown[which] = handed
-            self.add(name, f"{which}_delta", f"{s.delta_in(spec)}.{which}, what the "
-                                             f"{which} hands down", handed[0],
-                     (exact_body if which == "body" else exact_skip)[0])
-            return handed
-
-        dbody, dskip = branches(layer, d, path_steps)
-        if not layer.shortcut:
-            self.add(name, "shortcut_delta", f"{s.delta_in(spec)}.shortcut = {s.delta(spec)} "
-                                             f"(identity)", dskip[0], exact_skip[0])
+        # the paths in branches' order, each path's steps followed by what it hands down
+        dbody = self.backward(layer.body, d, None)
+        self.add(name, "body_delta", f"{s.delta_in(spec)}.body, what the body hands down",
+                 dbody[0], exact_body[0])
+        if layer.shortcut:
+            dskip = self.backward(layer.shortcut, d, None)
+            skip_formula = f"{s.delta_in(spec)}.shortcut, what the shortcut hands down"
+        else:
+            dskip, skip_formula = d, f"{s.delta_in(spec)}.shortcut = {s.delta(spec)} (identity)"
+        self.add(name, "shortcut_delta", skip_formula, dskip[0], exact_skip[0])
         d_in = dbody + dskip
         self.add(name, "input_delta", f"{s.delta_in(spec)} = {s.delta_in(spec)}.body + "
                                       f"{s.delta_in(spec)}.shortcut", d_in[0],

@@ -1,8 +1,8 @@
 """Process settings that must be made before NumPy's BLAS or numba first load.
 
-The CLI calls `prepare_environment` first; importing `convtrain.model.layers` (which loads
-the kernels) calls it too, so scripts and tests get the same settings. Importing
-`convtrain` itself changes nothing.
+The CLI calls `prepare_environment` first; a layer's first kernel call
+(`convtrain.layers.base.kernels`, which imports the kernels) calls it too, so scripts and
+tests get the same settings. Importing `convtrain` itself changes nothing.
 """
 
 import atexit

@@ -214,7 +214,7 @@ def _one_layers_kernels(layer, x):
 
     from convtrain.kernels.conv import conv2d_backward_input, conv2d_forward
     from convtrain.kernels.winograd import winograd_forward
-    from convtrain.model.layers.conv import _winograd_kernels
+    from convtrain.layers.conv2d import _winograd_kernels
 
     w = layer.correlation_kernel()
     b = layer.params["bias"]

@@ -7,7 +7,7 @@ import pytest
 
 from convtrain.spec.config import load_config
 from convtrain.model.gradcheck import TOLERANCE, check_gradients
-from convtrain.model.layers.conv import Conv2d
+from convtrain.layers.conv2d import Conv2d
 from convtrain.model.network import Network
 
 CONV_CASES = {
@@ -144,7 +144,7 @@ def test_checker_catches_a_wrong_gradient(monkeypatch):
 
 def test_checker_catches_stride_ignored_in_backward(monkeypatch):
     """The classic bug: a backward that ignores the forward's stride."""
-    import convtrain.model.layers.conv as conv_module
+    import convtrain.kernels.conv as conv_module  # the layer looks its kernels up at each call
 
     real = conv_module.conv2d_weight_per_sample
     monkeypatch.setattr(conv_module, "conv2d_weight_per_sample",

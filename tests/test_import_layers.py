@@ -5,8 +5,9 @@
     views/                      trace, plots, timing: what a person reads
     run/                        training, its folder, log, checkpoints, processes
     data/                       data sources, images, augmentation
-    model/                      network, layers, losses, optimizers
+    model/                      network, losses, optimizers
     spec/                       the config
+    layers/                     each layer type: spec, compute, formulas, ONNX nodes
     kernels/                    Numba kernels (numpy and numba only: test_layout.py)
     errors, runtime, outputs, extras, team, version    the ground floor
 
@@ -18,7 +19,7 @@ import os
 
 import pytest
 
-LAYERS = ["ground", "kernels", "spec", "model", "data", "run", "views", "use", "top"]
+LAYERS = ["ground", "kernels", "layers", "spec", "model", "data", "run", "views", "use", "top"]
 GROUND = {"errors", "runtime", "outputs", "extras", "team", "version"}
 TOP = {"cli", "cli_errors", "api", "__main__", "__init__"}
 

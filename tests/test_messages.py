@@ -12,7 +12,7 @@ from convtrain.run.checkpoint import load_into
 from convtrain.cli import main
 from convtrain.spec.config import load_config
 from convtrain.errors import UserError
-from convtrain.spec.layer_specs import walk
+from convtrain.layers import walk
 from nets import small_cnn
 
 SMALL = small_cnn("small", epochs=1, batch_size=16, limit=64, val_split=None, optimizer=None)

@@ -287,44 +287,6 @@ def test_trace_refuses_a_batchnorm_over_the_batch_axis_alone(write_config):
     assert "cannot trace batchnorm 'bn3'" in result.stderr
 
 
-EVERY_TYPE = """input: [1, 8, 8]
-layers:
-  - {type: conv2d, filters: 3, kernel: 3, padding: 1}
-  - {type: batchnorm}
-  - {type: leaky_relu, slope: 0.1}
-  - {type: residual, body: [{type: conv2d, filters: 3, kernel: 3, padding: 1},
-                            {type: sigmoid}]}
-  - {type: maxpool, size: 2}
-  - {type: avgpool, size: 1}
-  - {type: tanh}
-  - {type: globalavgpool}
-  - {type: dropout, rate: 0.25}
-  - {type: dense, units: 5}
-  - {type: relu}
-  - {type: flatten}
-  - {type: dense, units: 10}
-data:
-  train: {format: builtin, name: digits, scale: 16, limit: 50}
-"""
-
-
-def test_every_layer_type_is_registered_and_traced():
-    """Adding a layer type means a spec (layer_specs.LAYER_SPECS), a compute class
-    (layers.LAYERS) and trace formulas: a type missing from any of them fails here."""
-    from convtrain.spec.config import load_config
-    from convtrain.spec.layer_specs import LAYER_SPECS, walk
-    from convtrain.model.layers import LAYERS
-    from convtrain.views.trace import run_trace
-
-    assert set(LAYERS) == set(LAYER_SPECS)
-    config = load_config("every.yaml", text=EVERY_TYPE)
-    assert {spec.type for spec in walk(config.layers)} == set(LAYER_SPECS), \
-        "EVERY_TYPE must use every layer type: add the new one"
-    steps = run_trace(config)["steps"]
-    traced = {step["layer"] for step in steps if step["what"] == "input_delta"}
-    assert traced == {spec.name for spec in walk(config.layers)}
-
-
 def test_plot_draws_a_residual_run(write_config, tmp_path):
     run = tmp_path / "run"
     _train(["train", write_config(RESNET), "--out", str(run), "--quiet", "--epochs", "1"])

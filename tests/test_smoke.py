@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from convtrain.cli import main
-from convtrain.model.layers.conv import Conv2d
+from convtrain.layers.conv2d import Conv2d
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")

@@ -5,7 +5,7 @@
 
 import numpy as np
 
-from convtrain.kernels.augment import crop_flip
+from convtrain.kernels import augment as augment_kernels
 
 
 class EpochAugmentation:
@@ -25,7 +25,8 @@ class EpochAugmentation:
         black, as torchvision pads the image before its Normalize."""
         stored = images.stored[index]
         out = np.empty_like(stored)
-        crop_flip(stored, self.rows[index], self.cols[index], self.flips[index], self.pad, out)
+        augment_kernels.crop_flip(stored, self.rows[index], self.cols[index], self.flips[index],
+                                  self.pad, out)
         return images.normalised(out)
 
 

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from convtrain.model.layers import Mode, build_layer
+from convtrain.layers import Mode, build_layer
 from convtrain.model.losses import LOSSES
 
 

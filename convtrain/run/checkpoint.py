@@ -25,7 +25,7 @@ from convtrain.spec.architecture import (
 )
 from convtrain.errors import UserError
 from convtrain.data.filekind import what_file
-from convtrain.spec.layer_specs import walk
+from convtrain.layers import walk
 from convtrain.outputs import write_whole
 from convtrain.spec.yamlsource import did_you_mean
 

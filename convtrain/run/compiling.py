@@ -21,6 +21,7 @@ import numba
 import numpy as np
 
 from convtrain.kernels import augment, conv, dense, elementwise, norm, pool, winograd
+from convtrain.layers import LAYER_TYPES
 from convtrain.model.network import Network
 from convtrain.model.optim import Optimizer
 from convtrain.data.augment import EpochAugmentation
@@ -31,24 +32,13 @@ from convtrain.team import Solo
 KERNEL_MODULES = (augment, conv, dense, elementwise, norm, pool, winograd)
 BYTE_FORMATS = ("cifar10", "folder", "builtin")  # sources whose images are always uint8
 
-# Seconds each kernel took to compile on an empty cache (scripts/compile_times.py on
-# configs/digits.yaml, a config with every other layer type and bench.py's CIFAR-plain
-# network with Winograd forced, on the 2-core development machine), the functions it calls
-# included. Only their ratios matter: they balance the work between processes. A kernel
-# missing here counts as UNLISTED_S.
-COMPILE_S = {
-    "conv2d_forward": 3.4, "conv2d_weight_per_sample": 2.0, "conv2d_backward_input": 2.2,
-    "add_samples_in_order": 0.8, "winograd_forward": 3.6, "winograd_weight_per_sample": 3.5,
-    "winograd_transform_kernels": 0.6, "winograd_kernel_gradient": 1.2,
-    "maxpool_forward": 0.8, "avgpool_forward": 0.8, "avgpool_backward": 0.6,
-    "conv2d_bias_column_sums": 0.6, "maxpool2x2_forward": 0.6, "maxpool_backward": 0.6,
-    "adam_update": 0.45, "dense_backward_params": 0.4, "dense_forward": 0.2,
-    "dense_backward_input": 0.1, "dense_backward_params_split": 1.1,
-    "dense_forward_split": 0.8, "dense_backward_input_split": 0.4, "sgd_update": 0.3,
-    "batchnorm_normalise": 0.5, "backward_sums_per_sample": 1.2, "moments_per_sample": 1.4,
-    "batchnorm_backward_input": 0.6, "batchnorm_forward_eval": 0.5, "add": 0.3,
-    "globalavgpool_forward": 0.5, "globalavgpool_backward": 0.35,
-}
+# Seconds each kernel took to compile on an empty cache, the functions it calls included,
+# as each layer type (its compute class's compile_s) and the optimizers give them. Only
+# their ratios matter: they balance the work between processes. A kernel missing here
+# counts as UNLISTED_S.
+COMPILE_S = {kernel: seconds
+             for source in [spec.compute for spec in LAYER_TYPES.values()] + [Optimizer]
+             for kernel, seconds in source.compile_s.items()}
 UNLISTED_S = 0.2
 # How much later a started process finishes the same kernels than this process would:
 # Python, NumPy, Numba and the kernel modules (0.25 s), its first parallel kernel (0.2 s) and
@@ -161,36 +151,21 @@ def planned_calls(network, optimizer, x, y, augment=None):
 
 @contextmanager
 def _kernels_replaced(make_stand_in):
-    """Within: wherever a convtrain module outside the kernels holds a kernel, under a
-    module name (`from convtrain.kernels.conv import conv2d_forward`) or in a class
-    (`forward_kernel = staticmethod(tanh_forward)`), it holds make_stand_in(kernel)."""
-    kernels = set(kernel_dispatchers())
-
-    def kernel_in(value):
-        inner = value.__func__ if isinstance(value, staticmethod) else value
-        return inner if _is_dispatcher(inner) and inner in kernels else None
-
-    holders = []
-    for name, module in list(sys.modules.items()):
-        if name.startswith("convtrain.") and not name.startswith("convtrain.kernels"):
-            holders.append(module)
-            holders += [value for value in vars(module).values()
-                        if isinstance(value, type) and value.__module__ == name]
+    """Within: each kernel module's kernel is make_stand_in(kernel). Code outside the
+    kernels calls a kernel through its module (`kernels("conv").conv2d_forward`,
+    `elementwise.sgd_update`), never a name imported from it, so every call meets the
+    stand-in."""
     replaced = []
-    for holder in holders:
-        for attribute, value in list(vars(holder).items()):
-            kernel = kernel_in(value)
-            if kernel is not None:
-                stand_in = make_stand_in(kernel)
-                if isinstance(value, staticmethod):
-                    stand_in = staticmethod(stand_in)
-                replaced.append((holder, attribute, value))
-                setattr(holder, attribute, stand_in)
+    for module in KERNEL_MODULES:
+        for name, value in list(vars(module).items()):
+            if _is_dispatcher(value):
+                replaced.append((module, name, value))
+                setattr(module, name, make_stand_in(value))
     try:
         yield
     finally:
-        for holder, attribute, value in replaced:
-            setattr(holder, attribute, value)
+        for module, name, value in replaced:
+            setattr(module, name, value)
 
 
 def _in_cache(dispatcher, signature):

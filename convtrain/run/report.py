@@ -5,7 +5,8 @@ import math
 
 import numpy as np
 
-from convtrain.spec.layer_specs import WINOGRAD_GRADIENT_MIN_SIDE, walk_with_depth
+from convtrain.layers import walk_with_depth
+from convtrain.layers.conv2d import WINOGRAD_GRADIENT_MIN_SIDE
 
 
 def norm(array):

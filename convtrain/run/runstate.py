@@ -8,7 +8,7 @@ import dataclasses
 from convtrain.spec.architecture import describe_architecture
 from convtrain.run.checkpoint import load_into, load_weights, preparation
 from convtrain.errors import UserError
-from convtrain.spec.layer_specs import walk
+from convtrain.layers import walk
 
 
 def training_settings(config):

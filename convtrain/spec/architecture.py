@@ -12,7 +12,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from convtrain.spec.layer_specs import LAYER_SPECS, LayerSpec, walk
+from convtrain.layers import LAYER_TYPES, LayerSpec, walk
 
 
 def describe_architecture(config):
@@ -126,7 +126,7 @@ def parse_architecture(text):
 def _has_arrays(kind):
     """Whether a checkpoint holds arrays for layers of this type: their spec defines
     param_shapes or buffer_shapes."""
-    spec = LAYER_SPECS.get(kind)
+    spec = LAYER_TYPES.get(kind)
     return spec is not None and (spec.param_shapes is not LayerSpec.param_shapes
                                  or spec.buffer_shapes is not LayerSpec.buffer_shapes)
 

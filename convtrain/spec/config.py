@@ -14,8 +14,8 @@ import numpy as np
 from convtrain.errors import ConfigError
 from convtrain.spec.fields import Section
 from convtrain.spec.data_spec import DataSpec, read_data
-from convtrain.spec.layer_specs import LAYER_SPECS, ResidualSpec, walk
-from convtrain.spec.shapes import as_array
+from convtrain.layers import LAYER_TYPES, walk
+from convtrain.layers.shapes import as_array
 from convtrain.spec.yamlsource import apply_override, did_you_mean, load_yaml
 
 LOSSES = ("softmax_cross_entropy", "mse", "hinge")
@@ -134,7 +134,7 @@ def lone_sample_batchnorm(layers):
     """The name of the first batchnorm whose statistics come from the batch axis alone (on
     a vector, or an image of 1x1), which a batch of one sample cannot train; or None."""
     for spec in walk(layers):
-        if spec.type == "batchnorm" and int(np.prod(spec.in_shape[1:])) == 1:
+        if spec.type == "batchnorm" and spec.statistics_from_batch_axis_alone():
             return spec.name
     return None
 
@@ -220,18 +220,21 @@ def _layer_list(source, path, items, shape, prefix, names):
     for index, item in enumerate(items):
         section = Section(source, path + (index,), item, f"layer {index}")
         kind = section.get_str("type")
-        if kind not in LAYER_SPECS:
+        if kind not in LAYER_TYPES:
             raise section.error("type", f"unknown layer type '{kind}'"
-                                        f"{did_you_mean(kind, LAYER_SPECS)}; known types: "
-                                        f"{', '.join(LAYER_SPECS)}")
-        name = prefix + section.get_str("name", f"{default_prefix}{_short(kind)}{index + 1}")
+                                        f"{did_you_mean(kind, LAYER_TYPES)}; known types: "
+                                        f"{', '.join(LAYER_TYPES)}")
+        spec_class = LAYER_TYPES[kind]
+        stem = spec_class.name_stem or kind
+        name = prefix + section.get_str("name", f"{default_prefix}{stem}{index + 1}")
         if name in names:
             raise section.error("name", f"layer name '{name}' is used twice")
         names.add(name)
-        if kind == "residual":
-            spec = _residual(section, index, name, shape, names)
+        if spec_class.contains_layers:
+            spec = spec_class.parse(section, index, name, shape,
+                                    _nested_parser(section, shape, name, names))
         else:
-            spec = LAYER_SPECS[kind].parse(section, index, name, shape)
+            spec = spec_class.parse(section, index, name, shape)
         section.finish()
         for what, count in (("parameters", spec.param_count),
                             ("output values per sample", int(np.prod(spec.out_shape))),
@@ -246,33 +249,14 @@ def _layer_list(source, path, items, shape, prefix, names):
     return tuple(specs), resolved
 
 
-def _residual(section, index, name, in_shape, names):
-    """A residual block: body (required) and shortcut (optional) lists, whose outputs add."""
-    branches = {}
-    for key in ("body", "shortcut"):
-        items = section.get_raw(key) if key == "body" else section.get_raw(key, [])
-        if not isinstance(items, list) or (key == "body" and not items):
-            raise section.error(key, f"must be a {'non-empty ' if key == 'body' else ''}list "
-                                     f"of layers, each a mapping with `type`")
-        branches[key], section.resolved[key] = _layer_list(
-            section.source, section.path + (key,), items, in_shape, name + ".", names)
-    section.finish()  # a misspelt `shortcuts:` is named as such, not as a shape mismatch
-    body, shortcut = branches["body"], branches["shortcut"]
-    body_out = body[-1].out_shape
-    short_out = shortcut[-1].out_shape if shortcut else tuple(in_shape)
-    if body_out != short_out:
-        what = "its shortcut gives" if shortcut else "its input (the identity shortcut) is"
-        raise section.error(None, f"residual block '{name}': its body gives {list(body_out)} "
-                                  f"but {what} {list(short_out)}; the two must match to be "
-                                  f"added (a shortcut of a 1x1 conv2d with the body's filters "
-                                  f"and stride makes them match)")
-    return ResidualSpec(index, name, tuple(in_shape), body_out, body, shortcut)
-
-
-def _short(kind):
-    """The stem of a generated layer name: conv3, bn4, res5, gap6."""
-    return {"conv2d": "conv", "batchnorm": "bn", "residual": "res",
-            "globalavgpool": "gap"}.get(kind, kind)
+def _nested_parser(section, in_shape, name, names):
+    """parse_layers(key, items) -> specs of a block's list of layers at `key` (a residual's
+    body or shortcut), each taking the block's input and named `block.layer`."""
+    def parse_layers(key, items):
+        specs, section.resolved[key] = _layer_list(section.source, section.path + (key,),
+                                                   items, in_shape, name + ".", names)
+        return specs
+    return parse_layers
 
 
 def _train(section):

@@ -3,12 +3,13 @@ extra) that ONNX Runtime, OpenCV's DNN module or TensorRT can run.
 
     input   float32 [N, C, H, W], N free          scores  float32 [N, K], the last layer's
                                                           outputs, flattened
-Each layer becomes the ONNX operators that compute what its eval-mode forward computes:
-conv2d a Conv (op: convolution with its kernel flipped, as convtrain's kernels get it),
-dense a Gemm (after a Flatten), batchnorm a BatchNormalization with the running statistics,
-globalavgpool a GlobalAveragePool and a Flatten, a residual block its two branches and an
-Add; dropout is left out (it is the identity outside training). Weights are float32 even
-for a float64 network. The model's metadata says how to prepare an input as training did.
+Each layer becomes the ONNX operators that compute what its eval-mode forward computes
+(its `to_onnx`, in its module under convtrain/layers/): conv2d a Conv (op: convolution with
+its kernel flipped, as convtrain's kernels get it), dense a Gemm (after a Flatten),
+batchnorm a BatchNormalization with the running statistics, globalavgpool a
+GlobalAveragePool and a Flatten, a residual block its two branches and an Add; dropout is
+left out (it is the identity outside training). Weights are float32 even for a float64
+network. The model's metadata says how to prepare an input as training did.
 """
 
 import json
@@ -118,45 +119,5 @@ class _Graph:
         return x
 
     def layer(self, layer, x, rank):
-        spec, kind = layer.spec, layer.spec.type
-        if kind == "conv2d":
-            top, bottom, left, right = spec.padding
-            inputs = [x, self.weight(f"{spec.name}.weight", layer.correlation_kernel())]
-            if spec.bias:
-                inputs.append(self.weight(f"{spec.name}.bias", layer.params["bias"]))
-            return self.node("Conv", inputs, spec.name, kernel_shape=list(spec.kernel),
-                             strides=list(spec.stride), pads=[top, left, bottom, right])
-        if kind == "dense":
-            if rank > 2:
-                x = self.node("Flatten", [x], spec.name + ".flatten", axis=1)
-            inputs = [x, self.weight(f"{spec.name}.weight", layer.params["weight"])]
-            if spec.bias:
-                inputs.append(self.weight(f"{spec.name}.bias", layer.params["bias"]))
-            return self.node("Gemm", inputs, spec.name, transB=1)
-        if kind in ("relu", "sigmoid", "tanh"):
-            return self.node({"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}[kind],
-                             [x], spec.name)
-        if kind == "leaky_relu":
-            return self.node("LeakyRelu", [x], spec.name, alpha=float(spec.slope))
-        if kind in ("maxpool", "avgpool"):
-            return self.node("MaxPool" if kind == "maxpool" else "AveragePool", [x], spec.name,
-                             kernel_shape=list(spec.size), strides=list(spec.stride))
-        if kind == "flatten":
-            return self.node("Flatten", [x], spec.name, axis=1)
-        if kind == "batchnorm":
-            gamma, beta = layer._gamma_beta()
-            inputs = [x] + [self.weight(f"{spec.name}.{key}", value) for key, value in (
-                ("weight", gamma), ("bias", beta),
-                ("running_mean", layer.buffers["running_mean"]),
-                ("running_var", layer.buffers["running_var"]))]
-            return self.node("BatchNormalization", inputs, spec.name, epsilon=float(spec.eps))
-        if kind == "globalavgpool":
-            pooled = self.node("GlobalAveragePool", [x], spec.name)
-            return self.node("Flatten", [pooled], spec.name + ".flatten", axis=1)
-        if kind == "dropout":
-            return x  # the identity outside training
-        if kind == "residual":
-            body = self.layers(layer.body, x, rank)
-            shortcut = self.layers(layer.shortcut, x, rank) if layer.shortcut else x
-            return self.node("Add", [body, shortcut], spec.name)
-        raise NotImplementedError(f"no ONNX form for layer type {kind}")
+        """Append the nodes of one layer (its to_onnx, in convtrain/layers/); x: its input."""
+        return layer.to_onnx(self, x, rank)

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from convtrain.run.compiling import ready_kernels
-from convtrain.spec.layer_specs import walk_with_depth
+from convtrain.layers import walk_with_depth
 from convtrain.model.network import Network
 from convtrain.model.optim import Optimizer
 from convtrain.team import Solo

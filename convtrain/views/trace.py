@@ -28,8 +28,6 @@ from convtrain.model.network import Network
 from convtrain.model.optim import Optimizer, learning_rate, step_learning_rate
 from convtrain.views.trace_formulas import (
     Symbols,
-    backward_formulas,
-    forward_formula,
     op_note,
     update_formula,
 )
@@ -163,7 +161,7 @@ class Tracer:
                 a = body + shortcut
             else:
                 a = layer.forward(a)
-            self.add(layer.name, "output", forward_formula(layer.spec, self.s), a[0])
+            self.add(layer.name, "output", layer.spec.forward_formula(self.s), a[0])
         return a
 
     def top_delta(self, scores, label):
@@ -223,8 +221,7 @@ class Tracer:
             dskip, skip_formula = d, f"{s.delta_in(spec)}.shortcut = {s.delta(spec)} (identity)"
         self.add(name, "shortcut_delta", skip_formula, dskip[0], exact_skip[0])
         d_in = dbody + dskip
-        self.add(name, "input_delta", f"{s.delta_in(spec)} = {s.delta_in(spec)}.body + "
-                                      f"{s.delta_in(spec)}.shortcut", d_in[0],
+        self.add(name, "input_delta", spec.backward_formulas(s, self.textbook)[1], d_in[0],
                  self.exact_in[name][0])
         return d_in
 
@@ -232,13 +229,13 @@ class Tracer:
         """A layer's steps, from the δ at its output: its kernel and bias gradients and
         updates (where it has them), and the δ it hands down."""
         spec = layer.spec
-        grad_formula, in_formula = backward_formulas(spec, self.s, self.textbook)
+        grad_formula, in_formula = spec.backward_formulas(self.s, self.textbook)
         uses_textbook = (self.textbook and spec.type == "conv2d"
                          and tuple(spec.stride) == (1, 1))
         note = None
         if self.textbook and spec.type == "conv2d" and not uses_textbook:
             note = "the textbook recipe has no rule for stride > 1; exact rules used here"
-            grad_formula, in_formula = backward_formulas(spec, self.s, False)
+            grad_formula, in_formula = spec.backward_formulas(self.s, False)
         if uses_textbook:
             d_in, update = self._textbook_conv(layer, d, above, grad_formula)
         else:

@@ -1,7 +1,7 @@
 """The formulas `convtrain trace` prints: the symbols A_i, δ_i, K_i, b_i, each layer's
 forward and backward rule, the optimizer's update and the note on the two conv recipes."""
 
-from convtrain.spec.layer_specs import walk
+from convtrain.layers import walk
 
 
 class Symbols:
@@ -35,107 +35,10 @@ class Symbols:
         return self.input_deltas[spec.name]
 
     def kernel(self, spec):
-        symbol = {"conv2d": "K", "batchnorm": "γ"}.get(spec.type, "W")
-        return symbol + str(self.index[spec.name])
+        return spec.weight_symbol + str(self.index[spec.name])
 
     def bias(self, spec):
-        return ("β" if spec.type == "batchnorm" else "b") + str(self.index[spec.name])
-
-
-def _window_note(spec):
-    notes = []
-    if tuple(spec.stride) != (1, 1):
-        notes.append(f"stride {tuple(spec.stride)}")
-    if any(spec.padding):
-        notes.append(f"padding {spec.padding}")
-    return f" ({', '.join(notes)})" if notes else ""
-
-
-def forward_formula(spec, s):
-    a, i = s.out(spec), s.inp(spec)
-    if spec.type == "conv2d":
-        op = "∗" if spec.op == "convolution" else "⋆"
-        bias = f" + {s.bias(spec)}" if spec.bias else ""
-        return f"{a} = {i} {op} {s.kernel(spec)}{bias}{_window_note(spec)}"
-    if spec.type == "dense":
-        bias = f" + {s.bias(spec)}" if spec.bias else ""
-        return f"{a} = {s.kernel(spec)} · {i}{bias}"
-    if spec.type in ("maxpool", "avgpool"):
-        return f"{a} = {spec.type}{spec.size[0]}x{spec.size[1]}/{spec.stride[0]}({i})"
-    if spec.type == "batchnorm":
-        where = "over N, H, W" if len(spec.in_shape) == 3 else "over N"
-        scale = f"{s.kernel(spec)}·" if spec.affine else ""
-        shift = f" + {s.bias(spec)}" if spec.affine else ""
-        return (f"{a} = {scale}x̂{shift}, x̂ = ({i} − μ)/√(σ² + {spec.eps:g}), μ and σ² of "
-                f"the batch {where} (training)")
-    if spec.type == "residual":
-        skip = f"shortcut({i})" if spec.shortcut else i
-        return f"{a} = body({i}) + {skip}"
-    if spec.type == "dropout":
-        return f"{a} = {i} ⊙ m/(1 − {spec.rate:g}), m a 0/1 mask drawn for this step"
-    slope = getattr(spec, "slope", 0.0)
-    return {"relu": f"{a} = max({i}, 0)", "leaky_relu": f"{a} = max({i}, {slope:g}·{i})",
-            "sigmoid": f"{a} = σ({i})", "tanh": f"{a} = tanh({i})",
-            "flatten": f"{a} = flatten({i})",
-            "globalavgpool": f"{a} = mean of {i} over H, W"}[spec.type]
-
-
-def _subscript(values):
-    """An operator's parameter: _2 when every entry is 2, else _(2,1) (rows, then columns;
-    padding top,bottom,left,right)."""
-    values = tuple(int(v) for v in values)
-    if len(set(values)) == 1:
-        return f"_{values[0]}"
-    return "_(" + ",".join(map(str, values)) + ")"
-
-
-def conv_backward_formulas(spec, s, textbook):
-    """(kernel_grad, input_delta) of a conv layer, written for its stride and padding so
-    that each can be applied as printed: a padded layer's kernel sees pad_p(A) and its
-    δ_in is cropped back; a strided layer's δ is first spread out to the stride-1 grid."""
-    d, i, k, di = s.delta(spec), s.inp(spec), s.kernel(spec), s.delta_in(spec)
-    padded = any(spec.padding)
-    strided = tuple(spec.stride) != (1, 1)
-    a = f"pad{_subscript(spec.padding)}({i})" if padded else i
-    spread = f"spread{_subscript(spec.stride)}({d})" if strided else d
-
-    def crop(text):
-        return f"crop{_subscript(spec.padding)}({text})" if padded else text
-
-    if textbook:
-        return f"d{k} = {a} ∗ {d} (valid convolution)", f"{di} = {crop(f'full({d} ∗ {k})')}"
-    if spec.op == "convolution":
-        return f"∂L/∂{k} = rot180({a} ⋆ {spread})", f"{di} = {crop(f'full({spread} ⋆ {k})')}"
-    return f"∂L/∂{k} = {a} ⋆ {spread}", f"{di} = {crop(f'full({spread} ∗ {k})')}"
-
-
-def backward_formulas(spec, s, textbook):
-    """Formulas of (kernel_grad, input_delta) for this layer and recipe."""
-    d, i, k = s.delta(spec), s.inp(spec), s.kernel(spec)
-    di = s.delta_in(spec)
-    if spec.type == "conv2d":
-        return conv_backward_formulas(spec, s, textbook)
-    if spec.type == "dense":
-        return f"∂L/∂{k} = {d} ⊗ {i}", f"{di} = {k}ᵀ · {d}"
-    if spec.type == "batchnorm":
-        scale = k if spec.affine else "1"
-        through = (f"{di} = {scale}/(M·√(σ² + ε))·(M·{d} − Σ {d} − x̂·Σ({d} ⊙ x̂)), "
-                   f"M values a channel: through μ and σ² too")
-        return (f"∂L/∂{k} = Σ {d} ⊙ x̂" if spec.affine else None), through
-    slope = getattr(spec, "slope", 0.0)
-    size = getattr(spec, "size", (1, 1))
-    rules = {"relu": f"{di} = {d} ⊙ 1[{i} > 0]",
-             "leaky_relu": f"{di} = {d} ⊙ ({i} > 0 ? 1 : {slope:g})",
-             "sigmoid": f"{di} = {d} ⊙ A(1 − A), A = {s.out(spec)}",
-             "tanh": f"{di} = {d} ⊙ (1 − A²), A = {s.out(spec)}",
-             # "added": where windows overlap (stride < size) an entry collects several
-             "maxpool": f"{di}: each entry of {d} added at its window's maximum",
-             "avgpool": f"{di}: each entry of {d}/({size[0]}·{size[1]}) added to every entry "
-                        f"of its window",
-             "flatten": f"{di} = reshape({d})",
-             "globalavgpool": f"{di} = {d}/(H·W) over each plane",
-             "dropout": f"{di} = {d} ⊙ m/(1 − {getattr(spec, 'rate', 0):g}), the same mask"}
-    return None, rules[spec.type]
+        return spec.bias_symbol + str(self.index[spec.name])
 
 
 def update_formula(config, name, lr, plain=False):

@@ -7,7 +7,7 @@ among 40 to 60. Steps keep their numbers, in every format.
 """
 
 from convtrain.errors import UserError
-from convtrain.spec.layer_specs import walk
+from convtrain.layers import walk
 from convtrain.spec.yamlsource import did_you_mean
 
 

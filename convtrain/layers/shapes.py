@@ -56,3 +56,13 @@ def window(section, name, in_shape, kernel, stride, padding, what):
     out_h = (padded_h - kernel[0]) // stride[0] + 1
     out_w = (padded_w - kernel[1]) // stride[1] + 1
     return (top, bottom, left, right), (out_h, out_w)
+
+
+def weights_and_biases(section, weight_shape, bias):
+    """The `weights:` and `biases:` a conv2d or dense layer was given (or None each), of the
+    shapes its parameters have; biases only where the layer has them."""
+    weights = as_array(section, "weights", weight_shape)
+    biases = as_array(section, "biases", weight_shape[:1])
+    if biases is not None and not bias:
+        raise section.error("biases", "given, but the layer has `bias: false`")
+    return weights, biases

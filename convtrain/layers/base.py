@@ -1,4 +1,9 @@
-"""What every layer offers the network. Batches carry a leading N axis.
+"""What every layer type offers, in its one module under convtrain/layers/.
+
+A type is two classes side by side. Its **spec** (a frozen LayerSpec) is the config's view:
+`parse` reads and checks the YAML keys, fills defaults and infers the output shape; it
+knows the parameter shapes, the FLOPs, the names `convtrain trace` gives the layer's
+values and the formulas it prints. Its **compute** class (a Layer, `spec.compute`) runs it:
 
     forward(x)      x (N, *in_shape) -> out (N, *out_shape); keeps what backward needs
     backward(dout, need_dx=True)
@@ -12,13 +17,96 @@
     kink_state()    the discrete choices the last forward made (ReLU signs, max-pool
                     winners) or None: a gradient check reports a finite difference whose
                     perturbation changed them as a kink, not as a wrong gradient
+    to_onnx(graph, x, rank)
+                    the ONNX nodes computing its eval-mode forward (convtrain.use.onnx_export)
+    compile_s       {kernel: seconds to compile on an empty cache}, for every kernel it
+                    calls (convtrain.run.compiling balances its processes by them)
+
+Specs import neither Numba nor the kernels, so a config is checked in a fraction of a second;
+compute classes reach the kernels through `kernels()`, which imports them on first use.
 """
 
+import importlib
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
+from convtrain.runtime import prepare_environment
 from convtrain.team import Solo
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    index: int
+    name: str
+    in_shape: tuple
+    out_shape: tuple
+
+    compute = None          # the Layer subclass that runs this type
+    contains_layers = False  # parse takes a fifth argument: a parser of nested layer lists
+    name_stem = None        # of generated names (conv3, bn4); None: the type
+    weight_symbol = "W"     # trace's names: W3, b3
+    bias_symbol = "b"
+
+    def param_shapes(self):
+        return {}
+
+    def flops(self):
+        """Forward floating-point operations per sample (a multiply-add is 2)."""
+        return 0
+
+    def scratch_per_sample(self):
+        """Values of working memory the kernels need per sample beyond input and output."""
+        return 0
+
+    def buffer_shapes(self):
+        """State that is not trained but kept in checkpoints (batchnorm's running statistics)."""
+        return {}
+
+    def children(self):
+        """The layers inside this one (a residual block's), in order."""
+        return ()
+
+    def forward_formula(self, s):
+        """The forward rule as `convtrain trace` prints it; s: views.trace_formulas.Symbols."""
+        raise NotImplementedError(f"layer type {self.type} has no forward formula")
+
+    def backward_formulas(self, s, textbook):
+        """(kernel gradient or None, input delta): the backward rules trace prints."""
+        raise NotImplementedError(f"layer type {self.type} has no backward formulas")
+
+    @property
+    def param_count(self):
+        return int(sum(np.prod(s) for s in self.param_shapes().values()))
+
+
+def walk(specs):
+    """Every layer spec, depth first: a residual block, then its body, then its shortcut."""
+    for spec, _ in walk_with_depth(specs):
+        yield spec
+
+
+def walk_with_depth(specs, depth=0):
+    """(spec, nesting depth) of every layer, in walk's order; top-level layers are depth 0."""
+    for spec in specs:
+        yield spec, depth
+        yield from walk_with_depth(spec.children(), depth + 1)
+
+
+_KERNEL_MODULES = {}
+
+
+def kernels(name):
+    """The module convtrain.kernels.<name>, imported (and Numba with it) at its first use,
+    after the thread and cache defaults of convtrain.runtime are set. Compute code looks a
+    kernel up here at each call, so that convtrain.run.compiling can stand in for it."""
+    module = _KERNEL_MODULES.get(name)
+    if module is None:
+        if not _KERNEL_MODULES:
+            prepare_environment()
+        module = _KERNEL_MODULES[name] = importlib.import_module(f"convtrain.kernels.{name}")
+    return module
 
 
 class Mode:
@@ -55,7 +143,9 @@ class Mode:
 
 
 class Layer:
-    def __init__(self, spec, dtype):
+    compile_s = {}
+
+    def __init__(self, spec, dtype, rng=None):
         self.spec = spec
         self.name = spec.name
         self.dtype = np.dtype(dtype)
@@ -80,6 +170,12 @@ class Layer:
 
     def kink_state(self):
         return None
+
+    def to_onnx(self, graph, x, rank):
+        raise NotImplementedError(f"no ONNX form for layer type {self.spec.type}")
+
+
+INITS = ("he_uniform", "he_normal", "glorot_uniform", "zeros")
 
 
 def initial_weights(spec, shape, fan_in, fan_out, rng):

@@ -2,10 +2,11 @@
 by 1 / (1 - rate), so eval needs no rescaling; outside training it is the identity."""
 
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
-from convtrain.model.layers.base import Layer
+from convtrain.layers.base import Layer, LayerSpec
 
 
 class Dropout(Layer):
@@ -34,3 +35,30 @@ class Dropout(Layer):
 
     def backward(self, dout, need_dx=True):
         return dout if self.cache is None else dout * self.cache
+
+    def to_onnx(self, graph, x, rank):
+        return x  # the identity outside training
+
+
+@dataclass(frozen=True)
+class DropoutSpec(LayerSpec):
+    rate: float = 0.5
+
+    type = "dropout"
+    compute = Dropout
+
+    @classmethod
+    def parse(cls, section, index, name, in_shape):
+        rate = section.get_float("rate", 0.5, minimum=0.0, below=1.0)
+        return cls(index, name, tuple(in_shape), tuple(in_shape), rate)
+
+    def forward_formula(self, s):
+        return (f"{s.out(self)} = {s.inp(self)} ⊙ m/(1 − {self.rate:g}), m a 0/1 mask drawn "
+                f"for this step")
+
+    def backward_formulas(self, s, textbook):
+        return None, (f"{s.delta_in(self)} = {s.delta(self)} ⊙ m/(1 − {self.rate:g}), "
+                      f"the same mask")
+
+
+TYPES = (DropoutSpec,)

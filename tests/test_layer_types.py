@@ -24,6 +24,7 @@ EXAMPLE = {
     "dense": "{type: dense, units: 4}",
     "relu": "{type: relu}",
     "leaky_relu": "{type: leaky_relu, slope: 0.1}",
+    "relu6": "{type: relu6}",
     "sigmoid": "{type: sigmoid}",
     "tanh": "{type: tanh}",
     "maxpool": "{type: maxpool, size: 3, stride: 2}",

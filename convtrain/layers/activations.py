@@ -1,4 +1,5 @@
-"""Element-wise activations: relu, leaky_relu, sigmoid, tanh. Any shape in, same shape out."""
+"""Element-wise activations: relu, leaky_relu, relu6, sigmoid, tanh. Any shape in, same
+shape out."""
 
 from dataclasses import dataclass
 
@@ -40,6 +41,38 @@ class LeakyRelu(Layer):
         if self.spec.type == "relu":
             return graph.node("Relu", [x], self.spec.name)
         return graph.node("LeakyRelu", [x], self.spec.name, alpha=float(self.slope))
+
+
+class Relu6(Layer):
+    """min(max(x, 0), 6), PyTorch's ReLU6 (MobileNet v2's activation): its derivative is 1
+    strictly between 0 and 6 and 0 elsewhere, at both ends too, as torch's."""
+
+    compile_s = {"clip_forward": 0.2, "clip_backward": 0.2}
+
+    def forward(self, x):
+        x = np.ascontiguousarray(x)
+        out = np.empty_like(x)
+        inside = np.empty(x.shape, dtype=np.bool_)
+        kernels("elementwise").clip_forward(x.reshape(-1), 0.0, 6.0, out.reshape(-1),
+                                            inside.reshape(-1))
+        self.cache = inside
+        return out
+
+    def backward(self, dout, need_dx=True):
+        dout = np.ascontiguousarray(dout)
+        dx = np.empty_like(dout)
+        kernels("elementwise").clip_backward(self.cache.reshape(-1), dout.reshape(-1),
+                                             dx.reshape(-1))
+        return dx
+
+    def kink_state(self):
+        return self.cache.copy()
+
+    def to_onnx(self, graph, x, rank):
+        """A Clip to [0, 6] (its bounds are inputs from opset 11)."""
+        low = graph.weight(f"{self.spec.name}.min", np.array(0.0))
+        high = graph.weight(f"{self.spec.name}.max", np.array(6.0))
+        return graph.node("Clip", [x, low, high], self.spec.name)
 
 
 class _OutputActivation(Layer):
@@ -122,6 +155,18 @@ class LeakyReluSpec(ActivationSpec):
                       f"({s.inp(self)} > 0 ? 1 : {self.slope:g})")
 
 
+class Relu6Spec(ActivationSpec):
+    type = "relu6"
+    compute = Relu6
+    name_stem = "relu6_"  # relu6_2, not relu62
+
+    def forward_formula(self, s):
+        return f"{s.out(self)} = min(max({s.inp(self)}, 0), 6)"
+
+    def backward_formulas(self, s, textbook):
+        return None, f"{s.delta_in(self)} = {s.delta(self)} ⊙ 1[0 < {s.inp(self)} < 6]"
+
+
 class SigmoidSpec(ActivationSpec):
     type = "sigmoid"
     compute = Sigmoid
@@ -144,4 +189,4 @@ class TanhSpec(ActivationSpec):
         return None, f"{s.delta_in(self)} = {s.delta(self)} ⊙ (1 − A²), A = {s.out(self)}"
 
 
-TYPES = (ReluSpec, LeakyReluSpec, SigmoidSpec, TanhSpec)
+TYPES = (ReluSpec, LeakyReluSpec, Relu6Spec, SigmoidSpec, TanhSpec)

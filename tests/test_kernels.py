@@ -149,7 +149,7 @@ def test_window_copies_and_their_add_backs_are_adjoint(kernel, stride):
 def test_add_samples_in_order_is_the_sample_by_sample_float64_sum(shape):
     """Blocks of entries (one partial last block included), a running total handed on
     (as by the process before): the same bits as adding sample after sample in float64."""
-    from convtrain.kernels.conv import add_samples_in_order
+    from convtrain.kernels.ordered_sums import add_samples_in_order
 
     rng = np.random.default_rng(1)
     per_sample = (rng.standard_normal(shape) * 10.0 ** rng.integers(-4, 4, shape)).astype(

@@ -212,35 +212,6 @@ def conv2d_weight_per_sample(x, dout, kernel_h, kernel_w, stride_h, stride_w, pa
         np.dot(cols, dout[n].reshape((filters, out_h * out_w)).T, per_sample[n])
 
 
-SUM_BLOCK_VALUES = 1024  # of a sample's gradient: 4 KiB of float32, read in one stretch
-
-
-@njit(parallel=True, cache=True)
-def add_samples_in_order(per_sample, total):
-    """total += per_sample[0] + per_sample[1] + ..., one float64 running sum per entry,
-    samples in order. per_sample (N, R, F) float32 or float64; total (R, F) float64.
-    Iteration b owns a block of SUM_BLOCK_VALUES entries of total (the last one fewer) and
-    reads that block of every sample in turn: contiguous stretches, where a row at a time
-    (F values, a page apart from sample to sample) left the reads waiting on memory.
-    Starting from a total handed on by the process before keeps the additions those of
-    one process summing the whole batch (convtrain.team)."""
-    n_samples, rows, filters = per_sample.shape
-    samples = per_sample.reshape((n_samples, rows * filters))
-    totals = total.reshape(rows * filters)
-    size, block_values = uint64(rows * filters), uint64(SUM_BLOCK_VALUES)
-    for block in prange((size + block_values - uint64(1)) // block_values):
-        first = uint64(block) * block_values
-        count = min(size - first, block_values)
-        running = np.empty(SUM_BLOCK_VALUES)
-        for i in range(count):
-            running[i] = totals[first + i]
-        for n in range(n_samples):
-            for i in range(count):
-                running[i] += samples[n, first + i]
-        for i in range(count):
-            totals[first + i] = running[i]
-
-
 @njit(parallel=True, cache=True)
 def conv2d_bias_column_sums(dout, column_sums):
     """column_sums[f, ow] += sum over n and oh of dout[n, f, oh, ow], in (n, oh) order.
@@ -248,7 +219,7 @@ def conv2d_bias_column_sums(dout, column_sums):
 
     One float64 partial sum per output column keeps the inner loop independent and
     vectorised (a single running sum would not vectorise without letting the compiler
-    reorder it); `add_columns_in_order` adds the columns up last. Parallel over filters:
+    reorder it); `ordered_sums.row_totals` adds the columns up last. Parallel over filters:
     iteration f owns column_sums[f]."""
     n_samples, filters, out_h, out_w = dout.shape
     for f in prange(filters):
@@ -258,14 +229,3 @@ def conv2d_bias_column_sums(dout, column_sums):
                 for ow in range(uint64(out_w)):
                     columns[ow] += dout[n, f, oh, ow]
         column_sums[f] = columns
-
-
-@njit(cache=True)
-def add_columns_in_order(column_sums, db):
-    """db[f] = column_sums[f, 0] + column_sums[f, 1] + ... in order, in float64.
-    column_sums (F, OW) float64; writes db (F,)."""
-    for f in range(column_sums.shape[0]):
-        acc = 0.0
-        for ow in range(column_sums.shape[1]):
-            acc += column_sums[f, ow]
-        db[f] = acc

@@ -24,6 +24,8 @@ so the blocks are fixed by the product's shape alone, never by the number of thr
 import numpy as np
 from numba import njit, prange
 
+from convtrain.kernels.ordered_sums import sum_over_samples
+
 UNITS = 64  # the weight's rows per block
 
 
@@ -71,7 +73,7 @@ def dense_backward_params(x, dout, dw, db):
     """dw = dout^T x and db = column sums of dout, both over the batch in a fixed order.
     x (N, D), dout (N, U); writes dw (U, D), db (U,)."""
     np.dot(dout.T, x, dw)
-    _column_sums(dout, db)
+    sum_over_samples(dout, db)
 
 
 @njit(parallel=True, cache=True)
@@ -81,15 +83,4 @@ def dense_backward_params_split(x, dout, dw, db):
     for block in prange((dw.shape[0] + UNITS - 1) // UNITS):
         units = slice(block * UNITS, min(dw.shape[0], (block + 1) * UNITS))
         np.dot(dout_t[units], x, dw[units])
-    _column_sums(dout, db)
-
-
-@njit(cache=True)
-def _column_sums(dout, db):
-    """db[u] = dout[0, u] + dout[1, u] + ..., in float64, samples in order. dout (N, U)."""
-    total = np.zeros(db.shape[0])
-    for n in range(dout.shape[0]):
-        for u in range(db.shape[0]):
-            total[u] += dout[n, u]
-    for u in range(db.shape[0]):
-        db[u] = total[u]
+    sum_over_samples(dout, db)

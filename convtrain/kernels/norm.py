@@ -7,10 +7,10 @@ Statistics are over M = N*L values per channel: N for a vector, N*H*W for an ima
 
 Every sum over the batch is made in two steps, each in a fixed order in float64: a partial
 per sample (over L; `*_per_sample`, one `prange` iteration per sample), then those partials
-combined in sample order (`combine_moments_in_order`, `add_samples_up`). So results are the
-same for any number of threads, and for any number of processes sharing the batch: each
-computes its own samples' partials, and every process combines the whole batch's
-(convtrain.team). The statistics take one pass over the batch in memory: each sample's mean
+combined in sample order (`combine_moments_in_order`; the backward's sums by
+`ordered_sums.add_samples_in_order`). So results are the same for any number of threads,
+and for any number of processes sharing the batch: each computes its own samples'
+partials, and every process combines the whole batch's (convtrain.team). The statistics take one pass over the batch in memory: each sample's mean
 and squared deviations come from two passes over its own values, which stay in cache.
 
 A sum over L runs in `lanes` (`_lane_count(L)`, up to 32; it depends on L alone): lane j adds
@@ -27,6 +27,8 @@ it cost a batch-sized write in the forward pass, a quarter of its memory traffic
 import numpy as np
 from numba import njit, prange, uint64
 
+from convtrain.kernels.ordered_sums import row_total
+
 
 @njit(cache=True, inline="always")
 def _lane_count(length):
@@ -36,15 +38,6 @@ def _lane_count(length):
     while lanes > 1 and lanes * 8 > length:
         lanes //= 2
     return lanes
-
-
-@njit(cache=True, inline="always")
-def _lane_total(lane_sums, k):
-    """lane_sums[k, 0] + lane_sums[k, 1] + ..., in order."""
-    total = 0.0
-    for j in range(lane_sums.shape[1]):
-        total += lane_sums[k, j]
-    return total
 
 
 @njit(cache=True, inline="always")
@@ -62,7 +55,7 @@ def _sum_of_powers(x, n, c, mu, power, lane_sums):
     for j in range(length - rows * lanes):
         centred = x[n, c, rows * lanes + j] - mu
         lane_sums[0, j] += centred * centred if power == 2 else centred
-    return _lane_total(lane_sums, 0)
+    return row_total(lane_sums, 0)
 
 
 @njit(parallel=True, cache=True)
@@ -97,18 +90,6 @@ def combine_moments_in_order(moments, length, mean, squares):
             delta = moments[n, 0, c] - mean[c]
             mean[c] += delta * weight
             squares[c] += moments[n, 1, c] + delta * delta * before * weight
-
-
-@njit(cache=True)
-def add_samples_up(partial, total):
-    """total[m] = partial[0, m] + partial[1, m] + ... in sample order, in float64.
-    partial (N, M) float64 (every sample's partial sums, the whole batch's); writes
-    total (M,)."""
-    for m in range(total.shape[0]):
-        total[m] = 0.0
-    for n in range(partial.shape[0]):
-        for m in range(total.shape[0]):
-            total[m] += partial[n, m]
 
 
 @njit(cache=True, inline="always")
@@ -164,8 +145,8 @@ def backward_sums_per_sample(dout, x, mean, inv_std, partial):
                 i = rows * lanes + j
                 lane_sums[0, j] += dout[n, c, i]
                 lane_sums[1, j] += dout[n, c, i] * _normalised(x[n, c, i], mu, scale)
-            partial[n, 0, c] = _lane_total(lane_sums, 0)
-            partial[n, 1, c] = _lane_total(lane_sums, 1)
+            partial[n, 0, c] = row_total(lane_sums, 0)
+            partial[n, 1, c] = row_total(lane_sums, 1)
 
 
 @njit(parallel=True, cache=True)

@@ -13,7 +13,7 @@ from convtrain.layers.shapes import as_array
 class BatchNorm(Layer):
     compile_s = {"moments_per_sample": 1.4, "combine_moments_in_order": 0.2,
                  "batchnorm_normalise": 0.5, "backward_sums_per_sample": 1.2,
-                 "add_samples_up": 0.2, "batchnorm_backward_input": 0.6,
+                 "add_samples_in_order": 0.8, "batchnorm_backward_input": 0.6,
                  "batchnorm_forward_eval": 0.5}
 
     def __init__(self, spec, dtype, rng=None):
@@ -98,11 +98,10 @@ class BatchNorm(Layer):
 
 
 def _whole_batch_sum(team, partial):
-    """The sum over the whole batch of per-sample partial sums `partial` (N, ...), N this
+    """The sum over the whole batch of per-sample partial sums `partial` (N, 2, C), N this
     process's samples: every process's partials, added up in sample order."""
-    whole = team.gather_rows(partial)
-    total = np.empty(partial.shape[1:])
-    kernels("norm").add_samples_up(whole.reshape(whole.shape[0], -1), total.reshape(-1))
+    whole, total = np.ascontiguousarray(team.gather_rows(partial)), np.zeros(partial.shape[1:])
+    kernels("ordered_sums").add_samples_in_order(whole, total)
     return total
 
 

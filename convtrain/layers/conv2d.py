@@ -36,7 +36,7 @@ class Conv2d(Layer):
     # (scripts/compile_times.py on the 2-core development machine).
     compile_s = {"conv2d_forward": 3.4, "conv2d_weight_per_sample": 2.0,
                  "conv2d_backward_input": 2.2, "add_samples_in_order": 0.8,
-                 "conv2d_bias_column_sums": 0.6, "add_columns_in_order": 0.2,
+                 "conv2d_bias_column_sums": 0.6, "row_totals": 0.2,
                  "winograd_forward": 3.6, "winograd_weight_per_sample": 3.5,
                  "winograd_transform_kernels": 0.6, "winograd_kernel_gradient": 1.2}
 
@@ -105,7 +105,7 @@ class Conv2d(Layer):
         dout = np.ascontiguousarray(dout)
         stride_h, stride_w = self.spec.stride
         top, _, left, _ = self.spec.padding
-        conv = kernels("conv")
+        conv, ordered_sums = kernels("conv"), kernels("ordered_sums")
         total = self.kernel_gradient_sum(x, dout)
         dw = total.T.reshape(w.shape).astype(self.dtype)
         if self.spec.op == "convolution":
@@ -116,7 +116,7 @@ class Conv2d(Layer):
                 np.zeros((w.shape[0], dout.shape[3])),
                 lambda sums: conv.conv2d_bias_column_sums(dout, sums))
             db = np.empty(w.shape[0], dtype=self.dtype)
-            conv.add_columns_in_order(column_sums, db)
+            ordered_sums.row_totals(column_sums, db)
             self.grads["bias"] = db
         if not need_dx:
             return None
@@ -151,8 +151,9 @@ class Conv2d(Layer):
                                   dtype=self.dtype)
             conv.conv2d_weight_per_sample(x, dout, kernel_h, kernel_w, stride_h, stride_w,
                                           top, left, *self.padded_size(), per_sample)
+        add_in_order = kernels("ordered_sums").add_samples_in_order
         total = self.mode.team.chain(np.zeros(per_sample.shape[1:]),
-                                     lambda total: conv.add_samples_in_order(per_sample, total))
+                                     lambda total: add_in_order(per_sample, total))
         if self.weight_algorithm == "winograd":
             dw_rows = np.empty((channels * kernel_h * kernel_w, filters))
             winograd.winograd_kernel_gradient(total, dw_rows)

@@ -20,7 +20,16 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
-from convtrain.kernels import augment, conv, dense, elementwise, norm, pool, winograd
+from convtrain.kernels import (
+    augment,
+    conv,
+    dense,
+    elementwise,
+    norm,
+    ordered_sums,
+    pool,
+    winograd,
+)
 from convtrain.layers import LAYER_TYPES
 from convtrain.model.network import Network
 from convtrain.model.optim import Optimizer
@@ -29,7 +38,7 @@ from convtrain.runtime import available_cores
 from convtrain.data.stored_images import StoredImages
 from convtrain.team import Solo
 
-KERNEL_MODULES = (augment, conv, dense, elementwise, norm, pool, winograd)
+KERNEL_MODULES = (augment, conv, dense, elementwise, norm, ordered_sums, pool, winograd)
 BYTE_FORMATS = ("cifar10", "folder", "builtin")  # sources whose images are always uint8
 
 # Seconds each kernel took to compile on an empty cache, the functions it calls included,

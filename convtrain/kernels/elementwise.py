@@ -28,10 +28,11 @@ def leaky_relu_backward(positive, dout, slope, dx):
 
 @njit(parallel=True, cache=True)
 def clip_forward(x, low, high, out, inside):
-    """out = x clipped to [low, high] (relu6: 0, 6), NaN kept; inside = low < x < high, all
-    backward needs. x, out, inside (M,)."""
+    """out = x clipped to [low, high] (relu6: 0, 6), NaN kept; inside = not (x <= low or
+    x >= high), all backward needs: NaN counts as inside, as in PyTorch's hardtanh backward.
+    x, out, inside (M,)."""
     for i in prange(x.shape[0]):
-        inside[i] = x[i] > low and x[i] < high
+        inside[i] = not (x[i] <= low or x[i] >= high)
         if x[i] < low:
             out[i] = low
         elif x[i] > high:
@@ -42,8 +43,8 @@ def clip_forward(x, low, high, out, inside):
 
 @njit(parallel=True, cache=True)
 def clip_backward(inside, dout, dx):
-    """dx = dout where low < x < high, else 0: at both ends too, as PyTorch's hardtanh (and
-    so ReLU6) takes it. inside (M,) from the forward, dout, dx (M,)."""
+    """dx = dout where low < x < high (or x is NaN), else 0: at both ends too, as PyTorch's
+    hardtanh (and so ReLU6) takes it. inside (M,) from the forward, dout, dx (M,)."""
     for i in prange(inside.shape[0]):
         dx[i] = dout[i] if inside[i] else 0.0
 

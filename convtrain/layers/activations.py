@@ -45,7 +45,8 @@ class LeakyRelu(Layer):
 
 class Relu6(Layer):
     """min(max(x, 0), 6), PyTorch's ReLU6 (MobileNet v2's activation): its derivative is 1
-    strictly between 0 and 6 and 0 elsewhere, at both ends too, as torch's."""
+    strictly between 0 and 6 and 0 elsewhere, at both ends too, as torch's (which passes a
+    NaN's gradient on: so does this)."""
 
     compile_s = {"clip_forward": 0.2, "clip_backward": 0.2}
 

@@ -76,13 +76,11 @@ def read_checkpoint(path):
 
 def refuse_a_batch_of_one(spec, batch, verb):
     """A batch of one where a batchnorm normalises over the batch axis alone: UserError."""
-    from convtrain.spec.config import lone_sample_batchnorm
+    from convtrain.spec.config import batch_of_one_problem
 
-    per_sample = lone_sample_batchnorm(spec.layers)
-    if batch == 1 and per_sample:
-        raise UserError(f"a batch of one cannot {verb} batchnorm '{per_sample}': it normalises "
-                        f"each feature over the batch, and the variance of one sample is zero; "
-                        f"use --batch 2 or more", path="--batch")
+    problem = batch_of_one_problem(spec.layers, verb, "use --batch 2 or more")
+    if batch == 1 and problem:
+        raise UserError(problem, path="--batch")
 
 
 def _network_from(spec, loaded, names=None):
@@ -171,7 +169,7 @@ def predict(spec, checkpoint, inputs, top=1, split=None, resize=False, batch=256
 def trace(spec, recipe="exact", checkpoint=None, layers=(), steps=(), warn=_warn):
     """Backpropagation for one sample, step by step: a dict of steps (formula, value), or
     the steps of `layers` (names) and `steps` ("5", "5-9", "5,7") only."""
-    from convtrain.spec.config import lone_sample_batchnorm
+    from convtrain.spec.config import ONE_SAMPLE, lone_sample_batchnorm
     from convtrain.views.trace_select import layer_names, parse_steps, select_steps
 
     ranges = parse_steps(steps)
@@ -179,11 +177,9 @@ def trace(spec, recipe="exact", checkpoint=None, layers=(), steps=(), warn=_warn
     loaded = read_checkpoint(checkpoint)
     per_sample = lone_sample_batchnorm(spec.layers)
     if per_sample:
-        raise UserError(f"cannot trace batchnorm '{per_sample}': the "
-                        f"trace follows one sample in training mode, and it normalises each "
-                        f"feature over the batch, where the variance of one sample is zero "
-                        f"(a batchnorm after a conv layer, over H and W too, traces)",
-                        file=spec.file)
+        raise UserError(f"cannot trace batchnorm '{per_sample}': the trace follows one sample "
+                        f"in training mode, and {ONE_SAMPLE} (a batchnorm after a conv layer, "
+                        f"over H and W too, traces)", file=spec.file)
     ready_kernels(warn=warn)
     from convtrain.views.trace import run_trace
 
@@ -232,13 +228,14 @@ class Result(dict):
 def export(spec, checkpoint, out, opset=17, overwrite=False, warn=_warn):
     """Write the checkpoint's network as an ONNX model to `out` (a new file, unless
     overwrite); returns out."""
+    from convtrain.outputs import IS_A_FOLDER
     from convtrain.use.onnx_export import export_onnx, require_onnx, write_model
 
     loaded = read_checkpoint(checkpoint)
     require_onnx()
     if os.path.isdir(out):
-        raise UserError(f"is a folder: give the file to write, e.g. "
-                        f"{os.path.join(out, spec.name + '.onnx')}", file=out, path="--out")
+        raise UserError(f"{IS_A_FOLDER}, e.g. {os.path.join(out, spec.name + '.onnx')}",
+                        file=out, path="--out")
     check_output_file(out, spec, overwrite, **{"--checkpoint": checkpoint})
     ready_kernels(warn=warn)
     network, _, classes = _network_from(spec, loaded)
@@ -251,11 +248,11 @@ def check_output_file(path, spec, overwrite, **reads):
     what it must not be are the files and folders the command reads, `reads` ({what:
     path}) and the config's data sources, with or without overwrite."""
     from convtrain.data.sources import source_paths
-    from convtrain.outputs import OutputError, check_target
+    from convtrain.outputs import OutputError, check_target, missing_folder
 
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise OutputError(f"the folder {folder} does not exist", file=path, path="--out")
+        raise OutputError(missing_folder(folder), file=path, path="--out")
     check_target(path, "--out", reads={"CONFIG": spec.file, **reads, **source_paths(spec)},
                  overwrite=overwrite)
 

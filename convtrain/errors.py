@@ -1,4 +1,7 @@
-"""The errors convtrain reports to a user as one line, and their exit codes."""
+"""The errors convtrain reports to a user as one line, and their exit codes, and the wording
+of the messages more than one place gives."""
+
+import os
 
 
 def printable(text):
@@ -6,6 +9,12 @@ def printable(text):
     report quoting it stays on one line."""
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
                    for ch in str(text))
+
+
+def no_such(what):
+    """'no such file (relative paths start at /cwd)': a path that is not there, and where a
+    relative one was looked for. what: file, folder, file or folder."""
+    return f"no such {what} (relative paths start at {os.getcwd()})"
 
 
 class UserError(Exception):

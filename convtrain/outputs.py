@@ -29,12 +29,21 @@ class OutputError(UserError):
     """A file could not be written, or must not be: one line, exit 2."""
 
 
-def failed_write(exc, path, flag=None, kept="nothing there was changed"):
+NOTHING_CHANGED = "nothing there was changed"
+NOT_A_FOLDER = "exists and is not a folder"
+IS_A_FOLDER = "is a folder: give the file to write"
+
+
+def missing_folder(folder):
+    return f"the folder {folder} does not exist"
+
+
+def failed_write(exc, path, flag=None, kept=NOTHING_CHANGED):
     """The OutputError of an OSError met writing path."""
     reason = exc.strerror or str(exc)
     folder = os.path.dirname(os.path.abspath(path))
     if exc.errno == errno.ENOENT and not os.path.isdir(folder):
-        reason = f"the folder {folder} does not exist"
+        reason = missing_folder(folder)
     return OutputError(f"cannot write: {reason}; {kept}", file=path, path=flag)
 
 
@@ -69,7 +78,7 @@ def check_target(path, flag, reads=None, own=None, overwrite=False):
     or when it exists and is neither the command's own (own(path) is true) nor given up by
     --overwrite (never a run's own files)."""
     if os.path.isdir(path):
-        raise OutputError("is a folder: give the file to write", file=path, path=flag)
+        raise OutputError(IS_A_FOLDER, file=path, path=flag)
     for what, source in (reads or {}).items():
         if source is not None and same_file(path, source):
             raise OutputError(f"is the {what} this command reads: give another file to write",
@@ -95,7 +104,7 @@ def make_folder(folder, flag):
     if os.path.isdir(folder):
         return False
     if os.path.lexists(folder):
-        raise OutputError("exists and is not a folder", file=folder, path=flag)
+        raise OutputError(NOT_A_FOLDER, file=folder, path=flag)
     try:
         os.makedirs(folder)
     except OSError as exc:
@@ -104,7 +113,7 @@ def make_folder(folder, flag):
     return True
 
 
-def write_whole(path, data, flag=None, kept="nothing there was changed"):
+def write_whole(path, data, flag=None, kept=NOTHING_CHANGED):
     """Write bytes `data` to path whole, or not at all (OutputError, no temporary file)."""
     folder = os.path.dirname(os.path.abspath(path))
     tmp = None
@@ -133,7 +142,7 @@ def write_whole(path, data, flag=None, kept="nothing there was changed"):
     return path
 
 
-def write_text(path, text, flag=None, kept="nothing there was changed"):
+def write_text(path, text, flag=None, kept=NOTHING_CHANGED):
     return write_whole(path, text.encode("utf-8"), flag, kept)
 
 

@@ -54,7 +54,8 @@ def test_bad_input_is_a_user_error_with_the_one_line(tmp_path, trained):
     cfg, run, _ = trained
     with pytest.raises(convtrain.UserError) as raised:
         convtrain.load_config(str(tmp_path / "missing.yaml"))
-    assert raised.value.one_line() == f"error: {tmp_path / 'missing.yaml'}: no such file"
+    assert raised.value.one_line() == (f"error: {tmp_path / 'missing.yaml'}: no such file "
+                                       f"(relative paths start at {os.getcwd()})")
     with pytest.raises(convtrain.UserError, match="is the --checkpoint this command reads"):
         best = os.path.join(run["folder"], "checkpoint-best.npz")
         convtrain.export(cfg, checkpoint=best, out=best)

@@ -253,7 +253,7 @@ def idx_files(tmp_path):
 
 DATA_CASES = {
     "missing-file": (lambda p, i: "{format: idx, images: nope.idx, labels: " + str(i[1]) + "}",
-                     ["nope.idx", "data.train.images", "file not found"]),
+                     ["nope.idx", "data.train.images", "no such file"]),
     "truncated-idx": (lambda p, i: _truncate(i[0]) or _src(i), ["img.idx", "truncated"]),
     "wrong-magic": (lambda p, i: _write(i[0], b"\x12\x34\x08\x03" + b"\0" * 100) or _src(i),
                     ["img.idx", "bad magic"]),

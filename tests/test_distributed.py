@@ -277,7 +277,7 @@ def test_data_that_only_some_processes_can_read_is_one_line_naming_them(tmp_path
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     line = one_line(result.stderr)
-    assert line.startswith("error: digits.npz: data.train: file not found"), line
+    assert line.startswith("error: digits.npz: data.train: no such file"), line
     assert "(on process 1 of 2, on " in line and "1 other could read it)" in line
     assert not (tmp_path / "run").exists()
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import replace
 
 from convtrain.spec.data_spec import SourceSpec
-from convtrain.errors import DataError
+from convtrain.errors import DataError, no_such
 
 KEY = "--data"
 ACCEPTED = ("a folder with one subfolder of images per class, a .npz (arrays x and y), a "
@@ -33,7 +33,7 @@ def _format_fields(path):
     """{format, and the path keys of that format} for PATH, or a DataError naming what
     --data accepts."""
     if not os.path.exists(path):
-        raise DataError(f"no such file or folder (relative paths start at {os.getcwd()})",
+        raise DataError(no_such("file or folder"),
                         file=path, path=KEY)
     name = os.path.basename(os.path.normpath(path)).lower()
     if os.path.isdir(path):

@@ -4,10 +4,9 @@ convtrain checkpoint but a text file")."""
 
 import codecs
 import gzip
-import os
 import zipfile
 
-from convtrain.errors import DataError
+from convtrain.errors import DataError, no_such
 
 
 def what_file(raw):
@@ -34,7 +33,7 @@ def read_bytes(path, key_path):
         with open(path, "rb") as handle:
             raw = handle.read()
     except FileNotFoundError:
-        raise DataError(f"file not found (relative paths start at {os.getcwd()})",
+        raise DataError(no_such("file"),
                         file=path, path=key_path) from None
     except IsADirectoryError:
         raise DataError("is a directory, not a data file", file=path, path=key_path) from None

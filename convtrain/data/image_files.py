@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 
 from convtrain.data import folder_cache
-from convtrain.errors import DataError
+from convtrain.errors import DataError, no_such
 from convtrain.extras import pip_install
 
 CIFAR_RECORD = 1 + 3 * 32 * 32  # a label byte, then the R, G and B planes, rows in order
@@ -35,7 +35,7 @@ def read_cifar10(path, split, key_path):
             raise DataError(f"cannot read: {exc.strerror}", file=exc.filename or path,
                             path=key_path) from None
     if not os.path.exists(path):
-        raise DataError(f"file not found (relative paths start at {os.getcwd()})",
+        raise DataError(no_such("file"),
                         file=path, path=key_path)
     try:
         with tarfile.open(path, "r:*") as archive:
@@ -131,8 +131,7 @@ def read_folder(path, classes, input_shape, resize, key_path):
     require_pillow(path, key_path)
     channels, height, width = input_shape
     if channels not in (1, 3):
-        raise DataError(f"image folders give 1 (grey) or 3 (RGB) channels, but input has "
-                        f"{channels}", file=path, path=key_path)
+        raise DataError(unsupported_channels(channels), file=path, path=key_path)
     files = []  # (path, label) in label order, then name order
     for label, name in enumerate(classes):
         folder = os.path.join(path, name)
@@ -158,10 +157,14 @@ def read_folder(path, classes, input_shape, resize, key_path):
     return images, labels
 
 
+def unsupported_channels(channels):
+    return f"images give 1 (grey) or 3 (RGB) channels, but input has {channels}"
+
+
 def folder_classes(path, key_path):
     """An image folder's class names: its subfolders' names, sorted (label 0 first)."""
     if not os.path.exists(path):
-        raise DataError(f"no such folder (relative paths start at {os.getcwd()})", file=path,
+        raise DataError(no_such("folder"), file=path,
                         path=key_path)
     if not os.path.isdir(path):
         raise DataError("not a folder (format: folder wants one subfolder of images per "

@@ -17,7 +17,7 @@ from importlib import resources
 
 import numpy as np
 
-from convtrain.spec.config import lone_sample_batchnorm
+from convtrain.spec.config import ONE_SAMPLE, lone_sample_batchnorm
 from convtrain.errors import DataError
 from convtrain.data.filekind import read_bytes, what_file
 from convtrain.data.image_files import CIFAR_CLASSES, folder_classes, read_cifar10, read_folder
@@ -310,8 +310,8 @@ def load_datasets(config, need_val=True):
         raise config.error("train.batch_size",
                            f"the last batch of every epoch would hold one sample ({len(y)} "
                            f"training samples in batches of {config.train.batch_size}), and "
-                           f"batchnorm '{per_sample}' cannot train on one (the variance of "
-                           f"one sample is zero); choose another batch size")
+                           f"batchnorm '{per_sample}' cannot train on one ({ONE_SAMPLE}); "
+                           f"choose another batch size")
     return x, y, val_x, val_y
 
 

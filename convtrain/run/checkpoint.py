@@ -140,8 +140,7 @@ def load_into(checkpoint, path, config, network, optimizer=None):
     params, opt, meta = checkpoint
     difference = architecture_mismatch(checkpoint, config)
     if difference:
-        raise UserError(f"checkpoint is of another architecture than {config.file}: "
-                        f"{difference}", file=path)
+        raise _other_architecture(config, difference, path)
     network.load_state(params)
     if optimizer is not None:
         if meta.get("optimizer") != config.optimizer.type:
@@ -149,6 +148,11 @@ def load_into(checkpoint, path, config, network, optimizer=None):
                             f"uses {config.optimizer.type}", file=path)
         optimizer.load_state(opt, meta["optimizer_steps"])
     return meta
+
+
+def _other_architecture(config, difference, path, hint=""):
+    return UserError(f"checkpoint is of another architecture than {config.file}: {difference}"
+                     f"{hint}", file=path)
 
 
 def load_weights(checkpoint, path, config, network, skip=()):
@@ -165,9 +169,8 @@ def load_weights(checkpoint, path, config, network, skip=()):
     skip = {name for name in names if any(name == s or name.startswith(s + ".") for s in skip)}
     difference = architecture_mismatch(checkpoint, config, skip)
     if difference:
-        raise UserError(f"checkpoint is of another architecture than {config.file}: "
-                        f"{difference}; --init-from-skip LAYER leaves a layer at its "
-                        f"initialisation", file=path)
+        raise _other_architecture(config, difference, path, "; --init-from-skip LAYER "
+                                                            "leaves a layer at its initialisation")
     loaded = []
     for layer, key in network.parameters():
         if layer.name not in skip:

@@ -18,7 +18,14 @@ import numpy as np
 
 from convtrain.run.checkpoint import read_checkpoint, save_checkpoint
 from convtrain.errors import UserError
-from convtrain.outputs import OutputError, inside, same_file, write_text, write_whole
+from convtrain.outputs import (
+    NOT_A_FOLDER,
+    OutputError,
+    inside,
+    same_file,
+    write_text,
+    write_whole,
+)
 
 LOCK = ".lock"
 RESOLVED_CONFIG = "config.yaml"
@@ -41,7 +48,7 @@ def prepare_run_folder(name, out, resume, resumed=None, data_paths=None):
     if out is None:
         out = home if resume else os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if os.path.exists(out) and not os.path.isdir(out):
-        raise UserError("exists and is not a folder", file=out, path="--out")
+        raise UserError(NOT_A_FOLDER, file=out, path="--out")
     for what, path in (data_paths or {}).items():
         if same_file(out, path) or inside(out, path):
             raise UserError(f"is in {path}, the {what} folder this run reads: its files would "

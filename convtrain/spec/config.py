@@ -130,6 +130,19 @@ class Config:
         return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# Why a batchnorm of a vector (or a 1x1 image) cannot take one sample at a time.
+ONE_SAMPLE = "it normalises each feature over the batch, and the variance of one sample is zero"
+
+
+def batch_of_one_problem(layers, verb, remedy):
+    """The message for a batch of one that would `verb` (train, check, time) these layers
+    and cannot, ending in `remedy`; None where it can."""
+    name = lone_sample_batchnorm(layers)
+    if name is None:
+        return None
+    return f"a batch of one cannot {verb} batchnorm '{name}': {ONE_SAMPLE}; {remedy}"
+
+
 def lone_sample_batchnorm(layers):
     """The name of the first batchnorm whose statistics come from the batch axis alone (on
     a vector, or an image of 1x1), which a batch of one sample cannot train; or None."""
@@ -167,12 +180,9 @@ def load_config(path, overrides=(), text=None):
     optimizer = _optimizer(top.section("optimizer", {"type": "sgd", "lr": 0.01}))
     schedule = _schedule(top.section("schedule", {"type": "none"}))
     train = _train(top.section("train", {}))
-    per_sample = lone_sample_batchnorm(layers)
-    if train.batch_size == 1 and per_sample:
-        raise source.error(("train", "batch_size"),
-                           f"a batch of one cannot train batchnorm '{per_sample}': it "
-                           f"normalises each feature over the batch, and the variance of one "
-                           f"sample is zero; use a batch size of at least 2")
+    problem = batch_of_one_problem(layers, "train", "use a batch size of at least 2")
+    if train.batch_size == 1 and problem:
+        raise source.error(("train", "batch_size"), problem)
     data = read_data(top.section("data", {}), input_shape)
     if train.early_stopping and data.val is None and not data.val_split:
         raise source.error(("train", "early_stopping", "metric"),

@@ -87,7 +87,7 @@ class Section:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(key, f"must be an integer, got {_type_name(value)}")
         if minimum is not None and value < minimum:
-            raise self.error(key, f"must be at least {minimum}, got {value}")
+            raise self._below_minimum(key, minimum, value)
         return self._keep(key, value)
 
     def get_float(self, key, default=MISSING, minimum=None, maximum=None, positive=False,
@@ -109,7 +109,7 @@ class Section:
         if positive and value <= 0:
             raise self.error(key, f"must be greater than 0, got {value:g}")
         if minimum is not None and value < minimum:
-            raise self.error(key, f"must be at least {minimum:g}, got {value:g}")
+            raise self._below_minimum(key, minimum, value)
         if maximum is not None and value > maximum:
             raise self.error(key, f"must be at most {maximum:g}, got {value:g}")
         if below is not None and value >= below:
@@ -171,7 +171,7 @@ class Section:
                 raise self.error(key, f"must be an integer or a pair [h, w]{choices}, "
                                       f"got {_type_name(value)}")
             if item < minimum:
-                raise self.error(key, f"must be at least {minimum}, got {item}")
+                raise self._below_minimum(key, minimum, item)
         result = (items[0], items[1])
         self._keep(key, value if isinstance(value, int) else list(result))
         return result
@@ -189,12 +189,19 @@ class Section:
         reported as the misspelling rather than as missing."""
         for key in self.raw:
             if key not in known:
-                raise self.error(key, f"unknown key '{key}'{did_you_mean(key, known)}; "
-                                      f"known keys here: {', '.join(known)}")
+                raise self._unknown(key, known, ", ".join(known))
 
     def finish(self, extra_known=()):
         known = list(self.seen) + list(extra_known)
         for key in self.raw:
             if key not in known:
-                raise self.error(key, f"unknown key '{key}'{did_you_mean(key, known)}; "
-                                      f"known keys here: {', '.join(sorted(map(str, known)))}")
+                raise self._unknown(key, known, ", ".join(sorted(map(str, known))))
+
+    def _unknown(self, key, known, listed):
+        return self.error(key, f"unknown key '{key}'{did_you_mean(key, known)}; known keys "
+                               f"here: {listed}")
+
+    def _below_minimum(self, key, minimum, value):
+        def number(v):
+            return f"{v:g}" if isinstance(v, float) else str(v)
+        return self.error(key, f"must be at least {number(minimum)}, got {number(value)}")

@@ -12,7 +12,7 @@ import re
 
 import yaml
 
-from convtrain.errors import ConfigError
+from convtrain.errors import ConfigError, no_such
 
 
 def format_path(path):
@@ -78,7 +78,7 @@ def load_yaml(file, text=None):
             with open(file, encoding="utf-8") as handle:
                 text = handle.read()
         except FileNotFoundError:
-            raise ConfigError("no such file", file=file) from None
+            raise ConfigError(no_such("file"), file=file) from None
         except IsADirectoryError:
             raise ConfigError("is a directory, not a YAML file", file=file) from None
         except UnicodeDecodeError as exc:

@@ -13,9 +13,9 @@ import os
 
 import numpy as np
 
-from convtrain.errors import DataError, UserError
+from convtrain.errors import DataError, UserError, no_such
 from convtrain.data.filekind import what_file
-from convtrain.data.image_files import IMAGE_SUFFIXES, read_image
+from convtrain.data.image_files import IMAGE_SUFFIXES, read_image, unsupported_channels
 from convtrain.data.stored_images import StoredImages
 
 BATCH = 256
@@ -63,7 +63,7 @@ def _files(path):
                             file=path)
         return found
     if not os.path.exists(path):
-        raise DataError(f"no such file (relative paths start at {os.getcwd()})", file=path)
+        raise DataError(no_such("file"), file=path)
     return [path]
 
 
@@ -72,8 +72,7 @@ def _read_one(file, config, resize):
     channels, height, width = config.input
     if file.lower().endswith(IMAGE_SUFFIXES):
         if channels not in (1, 3):
-            raise DataError(f"images give 1 (grey) or 3 (RGB) channels, but input has "
-                            f"{channels}", file=file)
+            raise DataError(unsupported_channels(channels), file=file)
         hint = "; --resize resizes every image to input's size"
         return read_image(file, channels, (height, width), resize, None, hint)[None], [file]
     if file.lower().endswith(".npy"):

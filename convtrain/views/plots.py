@@ -17,7 +17,7 @@ import json
 import os
 
 from convtrain.views import plot_pictures as pictures
-from convtrain.errors import UserError
+from convtrain.errors import UserError, no_such
 from convtrain.extras import pip_install
 from convtrain.outputs import (
     OutputError,
@@ -48,7 +48,7 @@ def read_metrics(run_dir):
     writing it) is left out; any other unreadable line is an error."""
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.exists(run_dir):
-        raise UserError("no such folder", file=run_dir)
+        raise UserError(no_such("folder"), file=run_dir)
     if not os.path.isdir(run_dir):
         folder = os.path.dirname(run_dir) or "."
         hint = (f": give its folder, {folder}"

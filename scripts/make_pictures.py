@@ -31,7 +31,7 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         run = os.path.join(folder, "run")
         convtrain("train", "configs/digits.yaml", "--out", run, "--quiet")
-        convtrain("plot", run, "--out", DOCS)
+        convtrain("plot", run, "--out", DOCS, "--overwrite")  # the pictures it remakes
 
     page = os.path.join(DOCS, "trace.html")
     with open(page, "w", encoding="utf-8") as handle:

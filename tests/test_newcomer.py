@@ -1,6 +1,10 @@
 """The smaller points of issue 28's item 7, each as a newcomer met it."""
 
+import os
+
 from convtrain.run import tensorboard
+
+
 class _Recorder:
     def __init__(self):
         self.scalars = {}
@@ -70,6 +74,8 @@ def test_the_printed_resume_command_works_from_another_directory(tmp_path, monke
     result = CliRunner().invoke(main, args + ["--quiet"])
     assert result.exit_code == 0, result.output
     assert "epoch 1/1" in result.output
+    # the run's config.yaml holds the data path made absolute: the same file, not a change
+    assert "changes what the checkpoint was trained with" not in result.output
 
 
 def test_the_printed_mpi_resume_command_names_the_venvs_mpiexec_off_path(tmp_path,
@@ -207,3 +213,23 @@ def test_readme_has_a_complete_folder_config_in_its_first_100_lines(tmp_path, mo
     x, y, val_x, val_y = load_datasets(config)
     assert len(y) == 3 and len(val_y) == 3 and x[:1].shape == (1, 3, 32, 32)
     assert class_names(config) == ["cat", "dog", "fox"] and config.num_outputs == 3
+
+
+def test_a_mistyped_checkpoint_names_the_checkpoints_in_its_folder(tmp_path, monkeypatch,
+                                                                    repo_root):
+    from click.testing import CliRunner
+
+    from convtrain.cli import main
+
+    run = tmp_path / "runs" / "tiny"
+    run.mkdir(parents=True)
+    for name in ("checkpoint-best.npz", "checkpoint-last.npz"):
+        (run / name).write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    config = os.path.join(repo_root, "configs", "digits.yaml")
+    result = CliRunner().invoke(main, ["eval", config, "--checkpoint",
+                                       "runs/tiny/checkpoint-bset.npz"])
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: runs/tiny/checkpoint-bset.npz: no such checkpoint "
+                             f"(relative paths start at {tmp_path}); runs/tiny holds "
+                             f"checkpoint-best.npz, checkpoint-last.npz\n")

@@ -126,7 +126,7 @@ def source_paths(spec):
     for key_path, source in (("data.train", spec.data.train), ("data.val", spec.data.val)):
         if source is None:
             continue
-        for field in ("path", "images", "labels"):
+        for field in source.PATH_FIELDS:
             if getattr(source, field) is not None:
                 paths[key_path if field == "path" else f"{key_path}.{field}"] = \
                     getattr(source, field)

@@ -23,7 +23,7 @@ from convtrain.spec.architecture import (
     checkpoint_architecture,
     parse_architecture,
 )
-from convtrain.errors import UserError
+from convtrain.errors import UserError, no_such
 from convtrain.data.filekind import what_file
 from convtrain.layers import walk
 from convtrain.outputs import write_whole
@@ -60,7 +60,7 @@ def read_checkpoint(path):
         with open(path, "rb") as handle:
             raw = handle.read()
     except FileNotFoundError:
-        raise UserError("checkpoint not found", file=path) from None
+        raise UserError(no_such("checkpoint") + _checkpoints_beside(path), file=path) from None
     except OSError as exc:
         raise UserError(f"cannot read the checkpoint: {exc.strerror or exc}", file=path) from None
     try:
@@ -131,6 +131,18 @@ def _convtrain_meta(arrays):
             and parse_architecture(meta.get("architecture")) is not None):
         raise _NotACheckpoint("a .npz whose \"meta\" entry is not convtrain's")
     return meta
+
+
+def _checkpoints_beside(path):
+    """'; its folder holds checkpoint-best.npz, …' where the folder exists, else ''."""
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        return ""
+    there = sorted(name for name in os.listdir(folder) if name.endswith(".npz"))
+    if not there:
+        return f"; {folder} holds no .npz"
+    more = f" and {len(there) - 4} more" if len(there) > 4 else ""
+    return f"; {folder} holds {', '.join(there[:4])}{more}"
 
 
 def load_into(checkpoint, path, config, network, optimizer=None):

@@ -4,8 +4,10 @@ arrays, so that `--resume` continues exactly where the run stopped.
 """
 
 import dataclasses
+import os
 
 from convtrain.spec.architecture import describe_architecture
+from convtrain.spec.data_spec import SourceSpec
 from convtrain.run.checkpoint import load_into, load_weights, preparation
 from convtrain.errors import UserError
 from convtrain.layers import walk
@@ -18,7 +20,12 @@ def training_settings(config):
     settings = {"seed": config.seed}
     for section in ("optimizer", "schedule", "train", "data"):
         _flatten(dataclasses.asdict(getattr(config, section)), section, settings)
-    return settings
+    # A data path as the file it names: the run folder's config.yaml holds it absolute, and
+    # resuming from that config is not a change of data.
+    return {key: os.path.abspath(value)
+            if key.startswith("data.") and key.rsplit(".", 1)[1] in SourceSpec.PATH_FIELDS
+            and value is not None else value
+            for key, value in settings.items()}
 
 
 def _flatten(values, prefix, into):

@@ -23,6 +23,8 @@ class SourceSpec:
     row per image (CSV, a flat NPZ) it is the order of that row: nhwc means pixel by pixel,
     (r, g, b, r, g, b, ...). One-channel (N, H, W) data reads the same either way.
     """
+    PATH_FIELDS = ("path", "images", "labels")  # the fields that name files or folders
+
     format: str
     key_path: str
     images: str = None

@@ -49,6 +49,126 @@ def clip_backward(inside, dout, dx):
         dx[i] = dout[i] if inside[i] else 0.0
 
 
+@njit(cache=True, inline="always")
+def _relu6_of_shifted(value):
+    """min(max(value + 3, 0), 6), NaN kept: the clamp hardsigmoid and hardswish share."""
+    shifted = value + 3.0
+    if shifted < 0.0:
+        return 0.0
+    if shifted > 6.0:
+        return 6.0
+    return shifted
+
+
+@njit(parallel=True, cache=True)
+def hardsigmoid_forward(x, out):
+    """out = min(max(x + 3, 0), 6) / 6, PyTorch's hardsigmoid, in its order of operations.
+    x, out (M,)."""
+    for i in prange(x.shape[0]):
+        out[i] = _relu6_of_shifted(x[i]) / 6.0
+
+
+@njit(parallel=True, cache=True)
+def hardsigmoid_backward(x, dout, dx):
+    """dx = dout/6 where -3 < x < 3, else 0 (at both ends too, as PyTorch's). (M,) each."""
+    for i in prange(x.shape[0]):
+        dx[i] = dout[i] / 6.0 if x[i] > -3.0 and x[i] < 3.0 else 0.0
+
+
+@njit(parallel=True, cache=True)
+def hardswish_forward(x, out):
+    """out = x * min(max(x + 3, 0), 6) / 6, PyTorch's hardswish (so -inf gives NaN, as
+    there). x, out (M,)."""
+    for i in prange(x.shape[0]):
+        out[i] = x[i] * _relu6_of_shifted(x[i]) / 6.0
+
+
+@njit(parallel=True, cache=True)
+def hardswish_backward(x, dout, dx):
+    """dx = dout * (0 for x <= -3, x/3 + 1/2 for -3 < x < 3, 1 from 3 on): PyTorch's
+    choice at the two kinks. x, dout, dx (M,)."""
+    for i in prange(x.shape[0]):
+        if x[i] <= -3.0:
+            dx[i] = 0.0
+        elif x[i] < 3.0:
+            dx[i] = dout[i] * (x[i] / 3.0 + 0.5)
+        else:
+            dx[i] = dout[i]
+
+
+@njit(cache=True, inline="always")
+def _sigmoid(value):
+    """1 / (1 + exp(-value)), written so that exp never overflows."""
+    if value >= 0:
+        return 1.0 / (1.0 + math.exp(-value))
+    e = math.exp(value)
+    return e / (1.0 + e)
+
+
+@njit(parallel=True, cache=True)
+def silu_forward(x, out):
+    """out = x * sigmoid(x) (SiLU, swish). x, out (M,)."""
+    for i in prange(x.shape[0]):
+        out[i] = x[i] * _sigmoid(x[i])
+
+
+@njit(parallel=True, cache=True)
+def silu_backward(x, dout, dx):
+    """dx = dout * s * (1 + x * (1 - s)), s = sigmoid(x). x, dout, dx (M,)."""
+    for i in prange(x.shape[0]):
+        s = _sigmoid(x[i])
+        dx[i] = dout[i] * s * (1.0 + x[i] * (1.0 - s))
+
+
+@njit(parallel=True, cache=True)
+def gelu_forward(x, out):
+    """out = x * Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2: GELU in its exact (erf) form,
+    PyTorch's default. x, out (M,)."""
+    for i in prange(x.shape[0]):
+        out[i] = 0.5 * x[i] * (1.0 + math.erf(x[i] * 0.7071067811865476))
+
+
+@njit(parallel=True, cache=True)
+def gelu_backward(x, dout, dx):
+    """dx = dout * (Phi(x) + x * phi(x)), phi(x) = exp(-x^2/2) / sqrt(2 pi). (M,) each."""
+    for i in prange(x.shape[0]):
+        cdf = 0.5 * (1.0 + math.erf(x[i] * 0.7071067811865476))
+        pdf = 0.3989422804014327 * math.exp(-0.5 * x[i] * x[i])
+        dx[i] = dout[i] * (cdf + x[i] * pdf)
+
+
+@njit(parallel=True, cache=True)
+def prelu_forward(x, slope, out):
+    """out = x where x > 0, else slope[c] * x: one learnable slope per channel (PyTorch's
+    PReLU). x, out (N, C, L), L = H*W (1 for a vector of C features); slope (C,)."""
+    n_samples, channels, length = x.shape
+    for n in prange(n_samples):
+        for c in range(channels):
+            for i in range(length):
+                value = x[n, c, i]
+                out[n, c, i] = value if value > 0 else slope[c] * value
+
+
+@njit(parallel=True, cache=True)
+def prelu_backward(x, dout, slope, dx, slope_per_sample):
+    """dx = dout where x > 0, else slope[c] * dout; and each sample's share of the slopes'
+    gradient, slope_per_sample[n, c] = sum over i of dout * x where x <= 0, in order, in
+    float64 (ordered_sums adds the samples up). x, dout, dx (N, C, L); slope (C,);
+    slope_per_sample (N, C) float64."""
+    n_samples, channels, length = x.shape
+    for n in prange(n_samples):
+        for c in range(channels):
+            total = 0.0
+            for i in range(length):
+                value = x[n, c, i]
+                if value > 0:
+                    dx[n, c, i] = dout[n, c, i]
+                else:
+                    dx[n, c, i] = slope[c] * dout[n, c, i]
+                    total += dout[n, c, i] * value
+            slope_per_sample[n, c] = total
+
+
 @njit(parallel=True, cache=True)
 def add(a, b, out):
     """out = a + b (a residual block's sum and its delta), on every core: NumPy's `+`
@@ -61,11 +181,7 @@ def add(a, b, out):
 def sigmoid_forward(x, out):
     """out = 1 / (1 + exp(-x)), written so that exp never overflows. x, out (M,)."""
     for i in prange(x.shape[0]):
-        if x[i] >= 0:
-            out[i] = 1.0 / (1.0 + math.exp(-x[i]))
-        else:
-            e = math.exp(x[i])
-            out[i] = e / (1.0 + e)
+        out[i] = _sigmoid(x[i])
 
 
 @njit(parallel=True, cache=True)

@@ -10,8 +10,9 @@ per sample (over L; `*_per_sample`, one `prange` iteration per sample), then tho
 combined in sample order (`combine_moments_in_order`; the backward's sums by
 `ordered_sums.add_samples_in_order`). So results are the same for any number of threads,
 and for any number of processes sharing the batch: each computes its own samples'
-partials, and every process combines the whole batch's (convtrain.team). The statistics take one pass over the batch in memory: each sample's mean
-and squared deviations come from two passes over its own values, which stay in cache.
+partials, and every process combines the whole batch's (convtrain.team). The statistics
+take one pass over the batch in memory: each sample's mean and squared deviations come from
+two passes over its own values, which stay in cache.
 
 A sum over L runs in `lanes` (`_lane_count(L)`, up to 32; it depends on L alone): lane j adds
 up values j, j + lanes, j + 2*lanes, ... in order, and the lanes are added up in order at the

@@ -14,13 +14,14 @@ from convtrain.layers import (
     dense,
     dropout,
     flatten,
+    modern_activations,
     pools,
     residual,
 )
 from convtrain.layers.base import Layer, LayerSpec, Mode, walk, walk_with_depth
 
-LAYER_TYPES = {spec.type: spec for module in (conv2d, dense, activations, pools, flatten,
-                                              batchnorm, dropout, residual)
+LAYER_TYPES = {spec.type: spec for module in (conv2d, dense, activations, modern_activations,
+                                              pools, flatten, batchnorm, dropout, residual)
                for spec in module.TYPES}
 
 

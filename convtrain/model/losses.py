@@ -3,18 +3,27 @@
 Each returns (loss, ds, kinks): ds (N, K) = dloss/ds, and the discrete state
 (hinge's active margins) that a gradient check must not see change, or None.
 
-    softmax_cross_entropy  L = -mean_n log softmax(s_n)[y_n]
+    softmax_cross_entropy  L = -mean_n log softmax(s_n)[y_n] (or with smoothed targets)
     mse                    L = mean over N*K of (s - onehot(y))^2
     hinge                  L = mean_n sum_{k != y_n} max(0, s_nk - s_ny + 1)   (multiclass SVM)
 """
 
+import functools
+
 import numpy as np
 
 
-def softmax_cross_entropy(scores, labels):
+def softmax_cross_entropy(scores, labels, label_smoothing=0.0):
+    """With label_smoothing ε, PyTorch's: the target of sample n is (1 - ε)·onehot(y_n) + ε/K,
+    L = -mean_n Σ_k target_nk log softmax(s_n)_k, and ds = softmax(s) - target, over N."""
     shifted = scores - scores.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     rows = np.arange(len(labels))
+    if label_smoothing:
+        target = np.full_like(scores, label_smoothing / scores.shape[1])
+        target[rows, labels] += 1.0 - label_smoothing
+        loss = -(target * log_probs).sum(axis=1).mean()
+        return float(loss), (np.exp(log_probs) - target) / len(labels), None
     loss = -log_probs[rows, labels].mean()
     dscores = np.exp(log_probs)
     dscores[rows, labels] -= 1.0
@@ -41,3 +50,10 @@ def hinge(scores, labels):
 
 
 LOSSES = {"softmax_cross_entropy": softmax_cross_entropy, "mse": mse, "hinge": hinge}
+
+
+def loss_function(config):
+    """(scores, labels) -> (loss, ds, kinks): the config's loss, with its label smoothing."""
+    if config.label_smoothing:
+        return functools.partial(softmax_cross_entropy, label_smoothing=config.label_smoothing)
+    return LOSSES[config.loss]

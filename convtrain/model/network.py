@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from convtrain.layers import Mode, build_layer
-from convtrain.model.losses import LOSSES
+from convtrain.model.losses import loss_function
 
 
 class Network:
@@ -36,7 +36,7 @@ class Network:
         self.mode = Mode(config.seed)
         for layer in self._all_layers:
             layer.mode = self.mode
-        self.loss_fn = LOSSES[config.loss]
+        self.loss_fn = loss_function(config)
         self.deltas = {}
 
     @property

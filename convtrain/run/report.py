@@ -134,7 +134,10 @@ def summary_text(config):
              for _, spec in rows]
     name_w = max(12, max(len(label) for label, _ in rows) + 2)
     type_w = max(12, max(len(kind) for kind in types) + 2)
-    lines = [f"{config.name}: {config.dtype}, input {tuple(config.input)}, loss {config.loss}",
+    smoothing = (f" (label smoothing {config.label_smoothing:g})" if config.label_smoothing
+                 else "")
+    lines = [f"{config.name}: {config.dtype}, input {tuple(config.input)}, loss {config.loss}"
+             f"{smoothing}",
              f"{'layer':<{name_w}}{'type':<{type_w}}{'output (C,H,W)':<18}{'params':>10}"
              f"{'FLOPs/sample':>15}"]
     for (label, spec), kind in zip(rows, types):

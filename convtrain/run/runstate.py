@@ -17,7 +17,7 @@ def training_settings(config):
     """What a resumed run may change without changing the architecture, flat and named
     as the config's key paths: the optimizer, schedule, training, data and seed (which
     draws the validation split and the shuffles)."""
-    settings = {"seed": config.seed}
+    settings = {"seed": config.seed, "loss.label_smoothing": config.label_smoothing}
     for section in ("optimizer", "schedule", "train", "data"):
         _flatten(dataclasses.asdict(getattr(config, section)), section, settings)
     # A data path as the file it names: the run folder's config.yaml holds it absolute, and

@@ -105,6 +105,8 @@ class Config:
     resolved: dict = field(compare=False, repr=False)
     # The YAML it came from (lines, --set flags): for errors found after validation.
     source: object = field(default=None, compare=False, repr=False)
+    # softmax_cross_entropy's: the targets are (1 - label_smoothing) one-hot + label_smoothing/K
+    label_smoothing: float = 0.0
 
     def error(self, path, message):
         """A ConfigError at key path (a dotted string) naming the file, the line or the
@@ -176,7 +178,7 @@ def load_config(path, overrides=(), text=None):
     dtype = top.get_choice("dtype", ("float32", "float64"), "float32")
     input_shape = _input_shape(top)
     layers = _layers(top, input_shape)
-    loss = top.get_choice("loss", LOSSES, "softmax_cross_entropy")
+    loss, label_smoothing = _loss(top)
     optimizer = _optimizer(top.section("optimizer", {"type": "sgd", "lr": 0.01}))
     schedule = _schedule(top.section("schedule", {"type": "none"}))
     train = _train(top.section("train", {}))
@@ -201,7 +203,22 @@ def load_config(path, overrides=(), text=None):
     trace = _trace(top.section("trace", {}), input_shape, last_shape, layers)
     top.finish()
     return Config(str(path), name, seed, dtype, input_shape, layers, loss, optimizer, schedule,
-                  train, data, log, checkpoint_every, trace, top.resolved, source)
+                  train, data, log, checkpoint_every, trace, top.resolved, source,
+                  label_smoothing)
+
+
+def _loss(top):
+    """(type, label smoothing): `loss: TYPE`, or `loss: {type: TYPE, label_smoothing: 0.1}`."""
+    if not isinstance(top.raw.get("loss"), dict):
+        return top.get_choice("loss", LOSSES, "softmax_cross_entropy"), 0.0
+    section = top.section("loss")
+    kind = section.get_choice("type", LOSSES, "softmax_cross_entropy")
+    smoothing = section.get_float("label_smoothing", 0.0, minimum=0.0, below=1.0)
+    if smoothing and kind != "softmax_cross_entropy":
+        raise section.error("label_smoothing", f"smooths softmax_cross_entropy's targets; "
+                                               f"this loss is {kind}")
+    section.finish()
+    return kind, smoothing
 
 
 def _input_shape(top):

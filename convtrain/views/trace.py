@@ -175,8 +175,10 @@ class Tracer:
             _, dscores, _ = self.network.loss_fn(scores.reshape(1, -1), np.array([target]))
             delta = dscores.reshape(scores.shape)
             unset = " — trace.target not set" if label is None else ""
+            smoothing = (f", targets (1 − {config.label_smoothing:g})·onehot + "
+                         f"{config.label_smoothing:g}/K" if config.label_smoothing else "")
             formula = (f"{s.delta(top)} = ∂L/∂{s.out(top)}, L = {config.loss}"
-                       f"(target {target}{unset})")
+                       f"(target {target}{unset}){smoothing}")
         self.add(top.name, "delta", formula, delta[0])
         return delta
 

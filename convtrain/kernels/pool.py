@@ -153,3 +153,89 @@ def globalavgpool_backward(dout, dx_flat):
         share = dout[n, c] * scale
         for i in range(uint64(plane)):
             dx_flat[n, c, i] = share
+
+
+# Padded windows (`padding`, `ceil_mode`), PyTorch's semantics. Window (oh, ow) starts at
+# row oh*SH - PH and column ow*SW - PW (PH, PW the padding of the top and the left; a window
+# may reach past the bottom and right into the padding, or with ceil_mode past it). Max
+# pooling pads with -inf: a window's maximum is over the input entries it covers, which it
+# always has (the padding is at most half the window). Average pooling sums those entries
+# and divides by the window's size cut to the padded input (count_include_pad) or by the
+# number of input entries it covers. Signed indices: slower than the unpadded kernels,
+# which the layers keep for windows without padding.
+
+
+@njit(cache=True, inline="always")
+def _span(index, stride, pad, size, extent):
+    """(first, last + 1) of a window along one axis, cut to the input [0, extent), and its
+    length cut to the padded input [-pad, extent + pad) instead."""
+    start = index * stride - pad
+    end = min(start + size, extent + pad)
+    padded_length = end - start
+    return max(start, 0), min(end, extent), padded_length
+
+
+@njit(parallel=True, cache=True)
+def maxpool_padded_forward(x, pool_h, pool_w, stride_h, stride_w, pad_h, pad_w, out, argmax):
+    """out (N, C, OH, OW) = the maxima of x (N, C, H, W) over each padded window, argmax
+    their flat index h*W + w in x[n, c]. Ties go to the first maximum in row-major order."""
+    n_samples, channels, height, width = x.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    for nc in prange(n_samples * channels):
+        n = nc // channels
+        c = nc - n * channels
+        for oh in range(out_h):
+            top, bottom, _ = _span(oh, stride_h, pad_h, pool_h, height)
+            for ow in range(out_w):
+                left, right, _ = _span(ow, stride_w, pad_w, pool_w, width)
+                best, best_index = x[n, c, top, left], top * width + left
+                for h in range(top, bottom):
+                    for w in range(left, right):
+                        if x[n, c, h, w] > best:
+                            best, best_index = x[n, c, h, w], h * width + w
+                out[n, c, oh, ow] = best
+                argmax[n, c, oh, ow] = best_index
+
+
+@njit(parallel=True, cache=True)
+def avgpool_padded_forward(x, pool_h, pool_w, stride_h, stride_w, pad_h, pad_w,
+                           count_include_pad, out):
+    """out (N, C, OH, OW) = each padded window's sum over x (N, C, H, W), in row-major
+    order in float64, over its divisor (above)."""
+    n_samples, channels, height, width = x.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    for nc in prange(n_samples * channels):
+        n = nc // channels
+        c = nc - n * channels
+        for oh in range(out_h):
+            top, bottom, span_h = _span(oh, stride_h, pad_h, pool_h, height)
+            for ow in range(out_w):
+                left, right, span_w = _span(ow, stride_w, pad_w, pool_w, width)
+                total = 0.0
+                for h in range(top, bottom):
+                    for w in range(left, right):
+                        total += x[n, c, h, w]
+                count = span_h * span_w if count_include_pad else (bottom - top) * (right - left)
+                out[n, c, oh, ow] = total / count
+
+
+@njit(parallel=True, cache=True)
+def avgpool_padded_backward(dout, pool_h, pool_w, stride_h, stride_w, pad_h, pad_w,
+                            count_include_pad, dx):
+    """Each dout (N, C, OH, OW) entry over its window's divisor, added to every input entry
+    the window covers; writes dx (N, C, H, W). Iteration nc owns dx[n, c]."""
+    n_samples, channels, height, width = dx.shape
+    out_h, out_w = dout.shape[2], dout.shape[3]
+    for nc in prange(n_samples * channels):
+        n = nc // channels
+        c = nc - n * channels
+        dx[n, c, :, :] = 0.0
+        for oh in range(out_h):
+            top, bottom, span_h = _span(oh, stride_h, pad_h, pool_h, height)
+            for ow in range(out_w):
+                left, right, span_w = _span(ow, stride_w, pad_w, pool_w, width)
+                count = span_h * span_w if count_include_pad else (bottom - top) * (right - left)
+                share = dout[n, c, oh, ow] / count
+                for h in range(top, bottom):
+                    for w in range(left, right):
+                        dx[n, c, h, w] += share

@@ -38,6 +38,9 @@ EXAMPLE = {
     "flatten": "{type: flatten}",
     "batchnorm": "{type: batchnorm}",
     "dropout": "{type: dropout, rate: 0.25}",
+    "channel_shuffle": "{type: channel_shuffle, groups: 2}",
+    "channel_pad": "{type: channel_pad, before: 1, after: 2}",
+    "channel_slice": "{type: channel_slice, start: 1, stop: 2}",
     "residual": "{type: residual, body: [{type: conv2d, filters: 2, kernel: 3, padding: 1}, "
                 "{type: tanh}]}",
 }

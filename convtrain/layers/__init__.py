@@ -10,6 +10,7 @@ the class that runs it. Importing this package loads neither Numba nor the kerne
 from convtrain.layers import (
     activations,
     batchnorm,
+    channels,
     conv2d,
     dense,
     dropout,
@@ -21,7 +22,8 @@ from convtrain.layers import (
 from convtrain.layers.base import Layer, LayerSpec, Mode, walk, walk_with_depth
 
 LAYER_TYPES = {spec.type: spec for module in (conv2d, dense, activations, modern_activations,
-                                              pools, flatten, batchnorm, dropout, residual)
+                                              pools, flatten, batchnorm, dropout, channels,
+                                              residual)
                for spec in module.TYPES}
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from convtrain.kernels import (
     augment,
+    channels,
     conv,
     dense,
     elementwise,
@@ -38,7 +39,8 @@ from convtrain.runtime import available_cores
 from convtrain.data.stored_images import StoredImages
 from convtrain.team import Solo
 
-KERNEL_MODULES = (augment, conv, dense, elementwise, norm, ordered_sums, pool, winograd)
+KERNEL_MODULES = (augment, channels, conv, dense, elementwise, norm, ordered_sums, pool,
+                  winograd)
 BYTE_FORMATS = ("cifar10", "folder", "builtin")  # sources whose images are always uint8
 
 # Seconds each kernel took to compile on an empty cache, the functions it calls included,

@@ -107,8 +107,10 @@ class _Graph:
         return output
 
     def weight(self, name, array):
+        """An initialiser: float32 values, or int64 for integers (shapes, pads, indices)."""
+        dtype = np.int64 if np.asarray(array).dtype.kind in "iu" else np.float32
         self.weights.append(self.numpy_helper.from_array(
-            np.ascontiguousarray(array, dtype=np.float32), name))
+            np.ascontiguousarray(array, dtype=dtype), name))
         return name
 
     def layers(self, layers, x, rank):

@@ -138,14 +138,18 @@ def col2im(dcols, kernel_h, stride_h, stride_w, dshifted, dxs):
 
 
 @njit(parallel=True, cache=True)
-def conv2d_forward(x, w, b, stride_h, stride_w, pad_top, pad_left, padded_h, padded_w, out):
+def conv2d_forward(x, w, b, stride_h, stride_w, pad_top, pad_left, padded_h, padded_w, out,
+                   groups=1):
     """out = xp ⋆ w + b, xp = x placed at (pad_top, pad_left) in zeros of (padded_h,
-    padded_w). x (N, C, H, W), w (F, C, KH, KW), b (F,); writes out (N, F, OH, OW)."""
+    padded_w). x (N, C, H, W), w (F, C/G, KH, KW), b (F,); writes out (N, F, OH, OW).
+    With G groups, filter group g (F/G filters) sees channel group g (C/G channels) only:
+    a sample's window rows of group g are one block of cols, multiplied by its own."""
     n_samples, channels = x.shape[0], x.shape[1]
     filters, kernel_h, kernel_w = w.shape[0], w.shape[2], w.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
     rows = channels * kernel_h * kernel_w
-    w_rows = w.reshape((filters, rows))
+    group_rows, group_filters = rows // groups, filters // groups
+    w_rows = w.reshape((filters, group_rows))
     for n in prange(n_samples):
         xps = np.empty((channels, padded_h, padded_w), dtype=x.dtype)
         shifted = np.empty((channels, kernel_w, padded_h, out_w), dtype=x.dtype)
@@ -153,7 +157,13 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_top, pad_left, padded_h, pad
         im2col(padded_sample(x[n], pad_top, pad_left, xps), kernel_h, stride_h, stride_w,
                shifted, cols)
         product = out[n].reshape((filters, out_h * out_w))
-        np.dot(w_rows, cols, product)
+        if groups == 1:  # whole arrays: a slice would reach BLAS by another path (a copy)
+            np.dot(w_rows, cols, product)
+        else:
+            for g in range(groups):
+                np.dot(w_rows[g * group_filters:(g + 1) * group_filters],
+                       cols[g * group_rows:(g + 1) * group_rows],
+                       product[g * group_filters:(g + 1) * group_filters])
         for f in range(filters):
             for q in range(uint64(out_h * out_w)):
                 product[f, q] += b[f]
@@ -161,7 +171,7 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_top, pad_left, padded_h, pad
 
 @njit(parallel=True, cache=True)
 def conv2d_backward_input(dout, w, stride_h, stride_w, pad_top, pad_left, padded_h, padded_w,
-                          dx):
+                          dx, groups=1):
     """dx = full correlation of dout with w, cut to the unpadded input. dout (N, F, OH, OW),
     w (F, C, KH, KW); the padded input was (padded_h, padded_w), x placed at (pad_top,
     pad_left); writes dx (N, C, H, W).
@@ -171,15 +181,25 @@ def conv2d_backward_input(dout, w, stride_h, stride_w, pad_top, pad_left, padded
     view of a padded batch made the layer below copy it (a ReLU's backward ran 3-6x
     slower). Without padding, col2im writes dx[n] itself."""
     n_samples, filters, out_h, out_w = dout.shape
-    channels, kernel_h, kernel_w = w.shape[1], w.shape[2], w.shape[3]
-    in_h, in_w = dx.shape[2], dx.shape[3]
+    kernel_h, kernel_w = w.shape[2], w.shape[3]
+    channels, in_h, in_w = dx.shape[1], dx.shape[2], dx.shape[3]
     padded = padded_h != in_h or padded_w != in_w
     rows = channels * kernel_h * kernel_w
-    w_columns = np.ascontiguousarray(w.reshape((filters, rows)).T)
+    group_rows, group_filters = rows // groups, filters // groups
+    w_rows = w.reshape((filters, group_rows))
+    w_columns = np.empty((groups, group_rows, group_filters), dtype=w.dtype)
+    for g in range(groups):  # each group's (C/G*KH*KW, F/G) block, contiguous
+        w_columns[g] = w_rows[g * group_filters:(g + 1) * group_filters].T
     for n in prange(n_samples):
         dcols = np.empty((rows, out_h * out_w), dtype=dout.dtype)
         dshifted = np.empty((channels, kernel_w, padded_h, out_w), dtype=dout.dtype)
-        np.dot(w_columns, dout[n].reshape((filters, out_h * out_w)), dcols)
+        douts = dout[n].reshape((filters, out_h * out_w))
+        if groups == 1:
+            np.dot(w_columns[0], douts, dcols)
+        else:
+            for g in range(groups):
+                np.dot(w_columns[g], douts[g * group_filters:(g + 1) * group_filters],
+                       dcols[g * group_rows:(g + 1) * group_rows])
         if padded:
             dxs = np.empty((channels, padded_h, padded_w), dtype=dout.dtype)
             col2im(dcols, kernel_h, stride_h, stride_w, dshifted, dxs)
@@ -194,13 +214,17 @@ def conv2d_backward_input(dout, w, stride_h, stride_w, pad_top, pad_left, padded
 @njit(parallel=True, cache=True)
 def conv2d_weight_per_sample(x, dout, kernel_h, kernel_w, stride_h, stride_w, pad_top,
                              pad_left, padded_h, padded_w, per_sample):
-    """Each sample's own kernel gradient, xp[n] ⋆ dout[n], transposed: per_sample[n, r, f]
-    = dw_n[f, c, kh, kw] with r = (c*KH + kh)*KW + kw. x (N, C, H, W) padded as in
-    `conv2d_forward`, dout (N, F, OH, OW); writes per_sample (N, C*KH*KW, F). One iteration
-    per sample, no shared output."""
+    """Each sample's own kernel gradient, xp[n] ⋆ dout[n], transposed, group by group:
+    per_sample[n, g*R + r, f] = dw_n[g*F/G + f, c, kh, kw] with r = (c*KH + kh)*KW + kw
+    over group g's C/G channels (R = C/G*KH*KW). x (N, C, H, W) padded as in
+    `conv2d_forward`, dout (N, F, OH, OW); writes per_sample (N, G*R, F/G), G from its
+    shape. One iteration per sample, no shared output."""
     n_samples, filters, out_h, out_w = dout.shape
     channels = x.shape[1]
     rows = channels * kernel_h * kernel_w
+    group_filters = per_sample.shape[2]
+    groups = filters // group_filters
+    group_rows = rows // groups
     # Transposed because BLAS runs cols (rows, L) times dout[n]^T faster than dout[n]
     # (F, L) times cols^T (LeNet's conv2: 9 against 14 us per sample; conv1 about the same).
     for n in prange(n_samples):
@@ -209,7 +233,14 @@ def conv2d_weight_per_sample(x, dout, kernel_h, kernel_w, stride_h, stride_w, pa
         cols = np.empty((rows, out_h * out_w), dtype=x.dtype)
         im2col(padded_sample(x[n], pad_top, pad_left, xps), kernel_h, stride_h, stride_w,
                shifted, cols)
-        np.dot(cols, dout[n].reshape((filters, out_h * out_w)).T, per_sample[n])
+        douts = dout[n].reshape((filters, out_h * out_w))
+        if groups == 1:
+            np.dot(cols, douts.T, per_sample[n])
+        else:
+            for g in range(groups):
+                np.dot(cols[g * group_rows:(g + 1) * group_rows],
+                       douts[g * group_filters:(g + 1) * group_filters].T,
+                       per_sample[n, g * group_rows:(g + 1) * group_rows])
 
 
 @njit(parallel=True, cache=True)

@@ -55,7 +55,7 @@ class ChannelShuffleSpec(LayerSpec):
         return cls(index, name, tuple(in_shape), tuple(in_shape), groups)
 
     def source(self):
-        """Viewed as (groups, C/groups), the channels transposed: out b·g + a ← in a·(C/g) + b."""
+        """The channels as (groups, C/groups), transposed: out b·g + a ← in a·(C/g) + b."""
         per_group = self.in_shape[0] // self.groups
         return np.arange(self.in_shape[0]).reshape(self.groups, per_group).T.reshape(-1)
 

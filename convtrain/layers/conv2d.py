@@ -59,11 +59,24 @@ class Conv2d(Layer):
         self.algorithm, self.weight_algorithm = self.spec.algorithms(dtype)
 
     def correlation_kernel(self):
-        """w (F, C, KH, KW) as the correlation kernels expect it (rotated for op=convolution)."""
+        """w (F, C/G, KH, KW) as a correlation applies it: rotated for op=convolution."""
         w = self.params["weight"]
         if self.spec.op == "convolution":
             w = w[:, :, ::-1, ::-1]
         return np.ascontiguousarray(w)
+
+    def dilated_kernel(self):
+        """The correlation kernel with dilation - 1 zeros between its taps, (F, C/G,
+        (KH-1)·DH + 1, (KW-1)·DW + 1): the kernel the im2col kernels run with."""
+        w = self.correlation_kernel()
+        dilation_h, dilation_w = self.spec.dilation
+        if dilation_h == dilation_w == 1:
+            return w
+        filters, channels, kernel_h, kernel_w = w.shape
+        spread = np.zeros((filters, channels, (kernel_h - 1) * dilation_h + 1,
+                           (kernel_w - 1) * dilation_w + 1), dtype=w.dtype)
+        spread[:, :, ::dilation_h, ::dilation_w] = w
+        return spread
 
     def pad(self, x):
         """x zero-padded (for `convtrain trace`'s textbook sums; the kernels pad a sample
@@ -86,7 +99,7 @@ class Conv2d(Layer):
     def forward(self, x):
         """x (N, C, H, W) -> out (N, F, OH, OW)."""
         x = np.ascontiguousarray(x)
-        w = self.correlation_kernel()
+        w = self.dilated_kernel()
         stride_h, stride_w = self.spec.stride
         top, _, left, _ = self.spec.padding
         out = np.empty((x.shape[0],) + self.spec.out_shape, dtype=self.dtype)
@@ -95,7 +108,7 @@ class Conv2d(Layer):
             kernels("winograd").winograd_forward(x, _winograd_kernels(w), bias, top, left, out)
         else:
             kernels("conv").conv2d_forward(x, w, bias, stride_h, stride_w, top, left,
-                                           *self.padded_size(), out)
+                                           *self.padded_size(), out, self.spec.groups)
         self.cache = (x, w)
         return out
 
@@ -106,8 +119,12 @@ class Conv2d(Layer):
         stride_h, stride_w = self.spec.stride
         top, _, left, _ = self.spec.padding
         conv, ordered_sums = kernels("conv"), kernels("ordered_sums")
-        total = self.kernel_gradient_sum(x, dout)
-        dw = total.T.reshape(w.shape).astype(self.dtype)
+        groups = self.spec.groups
+        total = self.kernel_gradient_sum(x, dout)  # (G·C/G·KH·KW, F/G), a group a block
+        dw = total.reshape(groups, -1, w.shape[0] // groups).transpose(0, 2, 1)
+        dw = dw.reshape(w.shape).astype(self.dtype)
+        if tuple(self.spec.dilation) != (1, 1):  # the taps only
+            dw = np.ascontiguousarray(dw[:, :, ::self.spec.dilation[0], ::self.spec.dilation[1]])
         if self.spec.op == "convolution":
             dw = np.ascontiguousarray(dw[:, :, ::-1, ::-1])
         self.grads["weight"] = dw
@@ -130,7 +147,7 @@ class Conv2d(Layer):
                                                  self._zero_input_bias, 2 - top, 2 - left, dx)
         else:
             conv.conv2d_backward_input(dout, w, stride_h, stride_w, top, left,
-                                       *self.padded_size(), dx)
+                                       *self.padded_size(), dx, self.spec.groups)
         return dx
 
     def kernel_gradient_sum(self, x, dout):
@@ -139,7 +156,9 @@ class Conv2d(Layer):
         in sample order, as float64 totals that the processes before this one have started
         (team.chain), so that the sum is the one a single process makes over the batch.
         x (N, C, H, W) and dout (N, F, OH, OW) contiguous."""
-        filters, channels, kernel_h, kernel_w = self.params["weight"].shape
+        filters, group_channels, _, _ = self.params["weight"].shape
+        channels, groups = x.shape[1], self.spec.groups
+        kernel_h, kernel_w = self.spec.dilated_kernel_size()
         stride_h, stride_w = self.spec.stride
         top, _, left, _ = self.spec.padding
         conv, winograd = kernels("conv"), kernels("winograd")
@@ -147,8 +166,8 @@ class Conv2d(Layer):
             per_sample = np.empty((x.shape[0], 16 * channels, filters), dtype=self.dtype)
             winograd.winograd_weight_per_sample(x, dout, top, left, per_sample)
         else:
-            per_sample = np.empty((x.shape[0], channels * kernel_h * kernel_w, filters),
-                                  dtype=self.dtype)
+            per_sample = np.empty((x.shape[0], channels * kernel_h * kernel_w,
+                                   filters // groups), dtype=self.dtype)
             conv.conv2d_weight_per_sample(x, dout, kernel_h, kernel_w, stride_h, stride_w,
                                           top, left, *self.padded_size(), per_sample)
         add_in_order = kernels("ordered_sums").add_samples_in_order
@@ -168,7 +187,8 @@ class Conv2d(Layer):
         if spec.bias:
             inputs.append(graph.weight(f"{spec.name}.bias", self.params["bias"]))
         return graph.node("Conv", inputs, spec.name, kernel_shape=list(spec.kernel),
-                          strides=list(spec.stride), pads=[top, left, bottom, right])
+                          strides=list(spec.stride), pads=[top, left, bottom, right],
+                          group=spec.groups, dilations=list(spec.dilation))
 
 
 def _winograd_kernels(w):
@@ -191,6 +211,8 @@ class Conv2dSpec(LayerSpec):
     weights: np.ndarray = field(default=None, compare=False, repr=False)
     biases: np.ndarray = field(default=None, compare=False, repr=False)
     algorithm: str = "auto"
+    groups: int = 1
+    dilation: tuple = (1, 1)
 
     type = "conv2d"
     compute = Conv2d
@@ -207,23 +229,35 @@ class Conv2dSpec(LayerSpec):
         op = section.get_choice("op", ("correlation", "convolution"), "correlation")
         bias = section.get_bool("bias", True)
         init = section.get_choice("init", INITS, "he_uniform")
-        padding, (out_h, out_w) = window(section, name, in_shape, kernel, stride, padding,
-                                          "kernel")
+        groups = section.get_int("groups", 1, minimum=1)
+        for what, count in (("channels of its input", in_shape[0]), ("filters", filters)):
+            if count % groups:
+                raise section.error("groups", f"{groups} does not divide the {count} {what}")
+        dilation = section.get_pair("dilation", 1)
+        spread = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+        padding, (out_h, out_w) = window(section, name, in_shape, spread, stride, padding,
+                                          "kernel" if spread == kernel else "dilated kernel")
         weights, biases = weights_and_biases(
-            section, (filters, in_shape[0], kernel[0], kernel[1]), bias)
+            section, (filters, in_shape[0] // groups, kernel[0], kernel[1]), bias)
         algorithm = section.get_choice("algorithm", CONV_ALGORITHMS, "auto")
         spec = cls(index, name, tuple(in_shape), (filters, out_h, out_w), filters, kernel,
-                   stride, padding, op, bias, init, weights, biases, algorithm)
+                   stride, padding, op, bias, init, weights, biases, algorithm, groups,
+                   dilation)
         if algorithm == "winograd" and not spec.winograd_fits():
-            raise section.error("algorithm", "winograd computes 3x3 kernels with stride 1 "
-                                             "and padding of at most 2 on every side; this "
-                                             "layer has "
+            raise section.error("algorithm", "winograd computes 3x3 kernels with stride 1, "
+                                             "padding of at most 2 on every side, no groups "
+                                             "and no dilation; this layer has "
                                              f"{spec._window_words()}: use auto or gemm")
         return spec
 
+    def dilated_kernel_size(self):
+        """(KH, KW) with the dilation's gaps: the window a kernel covers."""
+        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilation))
+
     def winograd_fits(self):
         return (tuple(self.kernel) == (3, 3) and tuple(self.stride) == (1, 1)
-                and max(self.padding) <= 2)
+                and max(self.padding) <= 2 and self.groups == 1
+                and tuple(self.dilation) == (1, 1))
 
     def _window_words(self):
         kernel_h, kernel_w = self.kernel
@@ -236,7 +270,9 @@ class Conv2dSpec(LayerSpec):
             padding = [top, left]
         else:
             padding = f"{top} {bottom} {left} {right} (top bottom left right)"
-        return f"a {kernel_h}x{kernel_w} kernel, stride {stride} and padding {padding}"
+        extra = "".join(f", {what} {value}" for what, value in (
+            ("groups", self.groups), ("dilation", list(self.dilation))) if value not in (1, [1, 1]))
+        return f"a {kernel_h}x{kernel_w} kernel, stride {stride}{extra} and padding {padding}"
 
     def algorithms(self, dtype):
         """(forward and delta, kernel gradient): 'gemm' or 'winograd', for a run whose
@@ -252,14 +288,15 @@ class Conv2dSpec(LayerSpec):
         return "winograd", "winograd" if side >= WINOGRAD_GRADIENT_MIN_SIDE else "gemm"
 
     def param_shapes(self):
-        shapes = {"weight": (self.filters, self.in_shape[0]) + tuple(self.kernel)}
+        shapes = {"weight": (self.filters, self.in_shape[0] // self.groups) + tuple(self.kernel)}
         if self.bias:
             shapes["bias"] = (self.filters,)
         return shapes
 
     def flops(self):
         f, oh, ow = self.out_shape
-        return 2 * f * oh * ow * self.in_shape[0] * self.kernel[0] * self.kernel[1]
+        return (2 * f * oh * ow * (self.in_shape[0] // self.groups) * self.kernel[0]
+                * self.kernel[1])
 
     def scratch_per_sample(self):
         """The padded input plus `convtrain.kernels.conv`'s shifted rows and window matrix."""
@@ -267,7 +304,7 @@ class Conv2dSpec(LayerSpec):
         top, bottom, left, right = self.padding
         padded_h, padded_w = height + top + bottom, width + left + right
         _, out_h, out_w = self.out_shape
-        kernel_h, kernel_w = self.kernel
+        kernel_h, kernel_w = self.dilated_kernel_size()
         return (channels * padded_h * padded_w + channels * kernel_w * padded_h * out_w
                 + channels * kernel_h * kernel_w * out_h * out_w)
 
@@ -279,6 +316,12 @@ class Conv2dSpec(LayerSpec):
             notes.append(f"stride {tuple(self.stride)}")
         if any(self.padding):
             notes.append(f"padding {self.padding}")
+        if tuple(self.dilation) != (1, 1):
+            notes.append(f"dilation {tuple(self.dilation)}: the kernel's taps "
+                         f"{self.dilation[0]} rows and {self.dilation[1]} columns apart")
+        if self.groups > 1:
+            notes.append(f"{self.groups} groups: filters g·F/{self.groups}.. see channels "
+                         f"g·C/{self.groups}.. only")
         where = f" ({', '.join(notes)})" if notes else ""
         return f"{s.out(self)} = {s.inp(self)} {op} {s.kernel(self)}{bias}{where}"
 
@@ -286,7 +329,10 @@ class Conv2dSpec(LayerSpec):
         """(kernel_grad, input_delta), written for the stride and padding so that each can
         be applied as printed: a padded layer's kernel sees pad_p(A) and its δ_in is
         cropped back; a strided layer's δ is first spread out to the stride-1 grid."""
-        d, k, di = s.delta(self), s.kernel(self), s.delta_in(self)
+        d, di = s.delta(self), s.delta_in(self)
+        k = s.kernel(self)
+        if tuple(self.dilation) != (1, 1):
+            k = f"dilate{_subscript(self.dilation)}({k})"
         padded = any(self.padding)
         a = f"pad{_subscript(self.padding)}({s.inp(self)})" if padded else s.inp(self)
         spread = (f"spread{_subscript(self.stride)}({d})" if tuple(self.stride) != (1, 1)

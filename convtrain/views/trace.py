@@ -232,11 +232,13 @@ class Tracer:
         updates (where it has them), and the δ it hands down."""
         spec = layer.spec
         grad_formula, in_formula = spec.backward_formulas(self.s, self.textbook)
-        uses_textbook = (self.textbook and spec.type == "conv2d"
-                         and tuple(spec.stride) == (1, 1))
+        plain = spec.type == "conv2d" and tuple(spec.stride) == (1, 1) and spec.groups == 1 \
+            and tuple(spec.dilation) == (1, 1)
+        uses_textbook = self.textbook and plain
         note = None
         if self.textbook and spec.type == "conv2d" and not uses_textbook:
-            note = "the textbook recipe has no rule for stride > 1; exact rules used here"
+            note = ("the textbook recipe has no rule for stride > 1, groups or dilation; exact "
+                    "rules used here")
             grad_formula, in_formula = spec.backward_formulas(self.s, False)
         if uses_textbook:
             d_in, update = self._textbook_conv(layer, d, above, grad_formula)

@@ -37,6 +37,7 @@ EXAMPLE = {
     "globalavgpool": "{type: globalavgpool}",
     "flatten": "{type: flatten}",
     "batchnorm": "{type: batchnorm}",
+    "lrn": "{type: lrn, size: 3, alpha: 0.5, beta: 0.75, k: 2}",
     "dropout": "{type: dropout, rate: 0.25}",
     "channel_shuffle": "{type: channel_shuffle, groups: 2}",
     "channel_pad": "{type: channel_pad, before: 1, after: 2}",

@@ -15,6 +15,7 @@ from convtrain.layers import (
     dense,
     dropout,
     flatten,
+    lrn,
     modern_activations,
     pools,
     residual,
@@ -22,8 +23,8 @@ from convtrain.layers import (
 from convtrain.layers.base import Layer, LayerSpec, Mode, walk, walk_with_depth
 
 LAYER_TYPES = {spec.type: spec for module in (conv2d, dense, activations, modern_activations,
-                                              pools, flatten, batchnorm, dropout, channels,
-                                              residual)
+                                              pools, flatten, batchnorm, lrn, dropout,
+                                              channels, residual)
                for spec in module.TYPES}
 
 

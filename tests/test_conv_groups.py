@@ -1,6 +1,6 @@
-"""conv2d's groups (depthwise at groups = C) and dilation, PyTorch's semantics: against a
-plain NumPy reading, float64 gradient checks through the training path, ONNX Runtime at
-batch 1 and 7, Winograd never chosen for them, and the bad values."""
+"""conv2d's groups (depthwise at groups = C, by kernels of its own) and dilation, PyTorch's
+semantics: against a plain NumPy reading, float64 gradient checks through the training
+path, ONNX Runtime at batch 1 and 7, Winograd never chosen for them, and the bad values."""
 
 import numpy as np
 import onnxruntime
@@ -17,6 +17,8 @@ CASES = {
     "depthwise": "filters: 4, kernel: 3, groups: 4, padding: 1",
     "depthwise x2": "filters: 8, kernel: 3, groups: 4, stride: 2, padding: 1",
     "dilation 2": "filters: 3, kernel: 3, dilation: 2, padding: 2",
+    "depthwise, dilation 2, convolution": "filters: 4, kernel: 3, groups: 4, dilation: 2, "
+                                          "padding: 2, op: convolution, stride: [1, 2]",
     "dilation [2, 1], groups 2, convolution": "filters: 2, kernel: [3, 2], dilation: [2, 1], "
                                              "groups: 2, op: convolution",
 }
@@ -60,7 +62,9 @@ def _reference(x, layer):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_forward_is_the_grouped_dilated_sum(case):
     layer = Network(_config(case)).layers[0]
-    assert layer.algorithm == layer.weight_algorithm == "gemm"
+    # groups = channels: the depthwise kernels of their own; any other groups: im2col's
+    expected = "depthwise" if layer.spec.groups == 4 else "gemm"
+    assert layer.algorithm == layer.weight_algorithm == expected
     x = np.random.default_rng(0).normal(size=(2, 4, 7, 7))
     np.testing.assert_allclose(layer.forward(x), _reference(x, layer), rtol=1e-12, atol=1e-12)
 

@@ -34,7 +34,9 @@ WINOGRAD_GRADIENT_MIN_SIDE = 16
 class Conv2d(Layer):
     # Seconds each kernel took to compile on an empty cache, the functions it calls included
     # (scripts/compile_times.py on the 2-core development machine).
-    compile_s = {"conv2d_forward": 3.4, "conv2d_weight_per_sample": 2.0,
+    compile_s = {"depthwise_forward": 0.8, "depthwise_backward_input": 0.8,
+                 "depthwise_weight_per_sample": 0.8,
+                 "conv2d_forward": 3.4, "conv2d_weight_per_sample": 2.0,
                  "conv2d_backward_input": 2.2, "add_samples_in_order": 0.8,
                  "conv2d_bias_column_sums": 0.6, "row_totals": 0.2,
                  "winograd_forward": 3.6, "winograd_weight_per_sample": 3.5,
@@ -99,46 +101,65 @@ class Conv2d(Layer):
     def forward(self, x):
         """x (N, C, H, W) -> out (N, F, OH, OW)."""
         x = np.ascontiguousarray(x)
-        w = self.dilated_kernel()
         stride_h, stride_w = self.spec.stride
         top, _, left, _ = self.spec.padding
         out = np.empty((x.shape[0],) + self.spec.out_shape, dtype=self.dtype)
         bias = self.params.get("bias", self._zero_bias)
-        if self.algorithm == "winograd":
+        if self.algorithm == "depthwise":  # its kernels take the dilation themselves
+            w = self.correlation_kernel()
+            kernels("depthwise").depthwise_forward(x, w, bias, stride_h, stride_w,
+                                                   *self.spec.dilation, top, left,
+                                                   *self.padded_size(), out)
+        elif self.algorithm == "winograd":
+            w = self.dilated_kernel()
             kernels("winograd").winograd_forward(x, _winograd_kernels(w), bias, top, left, out)
         else:
+            w = self.dilated_kernel()
             kernels("conv").conv2d_forward(x, w, bias, stride_h, stride_w, top, left,
                                            *self.padded_size(), out, self.spec.groups)
         self.cache = (x, w)
         return out
 
     def backward(self, dout, need_dx=True):
-        """dout (N, F, OH, OW) -> dx (N, C, H, W); fills grads weight (F, C, KH, KW), bias (F,)."""
+        """dout (N, F, OH, OW) -> dx (N, C, H, W); fills grads weight (F, C/G, KH, KW), bias
+        (F,)."""
         x, w = self.cache
         dout = np.ascontiguousarray(dout)
-        stride_h, stride_w = self.spec.stride
-        top, _, left, _ = self.spec.padding
-        conv, ordered_sums = kernels("conv"), kernels("ordered_sums")
-        groups = self.spec.groups
-        total = self.kernel_gradient_sum(x, dout)  # (G·C/G·KH·KW, F/G), a group a block
-        dw = total.reshape(groups, -1, w.shape[0] // groups).transpose(0, 2, 1)
-        dw = dw.reshape(w.shape).astype(self.dtype)
-        if tuple(self.spec.dilation) != (1, 1):  # the taps only
-            dw = np.ascontiguousarray(dw[:, :, ::self.spec.dilation[0], ::self.spec.dilation[1]])
-        if self.spec.op == "convolution":
-            dw = np.ascontiguousarray(dw[:, :, ::-1, ::-1])
-        self.grads["weight"] = dw
+        self.grads["weight"] = self._weight_gradient(x, dout, w)
         if self.spec.bias:
             column_sums = self.mode.team.chain(
                 np.zeros((w.shape[0], dout.shape[3])),
-                lambda sums: conv.conv2d_bias_column_sums(dout, sums))
+                lambda sums: kernels("conv").conv2d_bias_column_sums(dout, sums))
             db = np.empty(w.shape[0], dtype=self.dtype)
-            ordered_sums.row_totals(column_sums, db)
+            kernels("ordered_sums").row_totals(column_sums, db)
             self.grads["bias"] = db
-        if not need_dx:
-            return None
-        dx = np.empty(x.shape, dtype=self.dtype)
-        if self.algorithm == "winograd":
+        return self._input_delta(dout, w, x.shape) if need_dx else None
+
+    def _weight_gradient(self, x, dout, w):
+        """The kernel gradient as the weight holds it, from the correlation kernel w the
+        forward pass ran with (dilated, or not)."""
+        spec, groups = self.spec, self.spec.groups
+        total = self.kernel_gradient_sum(x, dout)
+        if self.weight_algorithm == "depthwise":  # (F, KH·KW)
+            dw = total.reshape(w.shape).astype(self.dtype)
+        else:  # (G·C/G·KH·KW, F/G), a group a block
+            dw = total.reshape(groups, -1, w.shape[0] // groups).transpose(0, 2, 1)
+            dw = dw.reshape(w.shape).astype(self.dtype)
+        if self.algorithm != "depthwise" and tuple(spec.dilation) != (1, 1):  # the taps only
+            dw = np.ascontiguousarray(dw[:, :, ::spec.dilation[0], ::spec.dilation[1]])
+        if spec.op == "convolution":
+            dw = np.ascontiguousarray(dw[:, :, ::-1, ::-1])
+        return dw
+
+    def _input_delta(self, dout, w, shape):
+        stride_h, stride_w = self.spec.stride
+        top, _, left, _ = self.spec.padding
+        dx = np.empty(shape, dtype=self.dtype)
+        if self.algorithm == "depthwise":
+            kernels("depthwise").depthwise_backward_input(dout, w, stride_h, stride_w,
+                                                          *self.spec.dilation, top, left,
+                                                          *self.padded_size(), dx)
+        elif self.algorithm == "winograd":
             # The full correlation of dout with w rotated by 180° and its axes F and C
             # swapped, cut to the unpadded input: a 3x3 correlation of dout placed in a
             # border of 2 - pad (convtrain.kernels.winograd).
@@ -146,8 +167,8 @@ class Conv2d(Layer):
             kernels("winograd").winograd_forward(dout, _winograd_kernels(w_back),
                                                  self._zero_input_bias, 2 - top, 2 - left, dx)
         else:
-            conv.conv2d_backward_input(dout, w, stride_h, stride_w, top, left,
-                                       *self.padded_size(), dx, self.spec.groups)
+            kernels("conv").conv2d_backward_input(dout, w, stride_h, stride_w, top, left,
+                                                  *self.padded_size(), dx, self.spec.groups)
         return dx
 
     def kernel_gradient_sum(self, x, dout):
@@ -156,13 +177,19 @@ class Conv2d(Layer):
         in sample order, as float64 totals that the processes before this one have started
         (team.chain), so that the sum is the one a single process makes over the batch.
         x (N, C, H, W) and dout (N, F, OH, OW) contiguous."""
-        filters, group_channels, _, _ = self.params["weight"].shape
+        filters = self.params["weight"].shape[0]
         channels, groups = x.shape[1], self.spec.groups
-        kernel_h, kernel_w = self.spec.dilated_kernel_size()
+        kernel_h, kernel_w = (self.spec.kernel if self.weight_algorithm == "depthwise"
+                              else self.spec.dilated_kernel_size())
         stride_h, stride_w = self.spec.stride
         top, _, left, _ = self.spec.padding
         conv, winograd = kernels("conv"), kernels("winograd")
-        if self.weight_algorithm == "winograd":  # dU, 16 values per (c, f) a sample
+        if self.weight_algorithm == "depthwise":  # (N, F, KH*KW), float64 already
+            per_sample = np.empty((x.shape[0], filters, kernel_h * kernel_w))
+            kernels("depthwise").depthwise_weight_per_sample(
+                x, dout, *self.spec.kernel, stride_h, stride_w, *self.spec.dilation, top, left,
+                *self.padded_size(), per_sample)
+        elif self.weight_algorithm == "winograd":  # dU, 16 values per (c, f) a sample
             per_sample = np.empty((x.shape[0], 16 * channels, filters), dtype=self.dtype)
             winograd.winograd_weight_per_sample(x, dout, top, left, per_sample)
         else:
@@ -277,6 +304,8 @@ class Conv2dSpec(LayerSpec):
     def algorithms(self, dtype):
         """(forward and delta, kernel gradient): 'gemm' or 'winograd', for a run whose
         config asks for `dtype`."""
+        if self.groups > 1 and self.groups == self.in_shape[0]:
+            return "depthwise", "depthwise"
         if self.algorithm == "winograd":
             return "winograd", "winograd"
         if self.algorithm == "gemm" or not self.winograd_fits() or dtype != "float32":

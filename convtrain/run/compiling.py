@@ -25,6 +25,7 @@ from convtrain.kernels import (
     channels,
     conv,
     dense,
+    depthwise,
     elementwise,
     lrn,
     norm,
@@ -40,8 +41,8 @@ from convtrain.runtime import available_cores
 from convtrain.data.stored_images import StoredImages
 from convtrain.team import Solo
 
-KERNEL_MODULES = (augment, channels, conv, dense, elementwise, lrn, norm, ordered_sums,
-                  pool, winograd)
+KERNEL_MODULES = (augment, channels, conv, dense, depthwise, elementwise, lrn, norm,
+                  ordered_sums, pool, winograd)
 BYTE_FORMATS = ("cifar10", "folder", "builtin")  # sources whose images are always uint8
 
 # Seconds each kernel took to compile on an empty cache, the functions it calls included,

@@ -40,3 +40,17 @@ def train_into(folder, config_text, name="c.yaml"):
                                        str(folder / "run"), "--quiet"])
     assert result.exit_code == 0, result.output
     return str(folder / name), str(folder / "run" / "checkpoint-last.npz")
+
+
+def assert_onnx_runtime_agrees(config, network, x, rtol=1e-5, atol=1e-5):
+    """The network's ONNX export, run by ONNX Runtime on x (float32), gives the scores the
+    network's own eval-mode forward pass gives."""
+    import numpy as np
+    import onnxruntime
+
+    from convtrain.use.onnx_export import export_onnx
+
+    session = onnxruntime.InferenceSession(export_onnx(network, config).SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], network.forward(x),
+                               rtol=rtol, atol=atol)

@@ -3,14 +3,13 @@ reshape, pad and slice, float64 gradient checks on images and vectors, ONNX Runt
 1 and 7, ResNet's option-A shortcut in a residual block, and the bad values."""
 
 import numpy as np
-import onnxruntime
 import pytest
+from nets import assert_onnx_runtime_agrees
 
 from convtrain.errors import ConfigError
 from convtrain.model.gradcheck import check_gradients
 from convtrain.model.network import Network
 from convtrain.spec.config import load_config
-from convtrain.use.onnx_export import export_onnx
 
 LAYERS = {"shuffle": "{type: channel_shuffle, groups: 3}",
           "pad": "{type: channel_pad, before: 2, after: 1}",
@@ -58,10 +57,7 @@ def test_onnx_runtime_gives_the_same_scores(key, vector, batch):
     config = _config(LAYERS[key], dtype="float32", vector=vector)
     network = Network(config)
     x = np.random.default_rng(3).normal(size=(batch, 6, 3, 2)).astype(np.float32)
-    session = onnxruntime.InferenceSession(export_onnx(network, config).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(None, {"input": x})[0], network.forward(x),
-                               rtol=1e-5, atol=1e-5)
+    assert_onnx_runtime_agrees(config, network, x)
 
 
 def test_option_a_shortcut_subsamples_and_pads_with_zero_channels():

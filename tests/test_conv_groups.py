@@ -3,14 +3,13 @@ semantics: against a plain NumPy reading, float64 gradient checks through the tr
 path, ONNX Runtime at batch 1 and 7, Winograd never chosen for them, and the bad values."""
 
 import numpy as np
-import onnxruntime
 import pytest
+from nets import assert_onnx_runtime_agrees
 
 from convtrain.errors import ConfigError
 from convtrain.model.gradcheck import check_gradients
 from convtrain.model.network import Network
 from convtrain.spec.config import load_config
-from convtrain.use.onnx_export import export_onnx
 
 CASES = {
     "groups 2": "filters: 4, kernel: 3, groups: 2, padding: 1",
@@ -82,10 +81,7 @@ def test_onnx_runtime_gives_the_same_scores(case, batch):
     config = _config(case, dtype="float32")
     network = Network(config)
     x = np.random.default_rng(2).normal(size=(batch, 4, 7, 7)).astype(np.float32)
-    session = onnxruntime.InferenceSession(export_onnx(network, config).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(None, {"input": x})[0], network.forward(x),
-                               rtol=1e-5, atol=1e-5)
+    assert_onnx_runtime_agrees(config, network, x)
 
 
 def test_a_depthwise_layer_has_one_kernel_per_channel():

@@ -5,15 +5,14 @@ nodes that ONNX Runtime runs to the same scores, and every kernel it calls has a
 estimate. A new type without an EXAMPLE here, or missing any role, fails."""
 
 import numpy as np
-import onnxruntime
 import pytest
+from nets import assert_onnx_runtime_agrees
 
 from convtrain.layers import LAYER_TYPES, walk
 from convtrain.model.gradcheck import check_gradients
 from convtrain.model.network import Network
 from convtrain.run import compiling
 from convtrain.spec.config import load_config
-from convtrain.use.onnx_export import export_onnx
 from convtrain.views.trace import run_trace
 from convtrain.views.trace_formulas import Symbols
 
@@ -109,11 +108,7 @@ def test_export_runs_in_onnx_runtime_to_the_same_scores(kind):
     x, y = _batch(1)
     for _ in range(2):  # trained a little: running statistics and weights away from their start
         network.loss_and_gradients(x.astype(np.float32), y)
-    session = onnxruntime.InferenceSession(export_onnx(network, config).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
-    scores = session.run(None, {"input": x.astype(np.float32)})[0]
-    np.testing.assert_allclose(scores, network.forward(x.astype(np.float32)), rtol=1e-4,
-                               atol=1e-5)
+    assert_onnx_runtime_agrees(config, network, x.astype(np.float32), rtol=1e-4)
 
 
 @pytest.mark.parametrize("kind", sorted(LAYER_TYPES))

@@ -3,14 +3,13 @@ local_response_norm forward and backward, size 5, checked by hand): against a Nu
 float64 gradient checks on images and vectors, ONNX Runtime at batch 1 and 7, odd sizes only."""
 
 import numpy as np
-import onnxruntime
 import pytest
+from nets import assert_onnx_runtime_agrees
 
 from convtrain.errors import ConfigError
 from convtrain.model.gradcheck import check_gradients
 from convtrain.model.network import Network
 from convtrain.spec.config import load_config
-from convtrain.use.onnx_export import export_onnx
 
 LAYER = "{type: lrn, size: 5, alpha: 0.3, beta: 0.75, k: 2}"
 
@@ -49,10 +48,7 @@ def test_onnx_runtime_gives_the_same_scores(vector, batch):
     config = _config(dtype="float32", vector=vector)
     network = Network(config)
     x = (np.random.default_rng(2).normal(size=(batch, 7, 3, 2)) * 2).astype(np.float32)
-    session = onnxruntime.InferenceSession(export_onnx(network, config).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(None, {"input": x})[0], network.forward(x),
-                               rtol=1e-5, atol=1e-5)
+    assert_onnx_runtime_agrees(config, network, x)
 
 
 def test_an_even_size_is_one_line():

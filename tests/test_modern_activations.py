@@ -4,14 +4,13 @@ near 0). Values at the kinks are PyTorch 2.13's, checked by hand against torch: 
 derivative is 0 at x = -3 and 1 at x = 3; hardsigmoid's is 0 at both."""
 
 import numpy as np
-import onnxruntime
 import pytest
+from nets import assert_onnx_runtime_agrees
 
 from convtrain.errors import ConfigError
 from convtrain.model.gradcheck import check_gradients
 from convtrain.model.network import Network
 from convtrain.spec.config import load_config
-from convtrain.use.onnx_export import export_onnx
 
 KINDS = ["hardsigmoid", "hardswish", "silu", "gelu", "prelu"]
 
@@ -64,10 +63,7 @@ def test_gradients_are_exact_on_inputs_past_the_kinks(kind, where):
 def test_onnx_runtime_agrees_past_the_kinks(kind):
     config, network = _network(kind, dtype="float32")
     x = _spread((7, 3, 4, 4), 6).astype(np.float32)
-    session = onnxruntime.InferenceSession(export_onnx(network, config).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(None, {"input": x})[0], network.forward(x),
-                               rtol=1e-5, atol=1e-5)
+    assert_onnx_runtime_agrees(config, network, x)
 
 
 def test_prelu_starts_at_a_quarter_and_takes_one_slope_per_channel():

@@ -4,14 +4,13 @@ on these eleven cases when checked by hand). Here: a plain NumPy reading of thos
 semantics, float64 gradient checks, ONNX Runtime at batch 1 and 7, and the bad values."""
 
 import numpy as np
-import onnxruntime
 import pytest
+from nets import assert_onnx_runtime_agrees
 
 from convtrain.errors import ConfigError
 from convtrain.model.gradcheck import check_gradients
 from convtrain.model.network import Network
 from convtrain.spec.config import load_config
-from convtrain.use.onnx_export import export_onnx
 
 CASES = [("maxpool", 3, 2, 1, False, True), ("maxpool", 3, 2, 1, True, True),
          ("maxpool", 3, 2, 0, True, True), ("maxpool", 2, 2, 1, True, True),
@@ -78,10 +77,7 @@ def test_onnx_runtime_gives_the_same_scores(case, batch):
     config = _config(case, dtype="float32")
     network = Network(config)
     x = np.random.default_rng(3).normal(size=(batch, 2, 7, 6)).astype(np.float32)
-    session = onnxruntime.InferenceSession(export_onnx(network, config).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(None, {"input": x})[0], network.forward(x),
-                               rtol=1e-5, atol=1e-5)
+    assert_onnx_runtime_agrees(config, network, x)
 
 
 @pytest.mark.parametrize("layer, key, words", [

@@ -5,14 +5,13 @@ these inputs gave the same bits, checked by hand with torch 2.13). Its other rol
 type's in test_layer_types.py; here both ends of the clip are exercised."""
 
 import numpy as np
-import onnxruntime
 import pytest
+from nets import assert_onnx_runtime_agrees
 
 from convtrain.errors import ConfigError
 from convtrain.model.gradcheck import check_gradients
 from convtrain.model.network import Network
 from convtrain.spec.config import load_config
-from convtrain.use.onnx_export import export_onnx
 
 NET = """
 dtype: {dtype}
@@ -55,10 +54,7 @@ def test_gradients_are_exact_on_inputs_spread_over_both_ends():
 def test_onnx_runtime_clips_at_both_ends_as_the_network_does():
     config, network = _network("float32")
     x = np.random.default_rng(4).uniform(-3, 9, size=(6, 1, 4, 4)).astype(np.float32)
-    session = onnxruntime.InferenceSession(export_onnx(network, config).SerializeToString(),
-                                           providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(None, {"input": x})[0], network.forward(x),
-                               rtol=1e-5, atol=1e-6)
+    assert_onnx_runtime_agrees(config, network, x, atol=1e-6)
 
 
 def test_it_takes_no_keys():

@@ -175,6 +175,12 @@ def _span(index, stride, pad, size, extent):
     return max(start, 0), min(end, extent), padded_length
 
 
+@njit(cache=True, inline="always")
+def _divisor(top, bottom, span_h, left, right, span_w, count_include_pad):
+    """An average window's divisor: its size cut to the padded input, or its input entries."""
+    return span_h * span_w if count_include_pad else (bottom - top) * (right - left)
+
+
 @njit(parallel=True, cache=True)
 def maxpool_padded_forward(x, pool_h, pool_w, stride_h, stride_w, pad_h, pad_w, out, argmax):
     """out (N, C, OH, OW) = the maxima of x (N, C, H, W) over each padded window, argmax
@@ -215,8 +221,8 @@ def avgpool_padded_forward(x, pool_h, pool_w, stride_h, stride_w, pad_h, pad_w,
                 for h in range(top, bottom):
                     for w in range(left, right):
                         total += x[n, c, h, w]
-                count = span_h * span_w if count_include_pad else (bottom - top) * (right - left)
-                out[n, c, oh, ow] = total / count
+                out[n, c, oh, ow] = total / _divisor(top, bottom, span_h, left, right, span_w,
+                                                     count_include_pad)
 
 
 @njit(parallel=True, cache=True)
@@ -234,8 +240,8 @@ def avgpool_padded_backward(dout, pool_h, pool_w, stride_h, stride_w, pad_h, pad
             top, bottom, span_h = _span(oh, stride_h, pad_h, pool_h, height)
             for ow in range(out_w):
                 left, right, span_w = _span(ow, stride_w, pad_w, pool_w, width)
-                count = span_h * span_w if count_include_pad else (bottom - top) * (right - left)
-                share = dout[n, c, oh, ow] / count
+                share = dout[n, c, oh, ow] / _divisor(top, bottom, span_h, left, right, span_w,
+                                                       count_include_pad)
                 for h in range(top, bottom):
                     for w in range(left, right):
                         dx[n, c, h, w] += share

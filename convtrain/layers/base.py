@@ -175,6 +175,12 @@ class Layer:
         raise NotImplementedError(f"no ONNX form for layer type {self.spec.type}")
 
 
+def planes(array, channels):
+    """array (N, *shape) as (N, channels, L), contiguous: a sample's channels (an image's C,
+    a vector's features) each a run of L values, as the per-channel kernels take them."""
+    return np.ascontiguousarray(array).reshape(array.shape[0], channels, -1)
+
+
 INITS = ("he_uniform", "he_normal", "glorot_uniform", "zeros")
 
 

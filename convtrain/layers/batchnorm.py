@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from convtrain.layers.base import Layer, LayerSpec, kernels
+from convtrain.layers.base import Layer, LayerSpec, kernels, planes
 from convtrain.layers.shapes import as_array
 
 
@@ -41,7 +41,7 @@ class BatchNorm(Layer):
         statistics: running = (1 - momentum) * running + momentum * batch, with the batch's
         unbiased variance."""
         spec = self.spec
-        x3 = np.ascontiguousarray(x).reshape(x.shape[0], spec.in_shape[0], -1)
+        x3 = planes(x, spec.in_shape[0])
         out = np.empty_like(x3)
         gamma, beta = self._gamma_beta()
         norm = kernels("norm")

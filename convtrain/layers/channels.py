@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convtrain.layers.base import Layer, LayerSpec, kernels
+from convtrain.layers.base import Layer, LayerSpec, kernels, planes
 
 
 class ChannelMap(Layer):
@@ -19,19 +19,16 @@ class ChannelMap(Layer):
         super().__init__(spec, dtype)
         self.source = np.asarray(spec.source(), dtype=np.int64)
 
-    def _planes(self, array, channels):
-        return np.ascontiguousarray(array).reshape(array.shape[0], channels, -1)
-
     def forward(self, x):
         out = np.empty((x.shape[0],) + self.spec.out_shape, dtype=self.dtype)
-        kernels("channels").gather_channels(self._planes(x, self.spec.in_shape[0]),
+        kernels("channels").gather_channels(planes(x, self.spec.in_shape[0]),
                                             self.source,
                                             out.reshape(x.shape[0], len(self.source), -1))
         return out
 
     def backward(self, dout, need_dx=True):
         dx = np.empty((dout.shape[0],) + self.spec.in_shape, dtype=self.dtype)
-        kernels("channels").scatter_channels(self._planes(dout, len(self.source)), self.source,
+        kernels("channels").scatter_channels(planes(dout, len(self.source)), self.source,
                                              dx.reshape(dout.shape[0], self.spec.in_shape[0], -1))
         return dx
 

@@ -6,18 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convtrain.layers.base import Layer, LayerSpec, kernels
+from convtrain.layers.base import Layer, LayerSpec, kernels, planes
 
 
 class Lrn(Layer):
     compile_s = {"lrn_forward": 0.5, "lrn_backward": 0.6}
 
-    def _planes(self, array):
-        return np.ascontiguousarray(array).reshape(array.shape[0], self.spec.in_shape[0], -1)
-
     def forward(self, x):
         spec = self.spec
-        x3 = self._planes(x)
+        x3 = planes(x, spec.in_shape[0])
         out, scale = np.empty_like(x3), np.empty_like(x3)
         kernels("lrn").lrn_forward(x3, spec.size, spec.alpha, spec.beta, spec.k, out, scale)
         self.cache = (x3, scale)
@@ -27,8 +24,8 @@ class Lrn(Layer):
         spec = self.spec
         x3, scale = self.cache
         dx = np.empty_like(x3)
-        kernels("lrn").lrn_backward(x3, self._planes(dout), scale, spec.size, spec.alpha,
-                                    spec.beta, dx)
+        kernels("lrn").lrn_backward(x3, planes(dout, spec.in_shape[0]), scale, spec.size,
+                                    spec.alpha, spec.beta, dx)
         return dx.reshape(dout.shape)
 
     def to_onnx(self, graph, x, rank):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from convtrain.layers.activations import ActivationSpec
-from convtrain.layers.base import Layer, kernels
+from convtrain.layers.base import Layer, kernels, planes
 from convtrain.layers.shapes import as_array
 
 
@@ -97,12 +97,8 @@ class Prelu(Layer):
         given = spec.slope if spec.slope is not None else np.full(spec.in_shape[0], 0.25)
         self.params["weight"] = given.astype(dtype)
 
-    def _planes(self, array):
-        """array (N, *in_shape) as (N, C, L)."""
-        return np.ascontiguousarray(array).reshape(array.shape[0], self.spec.in_shape[0], -1)
-
     def forward(self, x):
-        x3 = self._planes(x)
+        x3 = planes(x, self.spec.in_shape[0])
         out = np.empty_like(x3)
         kernels("elementwise").prelu_forward(x3, self.params["weight"], out)
         self.cache = x3
@@ -112,8 +108,8 @@ class Prelu(Layer):
         x3 = self.cache
         dx = np.empty_like(x3)
         per_sample = np.empty(x3.shape[:2])
-        kernels("elementwise").prelu_backward(x3, self._planes(dout), self.params["weight"], dx,
-                                              per_sample)
+        kernels("elementwise").prelu_backward(x3, planes(dout, self.spec.in_shape[0]),
+                                              self.params["weight"], dx, per_sample)
         add_in_order = kernels("ordered_sums").add_samples_in_order
         total = self.mode.team.chain(np.zeros((x3.shape[1], 1)),
                                      lambda total: add_in_order(per_sample[:, :, None], total))

@@ -2,7 +2,7 @@
 
     pip install torch==2.13.0          # the CPU wheel; or: pip install -e '.[bench]'
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench.py [--threads 2]
-        [--network lenet5|cifar-plain|resnet20] [--training-only]
+        [--network lenet5|cifar-plain|resnet20|mobilenetv2] [--training-only]
     python scripts/bench.py --processes 2 [--network lenet5|resnet20]    # needs [mpi]
 
 convtrain and PyTorch run in separate worker processes (PyTorch's OpenMP runtime slows
@@ -26,7 +26,10 @@ cross-entropy, in float32. For ResNet-20: batch 64 and 128, no per-kernel table 
 kernels), and the per-layer table lists the top-level layers (a block's row is its whole
 body and shortcut). CIFAR-plain is a compute-bound network of 3x32x32 inputs: four 3x3 convs
 (32, 32, 64, 64 filters, padding 1) with ReLUs, a 2x2 max-pool after each pair, dense 256
-and 10; batch 64 and 256, with the per-kernel table.
+and 10; batch 64 and 256, with the per-kernel table. MobileNetV2 is
+configs/mobilenetv2-cifar10.yaml's network (depthwise convolutions, relu6, inverted-residual
+blocks) and PyTorch's the same layers translated from that config (scripts/torch_nets.py);
+batch 64 and 128, top-level layers in the per-layer table, no per-kernel table.
 
 --processes K compares convtrain with itself instead: one process of K threads against K
 processes of one thread (`mpiexec -n K`), each `convtrain time` on the repository's config
@@ -48,7 +51,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, "..", "configs", "lenet5-mnist.yaml")
-NETWORK_BATCHES = {"lenet5": (32, 64, 256), "cifar-plain": (64, 256), "resnet20": (64, 128)}
+NETWORK_BATCHES = {"lenet5": (32, 64, 256), "cifar-plain": (64, 256), "resnet20": (64, 128),
+                   "mobilenetv2": (64, 128)}
+MOBILENETV2 = os.path.join(HERE, "..", "configs", "mobilenetv2-cifar10.yaml")
 WARMUP_CALLS = 3
 CHUNK_S = 0.15      # a chunk of calls runs about this long...
 CHUNKS = 20         # ...and each side runs this many chunks per measurement
@@ -128,6 +133,8 @@ def convtrain_config(network):
         return load_config("resnet20.yaml", text=resnet20_yaml())
     if network == "cifar-plain":
         return load_config("cifar-plain.yaml", text=CIFAR_PLAIN_YAML)
+    if network == "mobilenetv2":
+        return load_config(MOBILENETV2)
     return load_config(CONFIG)
 
 
@@ -293,6 +300,11 @@ def torch_worker(mode, batch, threads, network_name):
     torch.manual_seed(0)
     if network_name == "resnet20":
         layers, shape = _torch_resnet20(), (3, 32, 32)
+    elif network_name == "mobilenetv2":
+        from torch_nets import torch_layers  # beside this script
+
+        config = convtrain_config(network_name)
+        layers, shape = torch_layers(config), tuple(config.input)
     elif network_name == "cifar-plain":
         layers = [("conv1", nn.Conv2d(3, 32, 3, padding=1)), ("relu1", nn.ReLU()),
                   ("conv2", nn.Conv2d(32, 32, 3, padding=1)), ("relu2", nn.ReLU()),
@@ -511,7 +523,8 @@ def main():
                  "pip install torch==2.13.0 (the CPU wheel), or pip install -e '.[bench]'")
 
     flags = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
-    title = {"lenet5": "LeNet-5", "resnet20": "ResNet-20", "cifar-plain": "CIFAR-plain"}[args.network]
+    title = {"lenet5": "LeNet-5", "resnet20": "ResNet-20", "cifar-plain": "CIFAR-plain",
+             "mobilenetv2": "MobileNetV2"}[args.network]
     print(f"{title}, float32, {args.threads} threads; OpenBLAS tuning variables set: "
           f"{', '.join(flags) or 'none'}")
     print(f"\ntraining, {CHUNKS} paired chunks of ~{CHUNK_S} s per side; ratio = median of "
@@ -529,7 +542,7 @@ def main():
 
     if args.training_only:
         return
-    if args.network != "resnet20":
+    if args.network not in ("resnet20", "mobilenetv2"):
         _kernel_table(args)
     _layer_table(args)
 

@@ -74,7 +74,7 @@ layers:
 """)
     network = Network(config)
     x = np.random.default_rng(4).normal(size=(3, 2, 4, 4))
-    shortcut = network.layers[0].shortcut
+    shortcut = network.layers[0].paths[1]
     out = shortcut[1].forward(shortcut[0].forward(x))
     np.testing.assert_array_equal(out, np.pad(x[:, :, ::2, ::2], ((0, 0), (1, 1), (0, 0), (0, 0))))
     rows = check_gradients(network, x, np.array([0, 1, 1]))

@@ -20,6 +20,11 @@ CASES = {
                                           "padding: 2, op: convolution, stride: [1, 2]",
     "dilation [2, 1], groups 2, convolution": "filters: 2, kernel: [3, 2], dilation: [2, 1], "
                                              "groups: 2, op: convolution",
+    "padding [top, left, bottom, right]": "filters: 3, kernel: 3, padding: [2, 0, 1, 1], "
+                                          "stride: 2",
+    "padding of four, winograd": "filters: 3, kernel: 3, padding: [0, 2, 1, 0], "
+                                 "algorithm: winograd",
+    "padding of four, depthwise": "filters: 4, kernel: 3, groups: 4, padding: [1, 0, 0, 2]",
 }
 
 
@@ -62,7 +67,8 @@ def _reference(x, layer):
 def test_forward_is_the_grouped_dilated_sum(case):
     layer = Network(_config(case)).layers[0]
     # groups = channels: the depthwise kernels of their own; any other groups: im2col's
-    expected = "depthwise" if layer.spec.groups == 4 else "gemm"
+    expected = ("depthwise" if layer.spec.groups == 4 else
+                "winograd" if "winograd" in case else "gemm")
     assert layer.algorithm == layer.weight_algorithm == expected
     x = np.random.default_rng(0).normal(size=(2, 4, 7, 7))
     np.testing.assert_allclose(layer.forward(x), _reference(x, layer), rtol=1e-12, atol=1e-12)
@@ -84,6 +90,12 @@ def test_onnx_runtime_gives_the_same_scores(case, batch):
     assert_onnx_runtime_agrees(config, network, x)
 
 
+def test_four_numbers_of_padding_are_top_left_bottom_right():
+    spec = _config("padding [top, left, bottom, right]").layers[0]
+    assert spec.padding == (2, 1, 0, 1)  # kept as (top, bottom, left, right)
+    assert spec.out_shape == (3, 4, 3)  # (7 + 3 - 3) // 2 + 1 rows, (7 + 1 - 3) // 2 + 1 columns
+
+
 def test_a_depthwise_layer_has_one_kernel_per_channel():
     spec = _config("depthwise").layers[0]
     assert spec.param_shapes() == {"weight": (4, 1, 3, 3), "bias": (4,)}
@@ -99,6 +111,10 @@ def test_a_depthwise_layer_has_one_kernel_per_channel():
      "dilated kernel 9x9 is larger than its input 7x7"),
     ("{type: conv2d, filters: 4, kernel: 3, groups: 2, algorithm: winograd}", "algorithm",
      "groups 2"),
+    ("{type: conv2d, filters: 4, kernel: 3, padding: [1, 1, 1]}", "padding",
+     "must be an integer or a pair [h, w] or four [top, left, bottom, right], got a list of 3"),
+    ("{type: conv2d, filters: 4, kernel: 3, padding: [1, 0, -1, 1]}", "padding",
+     "at least 0"),
 ])
 def test_bad_values_are_one_line_naming_the_key(layer, key, words):
     with pytest.raises(ConfigError) as raised:

@@ -96,3 +96,60 @@ def test_generated_stacks_with_the_modern_layers_pass_the_gradient_check(case, m
     rows = check_gradients(network, x, np.arange(batch) % 3, max_entries=12)
     for row in rows:
         assert row.passed, row.describe()
+
+
+@st.composite
+def classic_stacks(draw):
+    """A generated conv with groups (depthwise among them), dilation and 4-number padding,
+    then two of the classic CNN layers, each drawn with its options."""
+    groups = draw(st.sampled_from([1, 2, 3]))
+    channels = groups * draw(st.integers(1, 2))
+    filters = channels if draw(st.booleans()) else groups * draw(st.integers(1, 2))
+    kernel = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
+    dilation = [draw(st.integers(1, 2)), draw(st.integers(1, 2))]
+    padding = draw(st.lists(st.integers(0, 2), min_size=4, max_size=4))
+    stride = [draw(st.integers(1, 2)), draw(st.integers(1, 2))]
+    height = draw(st.integers(max(1, (kernel[0] - 1) * dilation[0] + 1 - padding[0]
+                                  - padding[2]), 7))
+    width = draw(st.integers(max(1, (kernel[1] - 1) * dilation[1] + 1 - padding[1]
+                                 - padding[3]), 7))
+    conv = (f"{{type: conv2d, filters: {filters}, kernel: {kernel}, groups: {groups}, "
+            f"dilation: {dilation}, padding: {padding}, stride: {stride}}}")
+    pool = draw(st.sampled_from(["maxpool", "avgpool"]))
+    choices = [
+        "{type: branches, merge: concat, paths: [[{type: conv2d, filters: 2, kernel: 1}, "
+        "{type: tanh}], []]}",
+        "{type: branches, merge: multiply, paths: [[], [{type: globalavgpool}, {type: dense, "
+        "units: 2}, {type: tanh}, {type: dense, units: CHANNELS}, {type: sigmoid}]]}",
+        "{type: branches, merge: add, paths: [[{type: tanh}], [], [{type: sigmoid}]]}",
+        "{type: lrn, size: 3, alpha: 0.5}",
+        f"{{type: upsample, scale: {draw(st.integers(1, 3))}, "
+        f"mode: {draw(st.sampled_from(['nearest', 'bilinear']))}}}",
+        f"{{type: conv_transpose2d, filters: 2, kernel: {draw(st.integers(1, 3))}, "
+        f"stride: {draw(st.integers(1, 2))}, padding: {draw(st.integers(0, 1))}}}",
+        f"{{type: {pool}, size: 2, stride: {draw(st.integers(1, 2))}, padding: 1, "
+        f"ceil_mode: {draw(st.booleans())}}}",
+        f"{{type: {draw(st.sampled_from(['relu6', 'hardswish', 'hardsigmoid', 'silu', 'gelu', 'prelu']))}}}",
+    ]
+    extras = [draw(st.sampled_from(choices)) for _ in range(2)]
+    return (channels, height, width), conv, extras
+
+
+@settings(max_examples=40, deadline=None)
+@given(classic_stacks())
+def test_generated_stacks_of_the_classic_layers_pass_the_gradient_check(case):
+    from convtrain.errors import ConfigError
+
+    shape, conv, extras = case
+    layers = [conv, "{type: tanh}"]
+    for extra in extras:
+        channels = _network(shape, layers).config.layers[-1].out_shape[0]
+        layers.append(extra.replace("CHANNELS", str(channels)))
+    try:
+        network = _network(shape, layers + ["{type: flatten}", "{type: dense, units: 3}"])
+    except ConfigError:  # a pool window starting in the padding, a transposed conv too small
+        assume(False)
+    x = np.random.default_rng(2).standard_normal((2,) + shape)
+    rows = check_gradients(network, x, np.array([0, 2]), max_entries=12)
+    for row in rows:
+        assert row.passed, row.describe()

@@ -20,6 +20,9 @@ from convtrain.views.trace_formulas import Symbols
 # follow it so that it is trained as a classifier's inner layer.
 EXAMPLE = {
     "conv2d": "{type: conv2d, filters: 3, kernel: 3, stride: 2, padding: 1}",
+    "conv_transpose2d": "{type: conv_transpose2d, filters: 3, kernel: 3, stride: 2, padding: 1, "
+                        "output_padding: 1}",
+    "upsample": "{type: upsample, scale: 2, mode: bilinear}",
     "dense": "{type: dense, units: 4}",
     "relu": "{type: relu}",
     "leaky_relu": "{type: leaky_relu, slope: 0.1}",
@@ -41,6 +44,8 @@ EXAMPLE = {
     "channel_shuffle": "{type: channel_shuffle, groups: 2}",
     "channel_pad": "{type: channel_pad, before: 1, after: 2}",
     "channel_slice": "{type: channel_slice, start: 1, stop: 2}",
+    "branches": "{type: branches, merge: concat, paths: [[{type: conv2d, filters: 1, kernel: 1}, "
+                "{type: tanh}], []]}",
     "residual": "{type: residual, body: [{type: conv2d, filters: 2, kernel: 3, padding: 1}, "
                 "{type: tanh}]}",
 }

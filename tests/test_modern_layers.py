@@ -312,7 +312,7 @@ def test_a_divergence_is_traced_to_the_layer_inside_a_block():
     from convtrain.model.divergence import first_bad_output
 
     network = _network([CONV, "{type: residual, name: r, body: [" + CONV + ", " + BN3 + "]}"])
-    network.layers[1].body[0].params["weight"][0, 0, 0, 0] = np.inf
+    network.layers[1].paths[0][0].params["weight"][0, 0, 0, 0] = np.inf
     x, labels = _data(network, batch=3)
     with np.errstate(all="ignore"):
         network.loss_and_gradients(x, labels)

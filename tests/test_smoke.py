@@ -30,16 +30,20 @@ def _synthetic_mnist(folder):
                     str(folder / "data")], check=True, capture_output=True)
 
 
-# config: (how to make the data it names, or None for the builtin digits; --max-steps).
-# ResNet-20 takes 3 steps instead of 20: a step of batch 128 costs 0.4 s on 2 cores.
+# config: (how to make the data it names, or None for the builtin digits; --max-steps;
+# other arguments). ResNet-20 takes 3 steps instead of 20: a step of batch 128 costs 0.4 s
+# on 2 cores.
 SHIPPED = {
-    "digits.yaml": (None, 20),
-    "resnet-digits.yaml": (None, 20),
-    "lenet5-mnist.yaml": (_synthetic_mnist, 20),
-    "resnet20-cifar10.yaml": (_synthetic_cifar, 3),
+    "digits.yaml": (None, 20, []),
+    "resnet-digits.yaml": (None, 20, []),
+    "lenet5-mnist.yaml": (_synthetic_mnist, 20, []),
+    "resnet20-cifar10.yaml": (_synthetic_cifar, 3, []),
     # 4 steps of 128 (16 s here): the loss of its first 3 can still rise at lr 0.1
-    "mobilenetv2-cifar10.yaml": (_synthetic_cifar, 4),
-    "seed-example.yaml": (None, 20),  # names no data: seeded random samples
+    "mobilenetv2-cifar10.yaml": (_synthetic_cifar, 4, []),
+    "squeezenet-cifar10.yaml": (_synthetic_cifar, 3, []),
+    # 2 steps of 8: the smoke's loss over its 256 samples, before and after, costs 10 s here
+    "densenet-cifar10.yaml": (_synthetic_cifar, 2, ["--set", "train.batch_size=8"]),
+    "seed-example.yaml": (None, 20, []),  # names no data: seeded random samples
 }
 
 
@@ -49,12 +53,12 @@ def test_every_shipped_config_is_smoked_here():
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_smoke_passes_on_each_shipped_config(name, tmp_path, monkeypatch):
-    make_data, steps = SHIPPED[name]
+    make_data, steps, other = SHIPPED[name]
     if make_data:
         make_data(tmp_path)
     monkeypatch.chdir(tmp_path)  # the configs name data/ beside where convtrain runs
     result = CliRunner().invoke(main, ["train", os.path.join(CONFIGS, name), "--smoke",
-                                       "--max-steps", str(steps)])
+                                       "--max-steps", str(steps), *other])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"smoke: ok — {steps} steps on 256 samples, loss ")
 

@@ -260,3 +260,11 @@ def conv2d_bias_column_sums(dout, column_sums):
                 for ow in range(uint64(out_w)):
                     columns[ow] += dout[n, f, oh, ow]
         column_sums[f] = columns
+
+
+@njit(parallel=True, cache=True)
+def add_channel_bias(out, bias):
+    """out[n, f] += bias[f] over each plane (conv_transpose2d's bias). out (N, F, OH, OW)."""
+    for n in prange(out.shape[0]):
+        for f in range(out.shape[1]):
+            out[n, f] += bias[f]

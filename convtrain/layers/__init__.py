@@ -10,8 +10,10 @@ the class that runs it. Importing this package loads neither Numba nor the kerne
 from convtrain.layers import (
     activations,
     batchnorm,
+    branches,
     channels,
     conv2d,
+    conv_transpose2d,
     dense,
     dropout,
     flatten,
@@ -19,12 +21,14 @@ from convtrain.layers import (
     modern_activations,
     pools,
     residual,
+    upsample,
 )
 from convtrain.layers.base import Layer, LayerSpec, Mode, walk, walk_with_depth
 
-LAYER_TYPES = {spec.type: spec for module in (conv2d, dense, activations, modern_activations,
-                                              pools, flatten, batchnorm, lrn, dropout,
-                                              channels, residual)
+LAYER_TYPES = {spec.type: spec for module in (conv2d, conv_transpose2d, dense, activations,
+                                              modern_activations, pools, upsample, flatten,
+                                              batchnorm, lrn, dropout, channels, branches,
+                                              residual)
                for spec in module.TYPES}
 
 

@@ -44,6 +44,7 @@ class LayerSpec:
     out_shape: tuple
 
     compute = None          # the Layer subclass that runs this type
+    paths = ()              # a block's lists of layers (convtrain.layers.branches)
     contains_layers = False  # parse takes a fifth argument: a parser of nested layer lists
     name_stem = None        # of generated names (conv3, bn4); None: the type
     weight_symbol = "W"     # trace's names: W3, b3
@@ -65,8 +66,8 @@ class LayerSpec:
         return {}
 
     def children(self):
-        """The layers inside this one (a residual block's), in order."""
-        return ()
+        """The layers inside this one (a block's, path after path), in order."""
+        return tuple(child for path in self.paths for child in path)
 
     def forward_formula(self, s):
         """The forward rule as `convtrain trace` prints it; s: views.trace_formulas.Symbols."""
@@ -82,7 +83,7 @@ class LayerSpec:
 
 
 def walk(specs):
-    """Every layer spec, depth first: a residual block, then its body, then its shortcut."""
+    """Every layer spec, depth first: a block, then its paths' layers, path after path."""
     for spec, _ in walk_with_depth(specs):
         yield spec
 
@@ -153,10 +154,11 @@ class Layer:
         self.grads = {}
         self.buffers = {}  # state kept in checkpoints but not trained (running statistics)
         self.mode = Mode()  # the network gives all its layers its own
+        self.paths = []  # a block's lists of layers (convtrain.layers.branches)
 
     def children(self):
-        """The layers inside this one (a residual block's), in order."""
-        return []
+        """The layers inside this one (a block's, path after path), in order."""
+        return [child for path in self.paths for child in path]
 
     def nested_deltas(self):
         """{full name: delta} of the layers inside this one, after backward (once)."""

@@ -105,20 +105,25 @@ class Conv2d(Layer):
         top, _, left, _ = self.spec.padding
         out = np.empty((x.shape[0],) + self.spec.out_shape, dtype=self.dtype)
         bias = self.params.get("bias", self._zero_bias)
-        if self.algorithm == "depthwise":  # its kernels take the dilation themselves
-            w = self.correlation_kernel()
+        w = self.running_kernel()
+        if self.algorithm == "depthwise":
             kernels("depthwise").depthwise_forward(x, w, bias, stride_h, stride_w,
                                                    *self.spec.dilation, top, left,
                                                    *self.padded_size(), out)
         elif self.algorithm == "winograd":
-            w = self.dilated_kernel()
             kernels("winograd").winograd_forward(x, _winograd_kernels(w), bias, top, left, out)
         else:
-            w = self.dilated_kernel()
             kernels("conv").conv2d_forward(x, w, bias, stride_h, stride_w, top, left,
                                            *self.padded_size(), out, self.spec.groups)
         self.cache = (x, w)
         return out
+
+    def running_kernel(self):
+        """The kernel as the algorithm takes it: the depthwise kernels take the correlation
+        kernel and the dilation apart, the others the dilated kernel."""
+        if self.algorithm == "depthwise":
+            return self.correlation_kernel()
+        return self.dilated_kernel()
 
     def backward(self, dout, need_dx=True):
         """dout (N, F, OH, OW) -> dx (N, C, H, W); fills grads weight (F, C/G, KH, KW), bias
@@ -127,12 +132,7 @@ class Conv2d(Layer):
         dout = np.ascontiguousarray(dout)
         self.grads["weight"] = self._weight_gradient(x, dout, w)
         if self.spec.bias:
-            column_sums = self.mode.team.chain(
-                np.zeros((w.shape[0], dout.shape[3])),
-                lambda sums: kernels("conv").conv2d_bias_column_sums(dout, sums))
-            db = np.empty(w.shape[0], dtype=self.dtype)
-            kernels("ordered_sums").row_totals(column_sums, db)
-            self.grads["bias"] = db
+            self.grads["bias"] = bias_gradient(dout, self.mode.team, self.dtype)
         return self._input_delta(dout, w, x.shape) if need_dx else None
 
     def _weight_gradient(self, x, dout, w):
@@ -218,6 +218,16 @@ class Conv2d(Layer):
                           group=spec.groups, dilations=list(spec.dilation))
 
 
+def bias_gradient(dout, team, dtype):
+    """Σ dout per filter, (F,) from dout (N, F, OH, OW) contiguous: column sums chained over
+    the processes sharing the batch, then added in order."""
+    column_sums = team.chain(np.zeros((dout.shape[1], dout.shape[3])),
+                             lambda sums: kernels("conv").conv2d_bias_column_sums(dout, sums))
+    db = np.empty(dout.shape[1], dtype=dtype)
+    kernels("ordered_sums").row_totals(column_sums, db)
+    return db
+
+
 def _winograd_kernels(w):
     """w (F, C, 3, 3) -> u (16, C, F), Winograd's transformed kernels."""
     u = np.empty((16, w.shape[1], w.shape[0]), dtype=w.dtype)
@@ -252,7 +262,7 @@ class Conv2dSpec(LayerSpec):
         filters = section.get_int("filters", minimum=1)
         kernel = section.get_pair("kernel")
         stride = section.get_pair("stride", 1)
-        padding = section.get_pair("padding", 0, minimum=0, allow=("same", "valid"))
+        padding = section.get_pair("padding", 0, minimum=0, allow=("same", "valid"), sides=True)
         op = section.get_choice("op", ("correlation", "convolution"), "correlation")
         bias = section.get_bool("bias", True)
         init = section.get_choice("init", INITS, "he_uniform")

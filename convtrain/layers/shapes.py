@@ -31,7 +31,8 @@ def require_image(section, in_shape, kind):
 
 
 def window(section, name, in_shape, kernel, stride, padding, what):
-    """Resolve padding (int, pair, 'same', 'valid') and the output size of a window."""
+    """Resolve padding (a pair (h, w), four (top, left, bottom, right), 'same' or 'valid')
+    into (top, bottom, left, right), and the output size of a window."""
     _, height, width = in_shape
     if padding == "same":
         pads = []
@@ -42,6 +43,8 @@ def window(section, name, in_shape, kernel, stride, padding, what):
         (top, bottom), (left, right) = pads
     elif padding == "valid":
         top = bottom = left = right = 0
+    elif len(padding) == 4:
+        top, left, bottom, right = padding
     else:
         top = bottom = padding[0]
         left = right = padding[1]

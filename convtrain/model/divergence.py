@@ -24,13 +24,12 @@ def first_bad_output(network, xb):
 
 def _first_bad_output(layers, out):
     """(name of the first layer of `layers` whose output is not finite, looking inside a
-    residual block's branches, or None; the last output)."""
+    block's paths, or None; the last output)."""
     first = None
     for layer in layers:
         inside = None
-        if layer.children():
-            inside = (_first_bad_output(layer.body, out)[0]
-                      or _first_bad_output(layer.shortcut, out)[0])
+        for path in layer.paths:
+            inside = inside or _first_bad_output(path, out)[0]
         out = layer.forward(out)
         if first is None and not np.all(np.isfinite(out)):
             first = inside or layer.name
@@ -62,11 +61,11 @@ def first_bad_gradient(network):
 
 
 def _backward_order(layers):
-    """Layers as backward reaches them: a residual block, its body's, then its shortcut's."""
+    """Layers as backward reaches them: a block, then its paths' layers, path after path."""
     for layer in reversed(layers):
         yield layer
-        for branch in (getattr(layer, "body", []), getattr(layer, "shortcut", [])):
-            yield from _backward_order(branch)
+        for path in layer.paths:
+            yield from _backward_order(path)
 
 
 def first_bad_parameter(network, updates):

@@ -28,9 +28,11 @@ from convtrain.kernels import (
     depthwise,
     elementwise,
     lrn,
+    merge,
     norm,
     ordered_sums,
     pool,
+    resample,
     winograd,
 )
 from convtrain.layers import LAYER_TYPES
@@ -41,8 +43,8 @@ from convtrain.runtime import available_cores
 from convtrain.data.stored_images import StoredImages
 from convtrain.team import Solo
 
-KERNEL_MODULES = (augment, channels, conv, dense, depthwise, elementwise, lrn, norm,
-                  ordered_sums, pool, winograd)
+KERNEL_MODULES = (augment, channels, conv, dense, depthwise, elementwise, lrn, merge, norm,
+                  ordered_sums, pool, resample, winograd)
 BYTE_FORMATS = ("cifar10", "folder", "builtin")  # sources whose images are always uint8
 
 # Seconds each kernel took to compile on an empty cache, the functions it calls included,

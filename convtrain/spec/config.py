@@ -13,8 +13,9 @@ import numpy as np
 
 from convtrain.errors import ConfigError
 from convtrain.spec.fields import Section
+from convtrain.spec.layer_list import read_layers
 from convtrain.spec.data_spec import DataSpec, read_data
-from convtrain.layers import LAYER_TYPES, walk
+from convtrain.layers import walk
 from convtrain.layers.shapes import as_array
 from convtrain.spec.yamlsource import apply_override, did_you_mean, load_yaml
 
@@ -25,7 +26,6 @@ OPTIMIZER_KEYS = {"sgd": ("type", "lr", "weight_decay", "momentum", "nesterov"),
                   "adam": ADAM_KEYS, "adamw": ADAM_KEYS}
 STOP_METRICS = ("val_loss", "val_acc")
 SCHEDULES = ("none", "step", "cosine")
-MAX_ELEMENTS = 2 ** 28  # per layer: 1 GiB of float32; more is a typo, not a network
 TOP_KEYS = ("name", "seed", "dtype", "input", "layers", "loss", "optimizer", "schedule",
             "train", "data", "log", "checkpoint", "trace")
 
@@ -177,7 +177,7 @@ def load_config(path, overrides=(), text=None):
     seed = top.get_int("seed", 0, minimum=0)
     dtype = top.get_choice("dtype", ("float32", "float64"), "float32")
     input_shape = _input_shape(top)
-    layers = _layers(top, input_shape)
+    layers = read_layers(top, input_shape)
     loss, label_smoothing = _loss(top)
     optimizer = _optimizer(top.section("optimizer", {"type": "sgd", "lr": 0.01}))
     schedule = _schedule(top.section("schedule", {"type": "none"}))
@@ -227,63 +227,6 @@ def _input_shape(top):
             or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
         raise top.error("input", f"must be [C, H, W], three positive integers, got {value!r}")
     return tuple(value)
-
-
-def _layers(top, input_shape):
-    items = top.get_raw("layers")
-    if not isinstance(items, list) or not items:
-        raise top.error("layers", "must be a non-empty list of layers, each a mapping with `type`")
-    specs, resolved = _layer_list(top.source, ("layers",), items, input_shape, "", set())
-    top.resolved["layers"] = resolved
-    return specs
-
-
-def _layer_list(source, path, items, shape, prefix, names):
-    """The specs of a list of layers at `path` taking `shape`, their names prefixed (a
-    residual block's layers: `res1.`); names holds every full name so far. Returns (specs,
-    their resolved mappings)."""
-    specs, resolved = [], []
-    default_prefix = "shortcut_" if path[-1] == "shortcut" else ""
-    for index, item in enumerate(items):
-        section = Section(source, path + (index,), item, f"layer {index}")
-        kind = section.get_str("type")
-        if kind not in LAYER_TYPES:
-            raise section.error("type", f"unknown layer type '{kind}'"
-                                        f"{did_you_mean(kind, LAYER_TYPES)}; known types: "
-                                        f"{', '.join(LAYER_TYPES)}")
-        spec_class = LAYER_TYPES[kind]
-        stem = spec_class.name_stem or kind
-        name = prefix + section.get_str("name", f"{default_prefix}{stem}{index + 1}")
-        if name in names:
-            raise section.error("name", f"layer name '{name}' is used twice")
-        names.add(name)
-        if spec_class.contains_layers:
-            spec = spec_class.parse(section, index, name, shape,
-                                    _nested_parser(section, shape, name, names))
-        else:
-            spec = spec_class.parse(section, index, name, shape)
-        section.finish()
-        for what, count in (("parameters", spec.param_count),
-                            ("output values per sample", int(np.prod(spec.out_shape))),
-                            ("values of working memory per sample", spec.scratch_per_sample())):
-            if count > MAX_ELEMENTS:
-                raise section.error(None, f"{kind} layer '{name}' on input "
-                                          f"{list(spec.in_shape)} would have {count:,} {what}; "
-                                          f"more than {MAX_ELEMENTS:,} is surely a typo")
-        specs.append(spec)
-        resolved.append(section.resolved)
-        shape = spec.out_shape
-    return tuple(specs), resolved
-
-
-def _nested_parser(section, in_shape, name, names):
-    """parse_layers(key, items) -> specs of a block's list of layers at `key` (a residual's
-    body or shortcut), each taking the block's input and named `block.layer`."""
-    def parse_layers(key, items):
-        specs, section.resolved[key] = _layer_list(section.source, section.path + (key,),
-                                                   items, in_shape, name + ".", names)
-        return specs
-    return parse_layers
 
 
 def _train(section):

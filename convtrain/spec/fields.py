@@ -150,29 +150,32 @@ class Section:
                                   f"choose one of: {', '.join(choices)}")
         return self._keep(key, value)
 
-    def get_pair(self, key, default=MISSING, minimum=1, allow=()):
-        """An int, or [a, b]; returns (a, b). Strings in `allow` pass through."""
+    def get_pair(self, key, default=MISSING, minimum=1, allow=(), sides=False):
+        """An int, or [a, b]; returns (a, b). Strings in `allow` pass through. sides: four
+        numbers [top, left, bottom, right] (ONNX's order of pads) are taken too and returned
+        as they are."""
         value = self._take(key, default)
         if value is MISSING:
             self._keep(key, default if isinstance(default, int) else list(default))
             return (default, default) if isinstance(default, int) else tuple(default)
         if isinstance(value, str) and value in allow:
             return self._keep(key, value)
+        four = " or four [top, left, bottom, right]" if sides else ""
         if isinstance(value, (list, tuple)):
-            if len(value) != 2:
-                raise self.error(key, f"must be an integer or a pair [h, w], got a list of "
-                                      f"{len(value)}")
+            if len(value) != 2 and not (sides and len(value) == 4):
+                raise self.error(key, f"must be an integer or a pair [h, w]{four}, got a list "
+                                      f"of {len(value)}")
             items = list(value)
         else:
             items = [value, value]
         for item in items:
             if isinstance(item, bool) or not isinstance(item, int):
                 choices = " or " + " or ".join(f"'{a}'" for a in allow) if allow else ""
-                raise self.error(key, f"must be an integer or a pair [h, w]{choices}, "
+                raise self.error(key, f"must be an integer or a pair [h, w]{four}{choices}, "
                                       f"got {_type_name(value)}")
             if item < minimum:
                 raise self._below_minimum(key, minimum, item)
-        result = (items[0], items[1])
+        result = tuple(items)
         self._keep(key, value if isinstance(value, int) else list(result))
         return result
 

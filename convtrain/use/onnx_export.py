@@ -7,7 +7,7 @@ Each layer becomes the ONNX operators that compute what its eval-mode forward co
 (its `to_onnx`, in its module under convtrain/layers/): conv2d a Conv (op: convolution with
 its kernel flipped, as convtrain's kernels get it), dense a Gemm (after a Flatten),
 batchnorm a BatchNormalization with the running statistics, globalavgpool a
-GlobalAveragePool and a Flatten, a residual block its two branches and an Add; dropout is
+GlobalAveragePool and a Flatten, a block its paths and an Add, a Concat or a Mul; dropout is
 left out (it is the identity outside training). Weights are float32 even for a float64
 network. The model's metadata says how to prepare an input as training did.
 """

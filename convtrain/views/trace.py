@@ -113,14 +113,6 @@ def run_trace(config, recipe="exact", checkpoint=None):
             "steps": [_jsonable(step) for step in tracer.steps]}
 
 
-def branches(block, value, run):
-    """A residual block's two paths, one after the other, as Residual runs them: run(layers,
-    value) on the body, then on the shortcut (the identity: value itself). Forward and the
-    exact backward walk into a block through it; the steps shown take the same order, with
-    a step after each path."""
-    return run(block.body, value), (run(block.shortcut, value) if block.shortcut else value)
-
-
 class Tracer:
     """One trace: the float64 network at training's first step, the steps so far, and the
     exact chain the steps shown are compared with."""
@@ -156,9 +148,8 @@ class Tracer:
         for layer in layers:
             self.inputs[layer.name], self.below[layer.name] = a, previous
             previous = layer.name
-            if layer.spec.type == "residual":
-                body, shortcut = branches(layer, a, self.forward)
-                a = body + shortcut
+            if layer.paths:  # a block: its paths, one after the other, as it runs them
+                a = layer.combine([self.forward(path, a) for path in layer.paths])
             else:
                 a = layer.forward(a)
             self.add(layer.name, "output", layer.spec.forward_formula(self.s), a[0])
@@ -185,10 +176,12 @@ class Tracer:
     def exact_backward(self, layers, d):
         for layer in reversed(layers):
             d = d.reshape((1,) + layer.spec.out_shape)
-            if layer.spec.type == "residual":
-                self.exact_branches[layer.name] = branches(layer, d, self.exact_backward)
-                body, shortcut = self.exact_branches[layer.name]
-                d_in = body + shortcut
+            if layer.paths:
+                shares = layer.shares(d)
+                handed = [self.exact_backward(path, share)
+                          for path, share in zip(layer.paths, shares)]
+                self.exact_branches[layer.name] = shares, handed
+                d_in = sum(handed[1:], handed[0])
             else:
                 d_in = layer.backward(d)
                 self.exact_grads[layer.name] = {k: v.copy() for k, v in layer.grads.items()}
@@ -198,31 +191,37 @@ class Tracer:
     def backward(self, layers, d, above):
         for layer in reversed(layers):
             d = d.reshape((1,) + layer.spec.out_shape)
-            if layer.spec.type == "residual":
-                d = self.residual_steps(layer, d)
+            if layer.paths:
+                d = self.block_steps(layer, d)
             else:
                 d = self.layer_steps(layer, d, above)
             above = layer.name
         return d
 
-    def residual_steps(self, layer, d):
+    def block_steps(self, layer, d):
+        """A block's steps: how the paths share δ, then for each path in turn the share it
+        takes (unless it takes all of δ), its layers' steps and what it hands down; last
+        their sum."""
         s, spec, name = self.s, layer.spec, layer.name
-        lasts = [s.delta(branch[-1].spec) for branch in (layer.body, layer.shortcut) if branch]
-        self.add(name, "delta", f"{s.delta(spec)} enters {name}: the body and the shortcut "
-                                f"each take all of it (the derivative of a sum): "
-                                f"{' = '.join(lasts + [s.delta(spec)])}", d[0])
-        exact_body, exact_skip = self.exact_branches[name]
-        # the paths in branches' order, each path's steps followed by what it hands down
-        dbody = self.backward(layer.body, d, None)
-        self.add(name, "body_delta", f"{s.delta_in(spec)}.body, what the body hands down",
-                 dbody[0], exact_body[0])
-        if layer.shortcut:
-            dskip = self.backward(layer.shortcut, d, None)
-            skip_formula = f"{s.delta_in(spec)}.shortcut, what the shortcut hands down"
-        else:
-            dskip, skip_formula = d, f"{s.delta_in(spec)}.shortcut = {s.delta(spec)} (identity)"
-        self.add(name, "shortcut_delta", skip_formula, dskip[0], exact_skip[0])
-        d_in = dbody + dskip
+        self.add(name, "delta", spec.entry_formula(s), d[0])
+        exact_shares, exact_handed = self.exact_branches[name]
+        handed = []
+        for i, (path, share) in enumerate(zip(layer.paths, layer.shares(d))):
+            label = spec.path_labels[i]
+            if spec.merge != "add":
+                self.add(name, f"{label}_output_delta", spec.share_formula(s, i), share[0],
+                         exact_shares[i][0])
+            if path:
+                handed.append(self.backward(path, share, None))
+                formula = f"{s.delta_in(spec)}.{label}, what {spec.path_title(i)} hands down"
+            else:
+                handed.append(share)
+                formula = (f"{s.delta_in(spec)}.{label} = {s.delta(spec)} (identity)"
+                           if spec.merge == "add" else
+                           f"{s.delta_in(spec)}.{label}, its share (an empty path: the "
+                           f"identity)")
+            self.add(name, f"{label}_delta", formula, handed[-1][0], exact_handed[i][0])
+        d_in = sum(handed[1:], handed[0])
         self.add(name, "input_delta", spec.backward_formulas(s, self.textbook)[1], d_in[0],
                  self.exact_in[name][0])
         return d_in

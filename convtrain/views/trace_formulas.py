@@ -6,8 +6,9 @@ from convtrain.layers import walk
 
 class Symbols:
     """A_i, δ_i, K_i (W_i, γ_i), b_i (β_i): i is the layer's position, 1-based, depth first
-    (a residual block, then its body, then its shortcut). Inside a block both branches take
-    the block's input; the deltas they hand down are δ.body and δ.shortcut of its input's."""
+    (a block, then its paths' layers, path after path). Inside a block every path takes the
+    block's input; the deltas they hand down are δ.body and δ.shortcut (a residual's), or
+    δ.path1, δ.path2, ... (a branches block's) of its input's."""
 
     def __init__(self, config):
         self.index = {spec.name: i + 1 for i, spec in enumerate(walk(config.layers))}
@@ -17,9 +18,8 @@ class Symbols:
     def _chain(self, specs, inp, dinp):
         for spec in specs:
             self.inputs[spec.name], self.input_deltas[spec.name] = inp, dinp
-            if spec.type == "residual":
-                self._chain(spec.body, inp, f"{dinp}.body")
-                self._chain(spec.shortcut, inp, f"{dinp}.shortcut")
+            for label, path in zip(spec.path_labels if spec.paths else (), spec.paths):
+                self._chain(path, inp, f"{dinp}.{label}")
             inp, dinp = self.out(spec), self.delta(spec)
 
     def out(self, spec):

@@ -36,6 +36,22 @@ def depthwise_forward(x, w, b, stride_h, stride_w, dilation_h, dilation_w, pad_t
     for nf in prange(n_samples * filters):
         n, f = nf // filters, nf % filters
         xp = _padded_plane(x[n, f // multiplier], pad_top, pad_left, padded_h, padded_w)
+        if stride_h == 1 and stride_w == 1:
+            # Rows as long as the padded plane's: each tap one contiguous run over all the
+            # output rows at once (the padded_w - OW columns past each row's end unused).
+            flat = xp.reshape(padded_h * padded_w)
+            span = uint64((out_h - 1) * padded_w + out_w)
+            wide = np.zeros(span)
+            for kh in range(kernel_h):
+                for kw in range(kernel_w):
+                    tap = w[f, 0, kh, kw]
+                    start = uint64(kh * dilation_h * padded_w + kw * dilation_w)
+                    for i in range(span):
+                        wide[i] += tap * flat[start + i]
+            for oh in range(out_h):
+                for ow in range(uint64(out_w)):
+                    out[n, f, oh, ow] = wide[uint64(oh * padded_w) + ow] + b[f]
+            continue
         total = np.zeros((out_h, out_w))
         for kh in range(kernel_h):
             for kw in range(kernel_w):

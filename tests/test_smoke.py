@@ -41,8 +41,9 @@ SHIPPED = {
     # 4 steps of 128 (16 s here): the loss of its first 3 can still rise at lr 0.1
     "mobilenetv2-cifar10.yaml": (_synthetic_cifar, 4, []),
     "squeezenet-cifar10.yaml": (_synthetic_cifar, 3, []),
-    # 2 steps of 8: the smoke's loss over its 256 samples, before and after, costs 10 s here
-    "densenet-cifar10.yaml": (_synthetic_cifar, 2, ["--set", "train.batch_size=8"]),
+    # 2 steps of 8 on 64 samples: the smoke's loss over its 256, before and after, costs 10 s
+    "densenet-cifar10.yaml": (_synthetic_cifar, 2, ["--set", "train.batch_size=8",
+                                                    "--set", "data.train.limit=64"]),
     "seed-example.yaml": (None, 20, []),  # names no data: seeded random samples
 }
 
@@ -60,7 +61,8 @@ def test_smoke_passes_on_each_shipped_config(name, tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["train", os.path.join(CONFIGS, name), "--smoke",
                                        "--max-steps", str(steps), *other])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(f"smoke: ok — {steps} steps on 256 samples, loss ")
+    samples = 64 if "data.train.limit=64" in other else 256
+    assert result.stdout.startswith(f"smoke: ok — {steps} steps on {samples} samples, loss ")
 
 
 def test_smoke_fails_when_every_conv_kernel_gradient_has_the_wrong_sign(monkeypatch):
